@@ -1,0 +1,196 @@
+//! Typed errors of the library, each carrying the context a user needs to act
+//! on it: the dataset and field, the file and position, the runner and URL.
+//! Secrets never appear in them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A dataset that does not follow Fair-Forge's data model.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("invalid dataset {dataset}: field `{field}`: {message}")]
+pub struct DatasetError {
+    /// Which dataset: its position or file, and its session id when known.
+    pub dataset: String,
+    /// The offending field, as a path such as `conversation[2].qa_id`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// A runner that cannot be built from its configuration. Raised before any
+/// request is sent.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("runner `{runner}`: {message}")]
+pub struct ConfigError {
+    /// The runner type, such as `alquimia`.
+    pub runner: String,
+    /// What is missing or wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A configuration error of runner `runner`.
+    pub fn new(runner: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            runner: runner.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How a failed runner call may be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The system under test did not accept the turn (HTTP 429/502/503/504, a
+    /// refused or reset connection): sending it again is safe.
+    Transient,
+    /// Retrying will not help (HTTP 400/401, a malformed reply, an empty answer).
+    Permanent,
+    /// The turn took longer than the suite's per-turn timeout.
+    Timeout,
+}
+
+/// Why one runner call failed. Its message becomes the batch's
+/// `[ERROR] <message>`.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[error("{message}")]
+pub struct RunError {
+    /// Whether the call may be retried.
+    pub kind: ErrorKind,
+    /// A message a person can act on (status, server message, URL without secrets).
+    pub message: String,
+    /// How long the server asked us to wait (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl RunError {
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        RunError {
+            kind: ErrorKind::Permanent,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure before the system under test accepted the turn; safe to retry.
+    pub fn transient(message: impl Into<String>) -> Self {
+        RunError {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A per-turn timeout.
+    pub fn timeout(after: Duration) -> Self {
+        RunError {
+            kind: ErrorKind::Timeout,
+            message: format!("timed out after {}", humanize(after)),
+            retry_after: None,
+        }
+    }
+
+    /// Sets the delay the server asked for.
+    pub fn with_retry_after(mut self, delay: Option<Duration>) -> Self {
+        self.retry_after = delay;
+        self
+    }
+
+    /// Whether a retry may send the turn again.
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+/// Formats a duration the way suites write it (`30s`, `250ms`).
+pub(crate) fn humanize(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// A position in a source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A suite file that cannot be loaded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SuiteError {
+    /// The file (or a dataset file it names) could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid suite: bad YAML, an unknown key, a wrong type,
+    /// an unset variable, a duplicate test name...
+    #[error("{location}: {message}")]
+    Invalid {
+        /// Where.
+        location: Location,
+        /// What was expected.
+        message: String,
+    },
+    /// A dataset in the suite breaks Fair-Forge's data model.
+    #[error("{location}: {source}")]
+    Dataset {
+        /// The suite or dataset file.
+        location: Location,
+        /// The dataset error.
+        #[source]
+        source: DatasetError,
+    },
+    /// The suite's runner cannot be built.
+    #[error("{location}: {source}")]
+    Runner {
+        /// The suite file, at its `runner:` key.
+        location: Location,
+        /// The configuration error.
+        #[source]
+        source: ConfigError,
+    },
+    /// A path or pattern matched no suite file.
+    #[error("{0}: no suite file found")]
+    NotFound(PathBuf),
+}
+
+/// Failure to write a report.
+#[derive(Debug, Error)]
+#[error("{path}: cannot write report: {message}")]
+pub struct ReportError {
+    /// The report file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}

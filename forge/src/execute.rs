@@ -1,0 +1,302 @@
+//! The engine: turns in order within a session, sessions concurrently (bounded),
+//! each turn under a timeout and a retry policy.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ErrorKind, RunError};
+use crate::runner::{millis, BatchOutcome, Runner, Session};
+use crate::schema::{Batch, Dataset, Summary};
+
+/// Exponential backoff with full jitter between retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backoff {
+    /// Delay before the first retry (before jitter).
+    pub initial: Duration,
+    /// Upper bound of any delay, `Retry-After` included.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 250 ms doubling up to 30 s.
+    pub const DEFAULT: Backoff = Backoff {
+        initial: Duration::from_millis(250),
+        max: Duration::from_secs(30),
+    };
+
+    /// The delay before retry number `retry` (1-based). A server's
+    /// `Retry-After` wins over the computed delay, capped at `max`.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max);
+        }
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << (retry.saturating_sub(1)).min(16))
+            .min(self.max);
+        // Full jitter between half and the whole delay keeps retries of many
+        // sessions from landing at once without ever retrying immediately.
+        let half = exp / 2;
+        half + exp.mul_f64(rand::random::<f64>() * 0.5)
+    }
+}
+
+/// How each turn runs: its timeout and its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Per-turn timeout (per attempt); `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Retries of a transient failure or a timeout (0 = none).
+    pub retries: u32,
+    /// Delays between retries.
+    pub backoff: Backoff,
+}
+
+static NO_POLICY: Policy = Policy {
+    timeout: None,
+    retries: 0,
+    backoff: Backoff::DEFAULT,
+};
+
+impl Policy {
+    /// No timeout, no retries.
+    pub fn none() -> &'static Policy {
+        &NO_POLICY
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        NO_POLICY.clone()
+    }
+}
+
+/// Runs one turn under the session's policy. The default of
+/// [`Runner::run_batch`].
+pub(crate) async fn attempt_batch<R: Runner + ?Sized>(
+    runner: &R,
+    mut batch: Batch,
+    session: &Session<'_>,
+) -> BatchOutcome {
+    let policy = session.policy;
+    let start = Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let result = match policy.timeout {
+            Some(limit) => match tokio::time::timeout(limit, runner.call(&batch, session)).await {
+                Ok(result) => result,
+                Err(_) => Err(RunError::timeout(limit)),
+            },
+            None => runner.call(&batch, session).await,
+        };
+        match result {
+            Ok(reply) => {
+                reply.apply(&mut batch);
+                let mut outcome = BatchOutcome::success(batch, millis(start.elapsed()));
+                outcome.attempts = attempts;
+                return outcome;
+            }
+            Err(error) if attempts <= policy.retries && retryable(&error) => {
+                tracing::debug!(
+                    session = session.session_id,
+                    qa_id = batch.qa_id,
+                    attempt = attempts,
+                    %error,
+                    "retrying"
+                );
+                tokio::time::sleep(policy.backoff.delay(attempts, error.retry_after)).await;
+            }
+            Err(error) => {
+                let message = if attempts > 1 {
+                    format!("{error} (after {attempts} attempts)")
+                } else {
+                    error.message
+                };
+                let mut outcome = BatchOutcome::failure(batch, &message, millis(start.elapsed()));
+                outcome.attempts = attempts;
+                return outcome;
+            }
+        }
+    }
+}
+
+fn retryable(error: &RunError) -> bool {
+    matches!(error.kind, ErrorKind::Transient | ErrorKind::Timeout)
+}
+
+/// Message of a turn that never ran because the run was interrupted.
+pub const INTERRUPTED: &str = "run interrupted before this turn was sent";
+
+/// Runs the first `limit` turns of `dataset` in order (all of them with
+/// `usize::MAX`), reporting each outcome to `on_batch`. Turns past `limit` are
+/// left out of the returned dataset. Once `cancel` fires, the remaining turns
+/// are not sent and are recorded as failures.
+pub(crate) async fn run_dataset<R: Runner + ?Sized>(
+    runner: &R,
+    mut dataset: Dataset,
+    policy: &Policy,
+    limit: usize,
+    on_batch: &(dyn Fn(usize, &BatchOutcome) + Sync),
+    cancel: Option<&CancellationToken>,
+) -> (Dataset, Summary) {
+    let start = Instant::now();
+    let mut turns = std::mem::take(&mut dataset.conversation);
+    turns.truncate(limit);
+    let mut done: Vec<Batch> = Vec::with_capacity(turns.len());
+    let (mut successes, mut failures, mut batch_time) = (0usize, 0usize, 0.0f64);
+    for (index, batch) in turns.into_iter().enumerate() {
+        let outcome = if cancel.is_some_and(CancellationToken::is_cancelled) {
+            BatchOutcome::failure(batch, INTERRUPTED, 0.0)
+        } else {
+            let session = Session::with_policy(&dataset, &done, policy);
+            runner.run_batch(batch, &session).await
+        };
+        if outcome.success {
+            successes += 1;
+        } else {
+            failures += 1;
+        }
+        batch_time += outcome.time_ms;
+        on_batch(index, &outcome);
+        done.push(outcome.batch);
+    }
+    let total = done.len();
+    dataset.conversation = done;
+    let summary = Summary {
+        session_id: dataset.session_id.clone(),
+        total_batches: total,
+        successes,
+        failures,
+        total_execution_time_ms: millis(start.elapsed()),
+        avg_batch_time_ms: if total == 0 {
+            0.0
+        } else {
+            batch_time / total as f64
+        },
+    };
+    (dataset, summary)
+}
+
+/// One session to run: the dataset and how many of its turns.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// Run only the first `limit` turns (`usize::MAX` for all).
+    pub limit: usize,
+}
+
+impl From<Dataset> for Job {
+    fn from(dataset: Dataset) -> Self {
+        Job {
+            dataset,
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// Called after every turn with the job's index, the turn's index and its outcome.
+pub type Observer = dyn Fn(usize, usize, &BatchOutcome) + Send + Sync;
+
+/// Runs sessions concurrently (at most `concurrency` at once), turns in order.
+#[derive(Clone)]
+pub struct Engine {
+    runner: Arc<dyn Runner>,
+    policy: Arc<Policy>,
+    concurrency: usize,
+    cancel: CancellationToken,
+}
+
+impl Engine {
+    /// An engine for `runner` with no timeout, no retries and 8 sessions at once.
+    pub fn new(runner: Arc<dyn Runner>) -> Self {
+        Engine {
+            runner,
+            policy: Arc::new(Policy::default()),
+            concurrency: 8,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Sets the per-turn policy.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Sets how many sessions run at once (at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Uses `cancel` to stop the run: turns not yet sent are recorded as
+    /// interrupted failures, turns in flight finish.
+    pub fn cancel_on(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Runs every job; results come back in the jobs' order.
+    pub async fn run(&self, jobs: Vec<Job>, observer: Arc<Observer>) -> Vec<(Dataset, Summary)> {
+        let count = jobs.len();
+        let queue = Arc::new(Mutex::new(
+            jobs.into_iter().enumerate().collect::<VecDeque<_>>(),
+        ));
+        let workers = self.concurrency.min(count);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let queue = Arc::clone(&queue);
+            let engine = self.clone();
+            let observer = Arc::clone(&observer);
+            handles.push(tokio::spawn(async move {
+                let mut results = Vec::new();
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                    let Some((index, job)) = next else { break };
+                    let on_batch = |batch: usize, outcome: &BatchOutcome| {
+                        observer(index, batch, outcome);
+                    };
+                    let result = run_dataset(
+                        engine.runner.as_ref(),
+                        job.dataset,
+                        &engine.policy,
+                        job.limit,
+                        &on_batch,
+                        Some(&engine.cancel),
+                    )
+                    .await;
+                    results.push((index, result));
+                }
+                results
+            }));
+        }
+        let mut slots: Vec<Option<(Dataset, Summary)>> = (0..count).map(|_| None).collect();
+        for handle in handles {
+            match handle.await {
+                Ok(results) => {
+                    for (index, result) in results {
+                        slots[index] = Some(result);
+                    }
+                }
+                // A panicking runner is a bug in that runner: surface it.
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => {}
+            }
+        }
+        slots.into_iter().flatten().collect()
+    }
+
+    /// Runs whole datasets with no observer.
+    pub async fn run_datasets(&self, datasets: Vec<Dataset>) -> Vec<(Dataset, Summary)> {
+        self.run(
+            datasets.into_iter().map(Job::from).collect(),
+            Arc::new(|_, _, _| {}),
+        )
+        .await
+    }
+}

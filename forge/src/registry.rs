@@ -1,0 +1,197 @@
+//! Runner types by name: the built-ins and every `#[forge_runner]`.
+//!
+//! A suite's `runner: {type: NAME, ...}` is looked up here; the rest of the
+//! mapping is the runner's configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ConfigError;
+use crate::runner::Runner;
+
+/// A runner type that suites can name. Built-in runners and
+/// `#[forge_runner]` structs register one with `inventory`.
+pub struct RunnerType {
+    /// The name suites use in `runner: {type: ...}`.
+    pub name: &'static str,
+    /// Builds the runner from the rest of the `runner:` mapping (a JSON object).
+    pub build: fn(Value, &BuildContext) -> Result<Arc<dyn Runner>, ConfigError>,
+}
+
+/// What a runner may need to know about where it is configured.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The directory of the suite file; relative paths in a runner's
+    /// configuration are relative to it. Empty for the payload API (the
+    /// working directory).
+    pub base_dir: PathBuf,
+}
+
+impl BuildContext {
+    /// A context whose relative paths resolve against `base_dir`.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        BuildContext {
+            base_dir: base_dir.into(),
+        }
+    }
+
+    /// `path` resolved against the suite's directory.
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+inventory::collect!(RunnerType);
+
+/// The registered runner type names, sorted.
+pub fn names() -> Vec<&'static str> {
+    let mut names: Vec<_> = inventory::iter::<RunnerType>
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Builds a runner from a `runner:` mapping: `{"type": NAME, ...config}`.
+pub fn build(mut config: Value, context: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {
+    let Some(map) = config.as_object_mut() else {
+        return Err(ConfigError::new(
+            "?",
+            "the runner must be a mapping with a `type` key",
+        ));
+    };
+    let name = match map.remove("type") {
+        Some(Value::String(name)) => name,
+        Some(_) => return Err(ConfigError::new("?", "`type` must be a string")),
+        None => {
+            return Err(ConfigError::new(
+                "?",
+                format!(
+                    "the runner has no `type`; registered types: {}",
+                    names().join(", ")
+                ),
+            ))
+        }
+    };
+    build_named(&name, config, context)
+}
+
+/// Builds the runner type `name` from its configuration.
+pub fn build_named(
+    name: &str,
+    config: Value,
+    context: &BuildContext,
+) -> Result<Arc<dyn Runner>, ConfigError> {
+    let found = inventory::iter::<RunnerType>
+        .into_iter()
+        .find(|t| t.name == name);
+    match found {
+        Some(runner_type) => (runner_type.build)(config, context),
+        None => {
+            let names = names();
+            let hint = closest(name, names.iter().copied())
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            Err(ConfigError::new(
+                name,
+                format!(
+                    "unknown runner type{hint}; registered types: {}",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// Deserializes a runner's configuration, naming the offending field in errors
+/// and suggesting the closest valid key for a misspelt one.
+pub fn config<T: DeserializeOwned>(runner: &str, config: Value) -> Result<T, ConfigError> {
+    let config = if config.is_null() {
+        Value::Object(Default::default())
+    } else {
+        config
+    };
+    serde_path_to_error::deserialize(config).map_err(|err| {
+        let path = err.path().to_string();
+        let message = with_suggestion(&err.into_inner().to_string());
+        if path == "." {
+            ConfigError::new(runner, message)
+        } else {
+            ConfigError::new(runner, format!("`{path}`: {message}"))
+        }
+    })
+}
+
+/// The candidate closest to `word`, when one is close enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Adds "did you mean" to serde's "unknown field `x`, expected one of ..." messages.
+pub(crate) fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect::<Vec<_>>();
+    match closest(field, candidates.iter().copied()) {
+        Some(best) => format!(
+            "unknown key `{field}`, did you mean `{best}`? (expected one of {})",
+            list(&candidates)
+        ),
+        None => format!(
+            "unknown key `{field}`, expected one of {}",
+            list(&candidates)
+        ),
+    }
+}
+
+fn list(candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_closest_key() {
+        let msg = with_suggestion(
+            "unknown field `agnet_id`, expected one of `base_url`, `agent_id`, `api_key`",
+        );
+        assert!(msg.contains("did you mean `agent_id`?"), "{msg}");
+        let msg = with_suggestion("unknown field `zzz`, expected `base_url` or `agent_id`");
+        assert_eq!(
+            msg,
+            "unknown key `zzz`, expected one of `base_url`, `agent_id`"
+        );
+    }
+
+    #[test]
+    fn unknown_type_lists_registered_names() {
+        let err = build(
+            serde_json::json!({"type": "ecko"}),
+            &BuildContext::default(),
+        )
+        .err()
+        .expect("unknown type");
+        assert!(err.message.contains("did you mean `echo`?"), "{err}");
+        assert!(err.message.contains("alquimia"), "{err}");
+    }
+}

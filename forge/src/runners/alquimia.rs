@@ -1,0 +1,1 @@
+//! The `alquimia` runner (in progress).

@@ -1,0 +1,12 @@
+//! The built-in runners, one file each. Every one registers itself under the
+//! name suites use in `runner: {type: ...}`.
+//!
+//! | type | file | system under test |
+//! | --- | --- | --- |
+//! | `alquimia` | [`alquimia`] | Alquimia agents (infer + SSE stream) |
+//! | `openai` | [`openai`] | OpenAI-compatible chat completions |
+//! | `echo`, `replay` | [`offline`] | nothing: offline answers |
+
+pub mod alquimia;
+pub mod offline;
+pub mod openai;

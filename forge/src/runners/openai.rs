@@ -1,0 +1,1 @@
+//! The `openai` runner (in progress).
