@@ -2,19 +2,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod error;
 pub mod execute;
+pub mod harness;
 pub mod payload;
 pub mod registry;
+pub mod report;
+pub mod run;
 pub mod runner;
 pub mod runners;
 pub mod schema;
+pub mod suite;
 
 pub use async_trait::async_trait;
 pub use error::{ConfigError, DatasetError, ErrorKind, RunError, SuiteError};
 pub use execute::{Backoff, Engine, Job, Policy};
 pub use runner::{BatchOutcome, Reply, Runner, Session};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
+pub use suite::Suite;
 
 /// Paths the `#[forge_runner]` macro's generated code uses, so that users
 /// need no dependency but `forge`. Not a public API.

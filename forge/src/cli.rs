@@ -1,0 +1,270 @@
+//! The `forge` command line: `forge run SUITE.yaml...` and
+//! `forge run --payload FILE`.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::report::{self, Reported};
+use crate::run::{run_suites, BatchRecord};
+use crate::suite;
+
+/// Exit status of a run in which some batch failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status of a bad request: unreadable suite, invalid payload.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "forge",
+    version,
+    about = "Test AI systems from declarative YAML suites"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run suites (or a seed-format payload) and write the reports.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Suite files, or directories of suites.
+    #[arg(required_unless_present = "payload", conflicts_with = "payload")]
+    suites: Vec<PathBuf>,
+    /// Run a seed-format payload (a file, or `-` for stdin) and print the
+    /// response JSON.
+    #[arg(long, value_name = "FILE")]
+    payload: Option<String>,
+    /// Directory of the reports (default `$FORGE_OUT_DIR`, else `target/forge`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Sessions in flight at once for `--payload`.
+    #[arg(long, default_value_t = crate::payload::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Run only the batches whose test name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Entry point of the `forge` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("forge: cannot start the tokio runtime: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    match cli.command {
+        Command::Run(args) => match &args.payload {
+            Some(source) => runtime.block_on(run_payload(source, args.concurrency)),
+            None => runtime.block_on(run_files(&args)),
+        },
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FORGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run_payload(source: &str, concurrency: usize) -> ExitCode {
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map(|_| text)
+            .map_err(|e| format!("cannot read the payload from stdin: {e}"))
+    } else {
+        std::fs::read_to_string(source).map_err(|e| format!("cannot read {source}: {e}"))
+    };
+    let response = match text.and_then(|t| {
+        serde_json::from_str::<serde_json::Value>(&t)
+            .map_err(|e| format!("Invalid JSON payload: {e}"))
+    }) {
+        Ok(payload) => crate::payload::run(&payload, concurrency).await,
+        Err(error) => crate::schema::Response::error(error),
+    };
+    match serde_json::to_string_pretty(&response) {
+        Ok(json) => println!("{json}"),
+        Err(error) => {
+            eprintln!("forge: cannot serialise the response: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    }
+    if response.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_BAD_INPUT)
+    }
+}
+
+async fn run_files(args: &RunArgs) -> ExitCode {
+    let suites = match suite::load_all(&args.suites) {
+        Ok(suites) => suites,
+        Err(error) => {
+            eprintln!("forge: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let filter = args.filter.clone();
+    let selected = |id: crate::run::BatchId| {
+        let name = &suites[id.suite].datasets[id.dataset].test_names[id.batch];
+        let ignored = suites[id.suite].datasets[id.dataset].ignored[id.batch];
+        !ignored && filter.as_deref().is_none_or(|f| name.contains(f))
+    };
+    let total: usize = suites
+        .iter()
+        .enumerate()
+        .flat_map(|(s, suite)| {
+            suite
+                .datasets
+                .iter()
+                .enumerate()
+                .flat_map(move |(d, data)| {
+                    (0..data.test_names.len()).map(move |b| crate::run::BatchId {
+                        suite: s,
+                        dataset: d,
+                        batch: b,
+                    })
+                })
+        })
+        .filter(|id| selected(*id))
+        .count();
+
+    let progress = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} batches, {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = {
+        let progress = progress.clone();
+        let failed = Arc::clone(&failed);
+        move |record: &BatchRecord| {
+            if !record.selected {
+                return;
+            }
+            progress.inc(1);
+            if !record.passed {
+                let count = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress.set_message(format!("{count} failed"));
+                progress.suspend(|| {
+                    eprintln!(
+                        "FAILED {}: {}",
+                        record.test,
+                        record.message.as_deref().unwrap_or("failed")
+                    );
+                });
+            }
+        }
+    };
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    let start = Instant::now();
+    let results = run_suites(&suites, &selected, Arc::new(sink), cancel.clone()).await;
+    progress.finish_and_clear();
+
+    let reported: Vec<Reported<'_>> = suites
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
+        .map(|(suite, result)| Reported {
+            result,
+            secrets: suite.secrets(),
+        })
+        .collect();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
+    let mut status = ExitCode::SUCCESS;
+    match report::write_all(&out, &reported) {
+        Ok(_) => eprintln!("forge: reports written to {}", out.display()),
+        Err(error) => {
+            eprintln!("forge: {error}");
+            status = ExitCode::from(EXIT_FAILED);
+        }
+    }
+    let records = results
+        .iter()
+        .flat_map(|r| &r.records)
+        .filter(|r| r.selected);
+    let (passed, failed): (Vec<_>, Vec<_>) = records.partition(|r| r.passed);
+    let config_failures = results.iter().filter(|r| !r.response.is_success()).count();
+    if cancel.is_cancelled() {
+        eprintln!("forge: interrupted; partial reports written");
+    }
+    println!(
+        "{} passed, {} failed in {:.2}s",
+        passed.len(),
+        failed.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() || config_failures > 0 || cancel.is_cancelled() {
+        status = ExitCode::from(EXIT_FAILED);
+    }
+    status
+}
+
+/// First Ctrl-C or SIGTERM: stop sending new turns, let the ones in flight
+/// finish, write the reports. A second one exits at once.
+async fn stop_on_signal(cancel: CancellationToken) {
+    wait_for_signal().await;
+    eprintln!("forge: stopping: finishing turns in flight (press Ctrl-C again to abort)");
+    cancel.cancel();
+    wait_for_signal().await;
+    std::process::exit(130);
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

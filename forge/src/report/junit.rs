@@ -1,0 +1,61 @@
+//! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch with
+//! its time, its failure message and its answer, serialised by quick-junit.
+
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{redact, write_file, Reported};
+use crate::error::ReportError;
+use crate::schema::Response;
+
+/// Builds the JUnit report of the given suites.
+pub fn report(suites: &[Reported<'_>]) -> Report {
+    let mut report = Report::new("forge");
+    let mut total = Duration::ZERO;
+    for suite in suites {
+        let result = suite.result;
+        let mut test_suite = TestSuite::new(result.name.as_str());
+        if let Response::Failure(failure) = &result.response {
+            test_suite.set_system_err(redact(&failure.error, &suite.secrets));
+        }
+        let mut suite_time = Duration::ZERO;
+        for record in result.records.iter().filter(|r| r.selected) {
+            let status = if record.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let message = record.message.as_deref().unwrap_or("failed");
+                status.set_message(redact(message, &suite.secrets));
+                status.set_type("forge");
+                status
+            };
+            let name = record
+                .test
+                .strip_prefix(&format!("{}::", result.name))
+                .unwrap_or(&record.test);
+            let mut case = TestCase::new(name, status);
+            case.set_classname(result.name.as_str());
+            let time = Duration::from_secs_f64(record.time_ms.max(0.0) / 1000.0);
+            case.set_time(time);
+            suite_time += time;
+            case.set_system_out(redact(&record.answer, &suite.secrets));
+            test_suite.add_test_case(case);
+        }
+        test_suite.set_time(suite_time);
+        total += suite_time;
+        report.add_test_suite(test_suite);
+    }
+    report.set_time(total);
+    report
+}
+
+/// Writes the JUnit report of the given suites to `path`.
+pub fn write(path: &Path, suites: &[Reported<'_>]) -> Result<(), ReportError> {
+    let xml = report(suites).to_string().map_err(|e| ReportError {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_file(path, xml.as_bytes())
+}

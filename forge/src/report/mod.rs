@@ -1,0 +1,72 @@
+//! Reports of a run, one file per format: the Fair-Forge summary JSON
+//! ([`summary`]) and JUnit XML ([`junit`]). Both are written under
+//! `$FORGE_OUT_DIR` (default `target/forge/`), also when tests fail, and
+//! neither ever contains a secret of the suite's runner configuration.
+
+pub mod junit;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::ReportError;
+use crate::run::SuiteResult;
+
+/// Environment variable naming the output directory.
+pub const OUT_DIR_ENV: &str = "FORGE_OUT_DIR";
+
+/// The output directory: `$FORGE_OUT_DIR`, else `target/forge` under `root`.
+pub fn out_dir(root: &Path) -> PathBuf {
+    match std::env::var_os(OUT_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => root.join("target").join("forge"),
+    }
+}
+
+/// One suite's result with the secrets to keep out of its reports.
+pub struct Reported<'a> {
+    /// The result.
+    pub result: &'a SuiteResult,
+    /// Secret values (API keys, tokens) to redact.
+    pub secrets: Vec<String>,
+}
+
+/// Writes `<suite>.json` per suite and `junit.xml` into `dir`; returns the
+/// files written.
+pub fn write_all(dir: &Path, suites: &[Reported<'_>]) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReportError {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut written = Vec::with_capacity(suites.len() + 1);
+    for suite in suites {
+        let path = dir.join(format!("{}.json", suite.result.name));
+        summary::write(&path, suite)?;
+        written.push(path);
+    }
+    let path = dir.join("junit.xml");
+    junit::write(&path, suites)?;
+    written.push(path);
+    Ok(written)
+}
+
+/// Replaces every secret in `text` by `[REDACTED]`.
+pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "[REDACTED]");
+        }
+    }
+    text
+}
+
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    // Write then rename, so a reader never sees half a report.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| ReportError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,446 @@
+//! Suite files: loading, environment interpolation, dataset files, and the
+//! test names of their batches.
+//!
+//! ```yaml
+//! name: geography                      # defaults to the file stem
+//! runner:
+//!   type: alquimia                     # a built-in or a #[forge_runner] name
+//!   base_url: ${ALQUIMIA_BASE_URL}     # ${VAR} and ${VAR:-default}
+//!   agent_id: my-agent
+//! concurrency: 8                       # sessions in flight at once
+//! timeout: 30s                         # per turn
+//! retries: 2                           # transient failures only
+//! datasets:
+//!   - session_id: s1
+//!     assistant_id: target
+//!     conversation:
+//!       - qa_id: q1
+//!         query: What is the capital of France?
+//!   - file: data/more.json             # Fair-Forge JSON (a dataset or a list), JSONL, or YAML
+//! ```
+
+mod env;
+mod model;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use env::interpolate;
+
+use crate::error::{Location, SuiteError};
+use crate::execute::Policy;
+use crate::registry::{self, BuildContext};
+use crate::runner::Runner;
+use crate::schema::{datasets_from_value, Dataset};
+use model::{DatasetEntry, SuiteFile};
+
+/// Sessions run at once when a suite does not say.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// A loaded suite: its runner configuration and its datasets.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// The suite's name (its `name:`, else the file stem).
+    pub name: String,
+    /// The suite file.
+    pub path: PathBuf,
+    /// The `runner:` mapping, `${VAR}`s replaced. Holds secrets: never print it.
+    runner: Value,
+    runner_line: Option<usize>,
+    /// Sessions in flight at once.
+    pub concurrency: usize,
+    /// Per-turn timeout and retries.
+    pub policy: Policy,
+    /// The datasets, in file order.
+    pub datasets: Vec<SuiteDataset>,
+}
+
+/// A dataset of a suite, with what the suite says about each of its batches.
+#[derive(Debug, Clone)]
+pub struct SuiteDataset {
+    /// The dataset as Fair-Forge models it.
+    pub dataset: Dataset,
+    /// One test name per batch: `<suite>::<session_id>::<qa_id>`.
+    pub test_names: Vec<String>,
+    /// Whether each batch is ignored (`ignore: true` on it or its dataset).
+    pub ignored: Vec<bool>,
+}
+
+impl Suite {
+    /// Loads a suite file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Suite, SuiteError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Suite::parse(path, &text)
+    }
+
+    /// Parses suite text; `path` names the file in errors and anchors
+    /// relative dataset paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
+        let file: SuiteFile = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
+        let at = |needle: &str| locate(path, text, needle);
+        let name = match file.name {
+            Some(name) => name,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "suite".to_owned()),
+        };
+        if name.is_empty() || name.chars().any(char::is_whitespace) || name.contains("::") {
+            return Err(invalid(
+                at("name:"),
+                format!("invalid suite name {name:?}: use no whitespace and no `::`"),
+            ));
+        }
+        let mut runner = serde_json::to_value(&file.runner)
+            .map_err(|e| invalid(at("runner:"), format!("invalid `runner`: {e}")))?;
+        if let Err(var) = env::interpolate_value(&mut runner) {
+            return Err(unset_variable(path, text, &var));
+        }
+        let base = path.parent().unwrap_or(Path::new("")).to_owned();
+        let mut datasets = Vec::new();
+        for entry in file.datasets {
+            match entry {
+                DatasetEntry::Inline {
+                    dataset,
+                    ignore,
+                    batches_ignored,
+                } => {
+                    let label = format!("session {:?}", dataset.session_id);
+                    dataset
+                        .validate(&label)
+                        .map_err(|source| SuiteError::Dataset {
+                            location: at(&format!("session_id: {}", dataset.session_id)),
+                            source,
+                        })?;
+                    let ignored = batches_ignored.into_iter().map(|b| b || ignore).collect();
+                    datasets.push((dataset, ignored));
+                }
+                DatasetEntry::File { file, ignore } => {
+                    let file_path = match env::interpolate(&file) {
+                        Ok(f) => base.join(f),
+                        Err(var) => return Err(unset_variable(path, text, &var)),
+                    };
+                    if !file_path.is_file() {
+                        return Err(invalid(
+                            at(&file),
+                            format!("dataset file {} not found", file_path.display()),
+                        ));
+                    }
+                    for dataset in load_dataset_file(&file_path)? {
+                        let ignored = vec![ignore; dataset.conversation.len()];
+                        datasets.push((dataset, ignored));
+                    }
+                }
+            }
+        }
+        // Fair-Forge's best-of datasets share one session_id between several
+        // assistants: their tests are named `<session_id>@<assistant_id>`.
+        let mut per_session = std::collections::HashMap::new();
+        for (dataset, _) in &datasets {
+            *per_session
+                .entry(dataset.session_id.clone())
+                .or_insert(0usize) += 1;
+        }
+        let mut names = HashSet::new();
+        let mut suite_datasets = Vec::with_capacity(datasets.len());
+        for (dataset, ignored) in datasets {
+            let session = if per_session[&dataset.session_id] > 1 {
+                format!("{}@{}", dataset.session_id, dataset.assistant_id)
+            } else {
+                dataset.session_id.clone()
+            };
+            let mut test_names = Vec::with_capacity(dataset.conversation.len());
+            for batch in &dataset.conversation {
+                let test = test_name(&name, &session, &batch.qa_id);
+                if !names.insert(test.clone()) {
+                    return Err(invalid(
+                        at(&batch.qa_id),
+                        format!(
+                            "duplicate test name {test}: two datasets share session_id {:?} and assistant_id {:?}, or ids differ only in whitespace",
+                            dataset.session_id, dataset.assistant_id
+                        ),
+                    ));
+                }
+                test_names.push(test);
+            }
+            suite_datasets.push(SuiteDataset {
+                dataset,
+                test_names,
+                ignored,
+            });
+        }
+        if names.is_empty() {
+            return Err(invalid(
+                at("datasets"),
+                "the suite has no batches: add datasets with a conversation".to_owned(),
+            ));
+        }
+        let policy = Policy {
+            timeout: file.timeout.map(|t| t.0),
+            retries: file.retries.unwrap_or(0),
+            ..Policy::default()
+        };
+        Ok(Suite {
+            name,
+            path: path.to_owned(),
+            runner_line: at("runner:").line,
+            runner,
+            concurrency: file.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+            policy,
+            datasets: suite_datasets,
+        })
+    }
+
+    /// The runner type named by the suite.
+    pub fn runner_type(&self) -> &str {
+        self.runner
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    }
+
+    /// Builds the suite's runner. No request is sent.
+    pub fn build_runner(&self) -> Result<Arc<dyn Runner>, SuiteError> {
+        let context = BuildContext::new(self.path.parent().unwrap_or(Path::new("")));
+        registry::build(self.runner.clone(), &context).map_err(|source| SuiteError::Runner {
+            location: Location {
+                file: self.path.clone(),
+                line: self.runner_line,
+                column: None,
+            },
+            source,
+        })
+    }
+
+    /// The secret values of the runner configuration (API keys, tokens,
+    /// passwords, Authorization headers), to keep out of every report.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        collect_secrets(&self.runner, false, &mut secrets);
+        secrets
+    }
+
+    /// Number of batches in the suite.
+    pub fn batch_count(&self) -> usize {
+        self.datasets
+            .iter()
+            .map(|d| d.dataset.conversation.len())
+            .sum()
+    }
+}
+
+fn collect_secrets(value: &Value, secret: bool, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if secret && s.len() >= 4 => {
+            out.push(s.clone());
+            // "Bearer KEY" leaks KEY alone too.
+            if let Some((_, token)) = s.split_once(' ') {
+                if token.len() >= 4 {
+                    out.push(token.to_owned());
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_secrets(v, secret, out)),
+        Value::Object(map) => {
+            for (key, value) in map {
+                let key = key.to_ascii_lowercase();
+                let is_secret = ["key", "token", "secret", "password", "authorization"]
+                    .iter()
+                    .any(|word| key.contains(word));
+                collect_secrets(value, secret || is_secret, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The test name of a batch: `<suite>::<session_id>::<qa_id>` (the session
+/// written `<session_id>@<assistant_id>` when several datasets of the suite
+/// share it), whitespace
+/// replaced by `_` so names stay one word.
+pub fn test_name(suite: &str, session_id: &str, qa_id: &str) -> String {
+    let clean = |s: &str| s.replace(char::is_whitespace, "_");
+    format!("{suite}::{}::{}", clean(session_id), clean(qa_id))
+}
+
+/// Reads datasets from a file: Fair-Forge JSON (one dataset or a list),
+/// JSONL (one dataset per line), or YAML (one dataset or a list).
+pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let label = path.display().to_string();
+    let dataset_error = |source| SuiteError::Dataset {
+        location: Location {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+        },
+        source,
+    };
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "jsonl" | "ndjson" => {
+            let mut datasets = Vec::new();
+            for (index, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value: Value = serde_json::from_str(line).map_err(|e| SuiteError::Invalid {
+                    location: Location {
+                        file: path.to_owned(),
+                        line: Some(index + 1),
+                        column: Some(e.column()),
+                    },
+                    message: format!("invalid JSON: {e}"),
+                })?;
+                let dataset = Dataset::from_value(&format!("{label}:{}", index + 1), value)
+                    .map_err(|source| SuiteError::Dataset {
+                        location: Location {
+                            file: path.to_owned(),
+                            line: Some(index + 1),
+                            column: None,
+                        },
+                        source,
+                    })?;
+                datasets.push(dataset);
+            }
+            Ok(datasets)
+        }
+        "yaml" | "yml" => {
+            let value: Value = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, e))?;
+            datasets_from_value(&label, value).map_err(dataset_error)
+        }
+        _ => {
+            let value: Value = serde_json::from_str(&text).map_err(|e| SuiteError::Invalid {
+                location: Location {
+                    file: path.to_owned(),
+                    line: Some(e.line()),
+                    column: Some(e.column()),
+                },
+                message: format!("invalid JSON: {e}"),
+            })?;
+            datasets_from_value(&label, value).map_err(dataset_error)
+        }
+    }
+}
+
+/// The suite files directly inside `dir` (`*.yaml`, `*.yml`), sorted. A
+/// directory with none is an error, so a wrong path never passes silently.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(SuiteError::NotFound(dir.to_owned()));
+    }
+    Ok(files)
+}
+
+/// Loads suite files and directories (each directory's suites, sorted), and
+/// checks that suite names are unique.
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Suite>, SuiteError> {
+    let mut suites = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            for file in discover(path)? {
+                suites.push(Suite::load(&file)?);
+            }
+        } else {
+            suites.push(Suite::load(path)?);
+        }
+    }
+    check_unique_names(&suites)?;
+    Ok(suites)
+}
+
+pub(crate) fn check_unique_names(suites: &[Suite]) -> Result<(), SuiteError> {
+    let mut seen = HashSet::new();
+    for suite in suites {
+        if !seen.insert(suite.name.as_str()) {
+            return Err(SuiteError::Invalid {
+                location: Location {
+                    file: suite.path.clone(),
+                    line: None,
+                    column: None,
+                },
+                message: format!("duplicate suite name {:?}", suite.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn invalid(location: Location, message: String) -> SuiteError {
+    SuiteError::Invalid { location, message }
+}
+
+fn unset_variable(path: &Path, text: &str, var: &str) -> SuiteError {
+    invalid(
+        locate(path, text, &format!("${{{var}")),
+        format!("environment variable {var} is not set (use ${{{var}:-default}} for a default)"),
+    )
+}
+
+/// The first position of `needle` in `text` (1-based), for errors about
+/// values serde does not locate.
+fn locate(path: &Path, text: &str, needle: &str) -> Location {
+    let position = text.find(needle).map(|offset| {
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    });
+    Location {
+        file: path.to_owned(),
+        line: position.map(|p| p.0),
+        column: position.map(|p| p.1),
+    }
+}
+
+fn yaml_error(path: &Path, error: serde_yaml::Error) -> SuiteError {
+    let location = error.location();
+    let mut message = error.to_string();
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
+    }
+    // "datasets[0].conversation[1]: unknown field `x`, expected ..." ->
+    // keep the path, add the closest valid key.
+    let message = match message.split_once(": unknown field") {
+        Some((at, rest)) => format!(
+            "{at}: {}",
+            registry::with_suggestion(&format!("unknown field{rest}"))
+        ),
+        None if message.starts_with("unknown field") => registry::with_suggestion(&message),
+        None => message,
+    };
+    invalid(
+        Location {
+            file: path.to_owned(),
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+        },
+        message,
+    )
+}

@@ -1,0 +1,241 @@
+//! The YAML shape of a suite file, as serde reads it. Unknown keys are
+//! errors (with the closest valid key suggested by the loader); checks that
+//! need several fields run in `TryFrom`, so serde_yaml attaches the position
+//! of the offending mapping to their errors.
+
+use serde::Deserialize;
+
+use crate::schema::{Batch, Dataset, Object};
+
+/// A whole suite file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SuiteFile {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub runner: serde_yaml::Mapping,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub timeout: Option<DurationValue>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub datasets: Vec<DatasetEntry>,
+}
+
+/// A duration written as `30s`, `250ms`, `2m`, `1h` or a number of seconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DurationValue(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(deserializer)? {
+            Raw::Number(seconds) => parse_seconds(seconds),
+            Raw::Text(text) => parse_duration(&text),
+        };
+        parsed.map(DurationValue).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_seconds(seconds: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("invalid duration {seconds}: expected a positive number of seconds"))
+}
+
+/// Parses `30s`, `250ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected a number with a unit such as 30s or 250ms")
+    })?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" | "secs" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration {text:?}: unknown unit {other:?} (expected ms, s, m or h)"
+            ))
+        }
+    };
+    parse_seconds(seconds)
+}
+
+/// One entry of `datasets:`: inline, or `file:`.
+#[derive(Debug)]
+pub(crate) enum DatasetEntry {
+    File {
+        file: String,
+        ignore: bool,
+    },
+    Inline {
+        dataset: Dataset,
+        ignore: bool,
+        batches_ignored: Vec<bool>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    assistant_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    language: Option<Option<String>>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    conversation: Option<Vec<SuiteBatch>>,
+    #[serde(default)]
+    ignore: bool,
+}
+
+/// Distinguishes `language: null` (Some(None)) from an absent key (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+impl<'de> Deserialize<'de> for DatasetEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawEntry::deserialize(deserializer)?;
+        DatasetEntry::try_from(raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<RawEntry> for DatasetEntry {
+    type Error = String;
+
+    fn try_from(raw: RawEntry) -> Result<Self, String> {
+        if let Some(file) = raw.file {
+            let mut extra = Vec::new();
+            if raw.session_id.is_some() {
+                extra.push("session_id");
+            }
+            if raw.assistant_id.is_some() {
+                extra.push("assistant_id");
+            }
+            if raw.conversation.is_some() {
+                extra.push("conversation");
+            }
+            if raw.context.is_some() {
+                extra.push("context");
+            }
+            if raw.language.is_some() {
+                extra.push("language");
+            }
+            if !extra.is_empty() {
+                return Err(format!(
+                    "a `file:` dataset entry takes only `file` and `ignore`; remove {}",
+                    extra
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            return Ok(DatasetEntry::File {
+                file,
+                ignore: raw.ignore,
+            });
+        }
+        let session_id = raw.session_id.ok_or(
+            "missing field `session_id` (an inline dataset needs `session_id`, `assistant_id` and `conversation`; or use `file:`)",
+        )?;
+        let assistant_id = raw
+            .assistant_id
+            .ok_or("missing field `assistant_id` (the id of the assistant under test)")?;
+        let mut dataset = Dataset::new(session_id, assistant_id);
+        if let Some(language) = raw.language {
+            dataset.language = language;
+        }
+        dataset.context = raw.context.unwrap_or_default();
+        let batches = raw.conversation.unwrap_or_default();
+        let batches_ignored = batches.iter().map(|b| b.ignore).collect();
+        dataset.conversation = batches.into_iter().map(SuiteBatch::into_batch).collect();
+        Ok(DatasetEntry::Inline {
+            dataset,
+            ignore: raw.ignore,
+            batches_ignored,
+        })
+    }
+}
+
+/// A batch written inline in a suite: Fair-Forge's fields plus `ignore`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SuiteBatch {
+    qa_id: String,
+    query: String,
+    #[serde(default)]
+    assistant: String,
+    #[serde(default)]
+    ground_truth_assistant: String,
+    #[serde(default)]
+    observation: Option<String>,
+    #[serde(default, deserialize_with = "object")]
+    agentic: Option<Option<Object>>,
+    #[serde(default, deserialize_with = "object")]
+    ground_truth_agentic: Option<Option<Object>>,
+    #[serde(default, deserialize_with = "object")]
+    logprobs: Option<Option<Object>>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    ignore: bool,
+}
+
+fn object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Object>>, D::Error> {
+    Option::<Object>::deserialize(d).map(Some)
+}
+
+impl SuiteBatch {
+    fn into_batch(self) -> Batch {
+        let mut batch = Batch::new(self.qa_id, self.query);
+        batch.assistant = self.assistant;
+        batch.ground_truth_assistant = self.ground_truth_assistant;
+        batch.observation = self.observation;
+        if let Some(agentic) = self.agentic {
+            batch.agentic = agentic;
+        }
+        if let Some(gt) = self.ground_truth_agentic {
+            batch.ground_truth_agentic = gt;
+        }
+        if let Some(logprobs) = self.logprobs {
+            batch.logprobs = logprobs;
+        }
+        batch.weight = self.weight;
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}
