@@ -84,6 +84,13 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
         trials.push(Trial::test(name.clone(), move || Err(message.into())));
     }
 
+    let selected: Vec<bool> = trials[..index.len()]
+        .iter()
+        .map(|t| !args.list && !args.is_filtered_out(t) && !args.is_ignored(t))
+        .collect();
+    // Listed and reported in name order, whatever the order of the files.
+    trials.sort_by(|a, b| a.name().cmp(b.name()));
+
     if args.list {
         return Ok(HarnessOutcome {
             conclusion: libtest_mimic::run(args, trials),
@@ -92,10 +99,6 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
         });
     }
 
-    let selected: Vec<bool> = trials[..index.len()]
-        .iter()
-        .map(|t| !args.is_filtered_out(t) && !args.is_ignored(t))
-        .collect();
     board.reset(index.len());
     let mut slots = std::collections::HashMap::with_capacity(index.len());
     for (slot, id) in index.iter().enumerate() {

@@ -1,0 +1,278 @@
+//! End-to-end tests of the compiled harness: suites written to a temporary
+//! directory, run by the same one-line `main` a user's test target holds,
+//! checked through its output, its exit status and the files it writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(suites: &[(&str, &str)]) -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("suites")).expect("suites dir");
+        for (name, text) in suites {
+            std::fs::write(dir.path().join("suites").join(name), text).expect("write suite");
+        }
+        Project { dir }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_forge-harness"))
+            .env("FORGE_SUITES_DIR", self.dir.path().join("suites"))
+            .env("FORGE_OUT_DIR", self.out())
+            .args(args)
+            .output()
+            .expect("run the harness")
+    }
+
+    fn report(&self, suite: &str) -> Value {
+        let path = self.out().join(format!("{suite}.json"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).expect("report is JSON")
+    }
+}
+
+/// The outcome libtest printed for `test` ("ok", "FAILED", "ignored").
+fn outcome<'a>(text: &'a str, test: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix("test ")?;
+        let (name, result) = rest.split_once(" ... ")?;
+        (name.trim_end() == test).then_some(result.trim())
+    })
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const CHAT: &str = r#"
+name: chat
+runner:
+  type: echo
+  template: "turn {turn}: {query}"
+datasets:
+  - session_id: s1
+    assistant_id: bot
+    conversation:
+      - {qa_id: t1, query: hello}
+      - {qa_id: t2, query: how are you}
+      - {qa_id: t3, query: bye}
+  - session_id: s2
+    assistant_id: bot
+    conversation:
+      - {qa_id: only, query: alone}
+"#;
+
+const FLAKY: &str = r#"
+runner:
+  type: replay
+  answers: {good: "fine"}
+datasets:
+  - session_id: s
+    assistant_id: bot
+    conversation:
+      - {qa_id: good, query: q1}
+      - {qa_id: missing, query: q2}
+"#;
+
+#[test]
+fn passing_suites_exit_zero_and_write_reports() {
+    let project = Project::new(&[("chat.yaml", CHAT)]);
+    let output = project.run(&[]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(outcome(&text, "chat::s1::t3") == Some("ok"), "{text}");
+    assert!(text.contains("4 passed; 0 failed"), "{text}");
+
+    let report = project.report("chat");
+    assert_eq!(report["success"], true);
+    assert_eq!(report["total_datasets"], 2);
+    let answers: Vec<&str> = report["datasets"][0]["conversation"]
+        .as_array()
+        .expect("conversation")
+        .iter()
+        .map(|b| b["assistant"].as_str().expect("answer"))
+        .collect();
+    assert_eq!(
+        answers,
+        ["turn 1: hello", "turn 2: how are you", "turn 3: bye"]
+    );
+    assert_eq!(report["summaries"][0]["total_batches"], 3);
+    assert_eq!(report["summaries"][0]["successes"], 3);
+
+    let junit = std::fs::read_to_string(project.out().join("junit.xml")).expect("junit");
+    assert!(
+        junit.contains(r#"<testsuite name="chat" tests="4""#),
+        "{junit}"
+    );
+    assert!(
+        junit.contains(r#"<testcase name="s1::t2" classname="chat""#),
+        "{junit}"
+    );
+}
+
+#[test]
+fn a_failing_batch_exits_101_and_is_reported_everywhere() {
+    let project = Project::new(&[("flaky.yaml", FLAKY)]);
+    let output = project.run(&[]);
+    assert_eq!(output.status.code(), Some(101));
+    let text = stdout(&output);
+    assert!(
+        outcome(&text, "flaky::s::missing") == Some("FAILED"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no recorded answer for qa_id \"missing\""),
+        "{text}"
+    );
+    assert!(text.contains("1 passed; 1 failed"), "{text}");
+
+    let report = project.report("flaky");
+    let failed = &report["datasets"][0]["conversation"][1];
+    assert_eq!(
+        failed["assistant"],
+        "[ERROR] no recorded answer for qa_id \"missing\""
+    );
+    assert_eq!(
+        failed["observation"],
+        "no recorded answer for qa_id \"missing\""
+    );
+    assert_eq!(report["summaries"][0]["failures"], 1);
+    assert_eq!(report["summaries"][0]["successes"], 1);
+
+    let junit = std::fs::read_to_string(project.out().join("junit.xml")).expect("junit");
+    assert!(junit.contains(r#"failures="1""#), "{junit}");
+    assert!(junit.contains("no recorded answer"), "{junit}");
+}
+
+#[test]
+fn list_is_sorted_and_runs_nothing() {
+    let project = Project::new(&[("chat.yaml", CHAT), ("flaky.yaml", FLAKY)]);
+    let output = project.run(&["--list"]);
+    assert!(output.status.success());
+    let lines: Vec<String> = stdout(&output)
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .map(str::to_owned)
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+    assert_eq!(lines.len(), 6);
+    assert!(lines.contains(&"chat::s1::t1: test".to_owned()));
+    assert!(!project.out().exists(), "--list wrote reports");
+}
+
+#[test]
+fn a_selected_batch_runs_after_its_earlier_turns_and_other_sessions_are_untouched() {
+    let project = Project::new(&[("chat.yaml", CHAT)]);
+    let output = project.run(&["--exact", "chat::s1::t3"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("1 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("chat::s1::t1"),
+        "earlier turns are not reported: {text}"
+    );
+
+    let report = project.report("chat");
+    assert_eq!(report["total_datasets"], 1, "session s2 was contacted");
+    let conversation = report["datasets"][0]["conversation"]
+        .as_array()
+        .expect("turns");
+    assert_eq!(conversation.len(), 3);
+    assert_eq!(conversation[2]["assistant"], "turn 3: bye");
+
+    let output = project.run(&["s1::t2", "--skip", "t1"]);
+    let text = stdout(&output);
+    assert!(outcome(&text, "chat::s1::t2") == Some("ok"), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    let report = project.report("chat");
+    assert_eq!(
+        report["datasets"][0]["conversation"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
+
+#[test]
+fn ignored_batches_and_datasets() {
+    let suite = r#"
+runner: {type: echo}
+datasets:
+  - session_id: a
+    assistant_id: bot
+    conversation:
+      - {qa_id: run, query: x}
+      - {qa_id: skipped, query: y, ignore: true}
+  - session_id: b
+    assistant_id: bot
+    ignore: true
+    conversation:
+      - {qa_id: one, query: z}
+"#;
+    let project = Project::new(&[("ign.yaml", suite)]);
+    let text = stdout(&project.run(&[]));
+    assert!(text.contains("1 passed; 0 failed; 2 ignored"), "{text}");
+    let text = stdout(&project.run(&["--ignored"]));
+    assert!(text.contains("2 passed; 0 failed; 0 ignored"), "{text}");
+    let text = stdout(&project.run(&["--include-ignored", "--test-threads", "1"]));
+    assert!(text.contains("3 passed; 0 failed; 0 ignored"), "{text}");
+    let text = stdout(&project.run(&["--format", "terse"]));
+    assert!(text.contains("test result: ok. 1 passed"), "{text}");
+}
+
+#[test]
+fn a_broken_suite_fails_loudly_with_its_location_and_the_others_still_run() {
+    let broken = "runner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation:\n      - qa_id: q\n        qurey: hi\n";
+    let project = Project::new(&[("broken.yaml", broken), ("chat.yaml", CHAT)]);
+    let output = project.run(&[]);
+    assert_eq!(output.status.code(), Some(101));
+    let text = stdout(&output);
+    assert!(outcome(&text, "broken::load") == Some("FAILED"), "{text}");
+    assert!(text.contains("broken.yaml:7:9"), "{text}");
+    assert!(
+        text.contains("unknown key `qurey`, did you mean `query`?"),
+        "{text}"
+    );
+    assert!(text.contains("4 passed; 1 failed"), "{text}");
+}
+
+#[test]
+fn an_empty_suites_directory_fails() {
+    let project = Project::new(&[]);
+    let output = project.run(&[]);
+    assert_eq!(output.status.code(), Some(101));
+    assert!(
+        stdout(&output).contains("no suite file found"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn the_example_suites_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_forge-harness"))
+        .env("FORGE_SUITES_DIR", root.join("suites"))
+        .env("FORGE_OUT_DIR", out.path())
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(out.path().join("fair-forge.json").is_file());
+}
