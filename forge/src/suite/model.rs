@@ -30,17 +30,26 @@ pub(crate) struct DurationValue(pub std::time::Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 30s, 250ms or 2m")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationValue, E> {
+                parse_duration(v).map(DurationValue).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DurationValue, E> {
+                parse_seconds(v).map(DurationValue).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationValue, E> {
+                Ok(DurationValue(std::time::Duration::from_secs(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                parse_seconds(v as f64).map(DurationValue).map_err(E::custom)
+            }
         }
-        let parsed = match Raw::deserialize(deserializer)? {
-            Raw::Number(seconds) => parse_seconds(seconds),
-            Raw::Text(text) => parse_duration(&text),
-        };
-        parsed.map(DurationValue).map_err(serde::de::Error::custom)
+        deserializer.deserialize_any(Visitor)
     }
 }
 
