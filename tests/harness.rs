@@ -276,3 +276,17 @@ fn the_example_suites_pass() {
     assert!(output.status.success(), "{}", stdout(&output));
     assert!(out.path().join("fair-forge.json").is_file());
 }
+
+#[test]
+fn an_invalid_regex_or_schema_is_a_load_error_with_its_location() {
+    let regex = "runner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation:\n      - qa_id: q\n        query: hi\n        expect: {regex: '(oops'}\n";
+    let schema = "runner: {type: echo}\nexpect:\n  is_json: {schema: {type: 12}}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation: [{qa_id: q, query: hi}]\n";
+    let project = Project::new(&[("regex.yaml", regex), ("schema.yaml", schema)]);
+    let text = stdout(&project.run(&[]));
+    assert_eq!(outcome(&text, "regex::load"), Some("FAILED"), "{text}");
+    assert!(text.contains("regex.yaml:8:25"), "{text}");
+    assert!(text.contains("invalid regex"), "{text}");
+    assert_eq!(outcome(&text, "schema::load"), Some("FAILED"), "{text}");
+    assert!(text.contains("schema.yaml:3:"), "{text}");
+    assert!(text.contains("invalid JSON Schema"), "{text}");
+}

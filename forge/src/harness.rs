@@ -185,7 +185,7 @@ fn verdict(record: &BatchRecord) -> Result<(), String> {
         Ok(())
     } else {
         let message = record.message.as_deref().unwrap_or("failed");
-        Err(format!("{message}\nanswer: {}", record.answer))
+        Err(format!("{message}\nanswer: {}", record.answer()))
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod error;
 pub mod execute;
+pub mod expect;
 pub mod harness;
 pub mod payload;
 pub mod registry;

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use crate::execute::{Engine, Job};
+use crate::expect::{CheckResult, Expect};
 use crate::runner::BatchOutcome;
 use crate::schema::{Response, RunResponse};
 use crate::suite::Suite;
@@ -33,27 +34,117 @@ pub struct BatchRecord {
     /// Whether the batch was selected (an earlier turn run only to keep the
     /// conversation intact is not).
     pub selected: bool,
-    /// Whether the test passed.
+    /// Whether the test passed: enough of its runs succeeded and met every
+    /// expectation.
     pub passed: bool,
     /// Why it failed.
     pub message: Option<String>,
-    /// The answer (or `[ERROR] ...`).
-    pub answer: String,
-    /// The turn's time in ms.
-    pub time_ms: f64,
+    /// Each run of the batch (one unless the suite says `repeat`).
+    pub runs: Vec<RunRecord>,
 }
 
 impl BatchRecord {
-    fn new(id: BatchId, test: &str, selected: bool, outcome: &BatchOutcome) -> Self {
-        BatchRecord {
-            id,
-            test: test.to_owned(),
-            selected,
-            passed: outcome.success,
-            message: outcome.error.clone(),
-            answer: outcome.batch.assistant.clone(),
-            time_ms: outcome.time_ms,
+    /// The answer, or `[ERROR] ...`; with several runs, one line per run.
+    pub fn answer(&self) -> String {
+        match self.runs.as_slice() {
+            [one] => one.answer.clone(),
+            runs => runs
+                .iter()
+                .enumerate()
+                .map(|(k, run)| format!("run {}: {}", k + 1, run.answer))
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
+    }
+
+    /// The time of all runs, in ms.
+    pub fn time_ms(&self) -> f64 {
+        self.runs.iter().map(|r| r.time_ms).sum()
+    }
+}
+
+/// One run of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The session id the run used (`<session_id>-run<k>` with `repeat`).
+    pub session_id: String,
+    /// Whether the runner call succeeded.
+    pub success: bool,
+    /// Whether the call succeeded and every check held.
+    pub passed: bool,
+    /// Why it did not pass.
+    pub message: Option<String>,
+    /// The answer, or `[ERROR] ...`.
+    pub answer: String,
+    /// The turn's time in ms.
+    pub time_ms: f64,
+    /// The result of each expectation (none when the call failed).
+    pub checks: Vec<CheckResult>,
+}
+
+impl RunRecord {
+    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Expect) -> Self {
+        let batch = &outcome.batch;
+        let (checks, message) = if outcome.success {
+            let checks = expect.check(
+                &batch.assistant,
+                &batch.ground_truth_assistant,
+                outcome.time_ms,
+            );
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("check `{}` failed: {}", c.check, c.detail))
+                .collect();
+            let message = (!failed.is_empty()).then(|| failed.join("\n"));
+            (checks, message)
+        } else {
+            (Vec::new(), outcome.error.clone())
+        };
+        RunRecord {
+            session_id: session_id.to_owned(),
+            success: outcome.success,
+            passed: outcome.success && message.is_none(),
+            message,
+            answer: batch.assistant.clone(),
+            time_ms: outcome.time_ms,
+            checks,
+        }
+    }
+}
+
+fn verdict(
+    id: BatchId,
+    test: &str,
+    selected: bool,
+    runs: Vec<RunRecord>,
+    needed: usize,
+) -> BatchRecord {
+    let passes = runs.iter().filter(|r| r.passed).count();
+    let passed = passes >= needed;
+    let message = if runs.len() == 1 {
+        runs[0].message.clone()
+    } else if passed {
+        None
+    } else {
+        let mut lines = vec![format!(
+            "{passes} of {} runs passed, {needed} needed",
+            runs.len()
+        )];
+        for (k, run) in runs.iter().enumerate() {
+            if let Some(message) = &run.message {
+                lines.push(format!("run {}: {}", k + 1, message.replace('\n', "\n  ")));
+            }
+        }
+        Some(lines.join("\n"))
+    };
+    BatchRecord {
+        id,
+        test: test.to_owned(),
+        selected,
+        passed,
+        message,
+        runs,
     }
 }
 
@@ -135,8 +226,7 @@ async fn run_suite(
                         selected: selected(id),
                         passed: false,
                         message: Some(message.clone()),
-                        answer: String::new(),
-                        time_ms: 0.0,
+                        runs: Vec::new(),
                     };
                     sink(&record);
                     records.push(record);
@@ -149,26 +239,32 @@ async fn run_suite(
             };
         }
     };
-    let jobs: Vec<Job> = plan
-        .iter()
-        .map(|&(d, limit)| Job {
-            dataset: suite.datasets[d].dataset.clone(),
-            limit,
-        })
-        .collect();
-    let dataset_of: Vec<usize> = plan.iter().map(|&(d, _)| d).collect();
+    // One job per run of each planned dataset; repeated runs are sessions
+    // of their own.
+    let mut jobs = Vec::new();
+    let mut job_of = Vec::new();
+    for &(d, limit) in &plan {
+        let data = &suite.datasets[d];
+        for run in 0..data.runs {
+            let mut dataset = data.dataset.clone();
+            if data.runs > 1 {
+                dataset.session_id = format!("{}-run{}", dataset.session_id, run + 1);
+            }
+            jobs.push(Job { dataset, limit });
+            job_of.push((d, run));
+        }
+    }
     let records = Arc::new(std::sync::Mutex::new(Vec::new()));
     let observer = {
         let records = Arc::clone(&records);
-        let names: Vec<Vec<String>> = suite
+        let meta: Vec<DatasetMeta> = suite
             .datasets
             .iter()
-            .map(|d| d.test_names.clone())
-            .collect();
-        let selection: Vec<Vec<bool>> = plan
-            .iter()
-            .map(|&(d, limit)| {
-                (0..limit)
+            .enumerate()
+            .map(|(d, data)| DatasetMeta {
+                names: data.test_names.clone(),
+                expects: data.expects.clone(),
+                selected: (0..data.test_names.len())
                     .map(|b| {
                         selected(BatchId {
                             suite: index,
@@ -176,18 +272,46 @@ async fn run_suite(
                             batch: b,
                         })
                     })
-                    .collect()
+                    .collect(),
+                runs: data.runs,
+                needed: data.min_passes,
             })
             .collect();
-        let dataset_of = dataset_of.clone();
+        let session_ids: Vec<String> = jobs.iter().map(|j| j.dataset.session_id.clone()).collect();
+        let pending = std::sync::Mutex::new(std::collections::HashMap::<
+            (usize, usize),
+            Vec<Option<RunRecord>>,
+        >::new());
         move |job: usize, batch: usize, outcome: &BatchOutcome| {
-            let d = dataset_of[job];
+            let (d, run) = job_of[job];
+            let meta = &meta[d];
+            let record = RunRecord::new(&session_ids[job], outcome, &meta.expects[batch]);
+            let runs = if meta.runs == 1 {
+                vec![record]
+            } else {
+                let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+                let slots = pending
+                    .entry((d, batch))
+                    .or_insert_with(|| vec![None; meta.runs]);
+                slots[run] = Some(record);
+                if slots.iter().any(Option::is_none) {
+                    return;
+                }
+                let done = pending.remove(&(d, batch)).unwrap_or_default();
+                done.into_iter().flatten().collect()
+            };
             let id = BatchId {
                 suite: index,
                 dataset: d,
                 batch,
             };
-            let record = BatchRecord::new(id, &names[d][batch], selection[job][batch], outcome);
+            let record = verdict(
+                id,
+                &meta.names[batch],
+                meta.selected[batch],
+                runs,
+                meta.needed,
+            );
             sink(&record);
             if let Ok(mut records) = records.lock() {
                 records.push(record);
@@ -205,5 +329,46 @@ async fn run_suite(
         name: suite.name.clone(),
         response: Response::Success(RunResponse::new(results)),
         records,
+    }
+}
+
+struct DatasetMeta {
+    names: Vec<String>,
+    expects: Vec<Expect>,
+    selected: Vec<bool>,
+    runs: usize,
+    needed: usize,
+}
+
+impl SuiteResult {
+    /// forge's own addition to the summary JSON: per batch and run, whether it
+    /// passed and the result of each expectation. `None` when the suite has no
+    /// expectation and no repeat, so the file is then exactly Fair-Forge's.
+    pub fn checks(&self) -> Option<serde_json::Value> {
+        let interesting = self
+            .records
+            .iter()
+            .any(|r| r.runs.len() > 1 || r.runs.iter().any(|run| !run.checks.is_empty()));
+        if !interesting {
+            return None;
+        }
+        let rows = self
+            .records
+            .iter()
+            .filter(|r| r.selected)
+            .map(|r| {
+                serde_json::json!({
+                    "test": r.test,
+                    "passed": r.passed,
+                    "runs": r.runs.iter().map(|run| serde_json::json!({
+                        "session_id": run.session_id,
+                        "passed": run.passed,
+                        "success": run.success,
+                        "checks": run.checks,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Some(serde_json::Value::Array(rows))
     }
 }

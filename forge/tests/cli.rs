@@ -59,8 +59,16 @@ datasets:
     );
     let output = forge(&["run", &suite, "--out", &out.display().to_string()], None);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("1 passed, 1 failed"), "{}", text(&output.stdout));
-    assert!(text(&output.stderr).contains("FAILED mixed::s::b"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("1 passed, 1 failed"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stderr).contains("FAILED mixed::s::b"),
+        "{}",
+        text(&output.stderr)
+    );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("mixed.json")).expect("json"))
             .expect("valid JSON");
@@ -68,7 +76,14 @@ datasets:
     assert!(out.join("junit.xml").is_file());
 
     let output = forge(
-        &["run", &suite, "--filter", "s::a", "--out", &out.display().to_string()],
+        &[
+            "run",
+            &suite,
+            "--filter",
+            "s::a",
+            "--out",
+            &out.display().to_string(),
+        ],
         None,
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -105,7 +120,10 @@ fn run_rejects_a_bad_suite_with_its_location() {
     );
     let stderr = text(&forge(&["run", &unset], None).stderr);
     assert!(stderr.contains("unset.yaml:3:13"), "{stderr}");
-    assert!(stderr.contains("FORGE_TEST_SURELY_UNSET is not set"), "{stderr}");
+    assert!(
+        stderr.contains("FORGE_TEST_SURELY_UNSET is not set"),
+        "{stderr}"
+    );
 }
 
 fn payload_error(payload: &str) -> String {
@@ -140,7 +158,10 @@ fn bad_payloads_answer_success_false() {
             "config": {"agent_id": "x"}})
         .to_string(),
     );
-    assert!(error.contains("datasets[0]") && error.contains("weight"), "{error}");
+    assert!(
+        error.contains("datasets[0]") && error.contains("weight"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -37,10 +37,10 @@ pub fn report(suites: &[Reported<'_>]) -> Report {
                 .unwrap_or(&record.test);
             let mut case = TestCase::new(name, status);
             case.set_classname(result.name.as_str());
-            let time = Duration::from_secs_f64(record.time_ms.max(0.0) / 1000.0);
+            let time = Duration::from_secs_f64(record.time_ms().max(0.0) / 1000.0);
             case.set_time(time);
             suite_time += time;
-            case.set_system_out(redact(&record.answer, &suite.secrets));
+            case.set_system_out(redact(&record.answer(), &suite.secrets));
             test_suite.add_test_case(case);
         }
         test_suite.set_time(suite_time);

@@ -32,6 +32,7 @@ pub use env::interpolate;
 
 use crate::error::{Location, SuiteError};
 use crate::execute::Policy;
+use crate::expect::Expect;
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::{datasets_from_value, Dataset};
@@ -67,6 +68,19 @@ pub struct SuiteDataset {
     pub test_names: Vec<String>,
     /// Whether each batch is ignored (`ignore: true` on it or its dataset).
     pub ignored: Vec<bool>,
+    /// Each batch's checks: its own `expect`, then its dataset's, then the suite's.
+    pub expects: Vec<Expect>,
+    /// How many times the dataset runs (`repeat`), each run a session of its own.
+    pub runs: usize,
+    /// Runs of a batch that must pass for its test to pass.
+    pub min_passes: usize,
+}
+
+struct Loaded {
+    dataset: Dataset,
+    ignored: Vec<bool>,
+    expects: Vec<Expect>,
+    runs: (usize, usize),
 }
 
 impl Suite {
@@ -85,7 +99,7 @@ impl Suite {
     pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
         let file: SuiteFile = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
         let at = |needle: &str| locate(path, text, needle);
-        let name = match file.name {
+        let name = match file.name.clone() {
             Some(name) => name,
             None => path
                 .file_stem()
@@ -104,25 +118,55 @@ impl Suite {
             return Err(unset_variable(path, text, &var));
         }
         let base = path.parent().unwrap_or(Path::new("")).to_owned();
-        let mut datasets = Vec::new();
+        let suite_expect = file.expect.clone().unwrap_or_default();
+        let suite_repeat = file.repeat();
+        let repeat_at = |spec: model::RepeatSpec, needle: &str| {
+            spec.resolve()
+                .map_err(|message| invalid(at(needle), message))
+        };
+        repeat_at(suite_repeat, "repeat:")?;
+        let mut datasets: Vec<Loaded> = Vec::new();
         for entry in file.datasets {
             match entry {
                 DatasetEntry::Inline {
                     dataset,
                     ignore,
-                    batches_ignored,
+                    expect,
+                    repeat,
+                    batches,
                 } => {
                     let label = format!("session {:?}", dataset.session_id);
+                    let anchor = format!("session_id: {}", dataset.session_id);
                     dataset
                         .validate(&label)
                         .map_err(|source| SuiteError::Dataset {
-                            location: at(&format!("session_id: {}", dataset.session_id)),
+                            location: at(&anchor),
                             source,
                         })?;
-                    let ignored = batches_ignored.into_iter().map(|b| b || ignore).collect();
-                    datasets.push((dataset, ignored));
+                    let dataset_expect = expect.unwrap_or_default().or(&suite_expect);
+                    let (ignored, expects) = batches
+                        .into_iter()
+                        .map(|meta| {
+                            let expect = match meta.expect {
+                                Some(e) => e.or(&dataset_expect),
+                                None => dataset_expect.clone(),
+                            };
+                            (meta.ignore || ignore, expect)
+                        })
+                        .unzip();
+                    datasets.push(Loaded {
+                        runs: repeat_at(repeat.or(suite_repeat), &anchor)?,
+                        dataset,
+                        ignored,
+                        expects,
+                    });
                 }
-                DatasetEntry::File { file, ignore } => {
+                DatasetEntry::File {
+                    file,
+                    ignore,
+                    expect,
+                    repeat,
+                } => {
                     let file_path = match env::interpolate(&file) {
                         Ok(f) => base.join(f),
                         Err(var) => return Err(unset_variable(path, text, &var)),
@@ -133,9 +177,16 @@ impl Suite {
                             format!("dataset file {} not found", file_path.display()),
                         ));
                     }
+                    let expect = expect.unwrap_or_default().or(&suite_expect);
+                    let runs = repeat_at(repeat.or(suite_repeat), &file)?;
                     for dataset in load_dataset_file(&file_path)? {
-                        let ignored = vec![ignore; dataset.conversation.len()];
-                        datasets.push((dataset, ignored));
+                        let count = dataset.conversation.len();
+                        datasets.push(Loaded {
+                            dataset,
+                            ignored: vec![ignore; count],
+                            expects: vec![expect.clone(); count],
+                            runs,
+                        });
                     }
                 }
             }
@@ -143,22 +194,36 @@ impl Suite {
         // Fair-Forge's best-of datasets share one session_id between several
         // assistants: their tests are named `<session_id>@<assistant_id>`.
         let mut per_session = std::collections::HashMap::new();
-        for (dataset, _) in &datasets {
+        for Loaded { dataset, .. } in &datasets {
             *per_session
                 .entry(dataset.session_id.clone())
                 .or_insert(0usize) += 1;
         }
         let mut names = HashSet::new();
         let mut suite_datasets = Vec::with_capacity(datasets.len());
-        for (dataset, ignored) in datasets {
+        for loaded in datasets {
+            let Loaded {
+                dataset,
+                ignored,
+                expects,
+                runs,
+            } = loaded;
             let session = if per_session[&dataset.session_id] > 1 {
                 format!("{}@{}", dataset.session_id, dataset.assistant_id)
             } else {
                 dataset.session_id.clone()
             };
             let mut test_names = Vec::with_capacity(dataset.conversation.len());
-            for batch in &dataset.conversation {
+            for (batch, expect) in dataset.conversation.iter().zip(&expects) {
                 let test = test_name(&name, &session, &batch.qa_id);
+                if expect.similarity.is_some() && batch.ground_truth_assistant.is_empty() {
+                    return Err(invalid(
+                        at(&batch.qa_id),
+                        format!(
+                            "{test}: `similarity` needs a `ground_truth_assistant` to compare with"
+                        ),
+                    ));
+                }
                 if !names.insert(test.clone()) {
                     return Err(invalid(
                         at(&batch.qa_id),
@@ -174,6 +239,9 @@ impl Suite {
                 dataset,
                 test_names,
                 ignored,
+                expects,
+                runs: runs.0,
+                min_passes: runs.1,
             });
         }
         if names.is_empty() {

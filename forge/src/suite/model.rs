@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use crate::expect::Expect;
 use crate::schema::{Batch, Dataset, Object};
 
 /// A whole suite file.
@@ -22,6 +23,68 @@ pub(crate) struct SuiteFile {
     pub retries: Option<u32>,
     #[serde(default)]
     pub datasets: Vec<DatasetEntry>,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+    #[serde(default)]
+    pub repeat: Option<usize>,
+    #[serde(default)]
+    pub pass_rate: Option<f64>,
+    #[serde(default)]
+    pub min_passes: Option<usize>,
+}
+
+impl SuiteFile {
+    pub fn repeat(&self) -> RepeatSpec {
+        RepeatSpec {
+            repeat: self.repeat,
+            pass_rate: self.pass_rate,
+            min_passes: self.min_passes,
+        }
+    }
+}
+
+/// `repeat: N` with `pass_rate: 0.8` or `min_passes: 4`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RepeatSpec {
+    pub repeat: Option<usize>,
+    pub pass_rate: Option<f64>,
+    pub min_passes: Option<usize>,
+}
+
+impl RepeatSpec {
+    /// This level's settings, with `outer` filling what it leaves unset.
+    pub fn or(self, outer: RepeatSpec) -> RepeatSpec {
+        if self.repeat.is_some() || self.pass_rate.is_some() || self.min_passes.is_some() {
+            RepeatSpec {
+                repeat: self.repeat.or(outer.repeat),
+                pass_rate: self.pass_rate,
+                min_passes: self.min_passes,
+            }
+        } else {
+            outer
+        }
+    }
+
+    /// (runs, passes needed), checked.
+    pub fn resolve(self) -> Result<(usize, usize), String> {
+        let runs = self.repeat.unwrap_or(1);
+        if runs == 0 {
+            return Err("`repeat` must be at least 1".into());
+        }
+        let needed = match (self.pass_rate, self.min_passes) {
+            (Some(_), Some(_)) => return Err("give `pass_rate` or `min_passes`, not both".into()),
+            (Some(rate), None) if (0.0..=1.0).contains(&rate) => {
+                ((rate * runs as f64) - 1e-9).ceil().max(0.0) as usize
+            }
+            (Some(rate), None) => return Err(format!("`pass_rate` {rate} is outside 0..=1")),
+            (None, Some(min)) if min <= runs => min,
+            (None, Some(min)) => {
+                return Err(format!("`min_passes` {min} is more than `repeat` {runs}"))
+            }
+            (None, None) => runs,
+        };
+        Ok((runs, needed))
+    }
 }
 
 /// A duration written as `30s`, `250ms`, `2m`, `1h` or a number of seconds.
@@ -46,7 +109,9 @@ impl<'de> Deserialize<'de> for DurationValue {
                 Ok(DurationValue(std::time::Duration::from_secs(v)))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationValue, E> {
-                parse_seconds(v as f64).map(DurationValue).map_err(E::custom)
+                parse_seconds(v as f64)
+                    .map(DurationValue)
+                    .map_err(E::custom)
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -88,12 +153,23 @@ pub(crate) enum DatasetEntry {
     File {
         file: String,
         ignore: bool,
+        expect: Option<Expect>,
+        repeat: RepeatSpec,
     },
     Inline {
         dataset: Dataset,
         ignore: bool,
-        batches_ignored: Vec<bool>,
+        expect: Option<Expect>,
+        repeat: RepeatSpec,
+        batches: Vec<BatchMeta>,
     },
+}
+
+/// What an inline batch says beyond Fair-Forge's fields.
+#[derive(Debug, Default)]
+pub(crate) struct BatchMeta {
+    pub ignore: bool,
+    pub expect: Option<Expect>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +189,14 @@ struct RawEntry {
     conversation: Option<Vec<SuiteBatch>>,
     #[serde(default)]
     ignore: bool,
+    #[serde(default)]
+    expect: Option<Expect>,
+    #[serde(default)]
+    repeat: Option<usize>,
+    #[serde(default)]
+    pass_rate: Option<f64>,
+    #[serde(default)]
+    min_passes: Option<usize>,
 }
 
 /// Distinguishes `language: null` (Some(None)) from an absent key (None).
@@ -131,6 +215,12 @@ impl TryFrom<RawEntry> for DatasetEntry {
     type Error = String;
 
     fn try_from(raw: RawEntry) -> Result<Self, String> {
+        let repeat = RepeatSpec {
+            repeat: raw.repeat,
+            pass_rate: raw.pass_rate,
+            min_passes: raw.min_passes,
+        };
+        repeat.resolve()?;
         if let Some(file) = raw.file {
             let mut extra = Vec::new();
             if raw.session_id.is_some() {
@@ -150,7 +240,7 @@ impl TryFrom<RawEntry> for DatasetEntry {
             }
             if !extra.is_empty() {
                 return Err(format!(
-                    "a `file:` dataset entry takes only `file` and `ignore`; remove {}",
+                    "a `file:` dataset entry takes only `file`, `ignore`, `expect` and `repeat`; remove {}",
                     extra
                         .iter()
                         .map(|k| format!("`{k}`"))
@@ -161,6 +251,8 @@ impl TryFrom<RawEntry> for DatasetEntry {
             return Ok(DatasetEntry::File {
                 file,
                 ignore: raw.ignore,
+                expect: raw.expect,
+                repeat,
             });
         }
         let session_id = raw.session_id.ok_or(
@@ -174,13 +266,19 @@ impl TryFrom<RawEntry> for DatasetEntry {
             dataset.language = language;
         }
         dataset.context = raw.context.unwrap_or_default();
-        let batches = raw.conversation.unwrap_or_default();
-        let batches_ignored = batches.iter().map(|b| b.ignore).collect();
-        dataset.conversation = batches.into_iter().map(SuiteBatch::into_batch).collect();
+        let (conversation, batches) = raw
+            .conversation
+            .unwrap_or_default()
+            .into_iter()
+            .map(SuiteBatch::split)
+            .unzip();
+        dataset.conversation = conversation;
         Ok(DatasetEntry::Inline {
             dataset,
             ignore: raw.ignore,
-            batches_ignored,
+            expect: raw.expect,
+            repeat,
+            batches,
         })
     }
 }
@@ -207,6 +305,8 @@ pub(crate) struct SuiteBatch {
     weight: Option<f64>,
     #[serde(default)]
     ignore: bool,
+    #[serde(default)]
+    expect: Option<Expect>,
 }
 
 fn object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Object>>, D::Error> {
@@ -214,6 +314,14 @@ fn object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Object
 }
 
 impl SuiteBatch {
+    fn split(mut self) -> (Batch, BatchMeta) {
+        let meta = BatchMeta {
+            ignore: self.ignore,
+            expect: self.expect.take(),
+        };
+        (self.into_batch(), meta)
+    }
+
     fn into_batch(self) -> Batch {
         let mut batch = Batch::new(self.qa_id, self.query);
         batch.assistant = self.assistant;
