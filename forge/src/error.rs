@@ -109,7 +109,7 @@ impl RunError {
 /// Formats a duration the way suites write it (`30s`, `250ms`).
 pub(crate) fn humanize(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -169,7 +169,7 @@ pub enum SuiteError {
         location: Location,
         /// The dataset error.
         #[source]
-        source: DatasetError,
+        source: Box<DatasetError>,
     },
     /// The suite's runner cannot be built.
     #[error("{location}: {source}")]

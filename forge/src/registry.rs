@@ -18,8 +18,11 @@ pub struct RunnerType {
     /// The name suites use in `runner: {type: ...}`.
     pub name: &'static str,
     /// Builds the runner from the rest of the `runner:` mapping (a JSON object).
-    pub build: fn(Value, &BuildContext) -> Result<Arc<dyn Runner>, ConfigError>,
+    pub build: BuildFn,
 }
+
+/// Builds a runner from its configuration (the `runner:` mapping without `type`).
+pub type BuildFn = fn(Value, &BuildContext) -> Result<Arc<dyn Runner>, ConfigError>;
 
 /// What a runner may need to know about where it is configured.
 #[derive(Debug, Clone, Default)]

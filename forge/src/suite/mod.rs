@@ -141,7 +141,7 @@ impl Suite {
                         .validate(&label)
                         .map_err(|source| SuiteError::Dataset {
                             location: at(&anchor),
-                            source,
+                            source: Box::new(source),
                         })?;
                     let dataset_expect = expect.unwrap_or_default().or(&suite_expect);
                     let (ignored, expects) = batches
@@ -352,7 +352,7 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
             line: None,
             column: None,
         },
-        source,
+        source: Box::new(source),
     };
     let extension = path
         .extension()
@@ -381,7 +381,7 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
                             line: Some(index + 1),
                             column: None,
                         },
-                        source,
+                        source: Box::new(source),
                     })?;
                 datasets.push(dataset);
             }
