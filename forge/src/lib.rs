@@ -9,6 +9,8 @@ pub mod registry;
 pub mod runner;
 pub mod runners;
 pub mod schema;
+#[cfg(feature = "test-server")]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use error::{ConfigError, DatasetError, ErrorKind, RunError, SuiteError};
