@@ -428,17 +428,26 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
                 == Some(key.as_str())
         }
     };
-    let response = if parts.method == Method::POST && path.contains("/event/infer/") {
-        infer(&state, &path, json_body.as_ref(), authorized, &mut logged)
+    let delayed =
+        |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
+    let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
+        (
+            infer(&state, &path, json_body.as_ref(), authorized, &mut logged),
+            None,
+        )
     } else if parts.method == Method::GET && path.contains("/event/stream/") {
-        stream(&state, &path, authorized, &mut logged).await
+        delayed(stream(&state, &path, authorized, &mut logged))
     } else if parts.method == Method::POST && path.ends_with("/chat/completions") {
-        chat(&state, json_body.as_ref(), authorized, &mut logged).await
+        delayed(chat(&state, json_body.as_ref(), authorized, &mut logged))
     } else {
-        error_response(404, "no such endpoint")
+        (error_response(404, "no such endpoint"), None)
     };
+    // Logged before the latency, so the log keeps the arrival order.
     if state.log {
         lock(&state.requests).push(logged);
+    }
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
     }
     response
 }
@@ -552,14 +561,15 @@ fn sse_events(answer: &str) -> Vec<String> {
     events
 }
 
-async fn stream(
+/// The stream's response, and whether it delivers a turn (so the latency applies).
+fn stream(
     state: &State,
     path: &str,
     authorized: bool,
     logged: &mut LoggedRequest,
-) -> Response<Body> {
+) -> (Response<Body>, bool) {
     if !authorized {
-        return error_response(401, "invalid or missing API key");
+        return (error_response(401, "invalid or missing API key"), false);
     }
     let id = path
         .split_once("/event/stream/")
@@ -568,7 +578,7 @@ async fn stream(
     let (answer, drop) = {
         let mut streams = lock(&state.streams);
         let Some(pending) = streams.get_mut(id) else {
-            return error_response(404, "no such stream");
+            return (error_response(404, "no such stream"), false);
         };
         pending.reads += 1;
         logged.session_id = Some(pending.session_id.clone());
@@ -580,9 +590,6 @@ async fn stream(
         }
         (answer, drop)
     };
-    if let Some(latency) = state.latency {
-        tokio::time::sleep(latency).await;
-    }
     let events = sse_events(&answer);
     let body = if drop {
         let first = events.into_iter().next().unwrap_or_default();
@@ -614,7 +621,7 @@ async fn stream(
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    response
+    (response, true)
 }
 
 /// The question of a user message: the part after `Question: ` when it has
@@ -629,12 +636,13 @@ fn question(content: &str) -> &str {
     }
 }
 
-async fn chat(
+/// The chat reply, and whether it answers a turn (so the latency applies).
+fn chat(
     state: &State,
     body: Option<&Value>,
     authorized: bool,
     logged: &mut LoggedRequest,
-) -> Response<Body> {
+) -> (Response<Body>, bool) {
     let messages = body
         .and_then(|b| b.get("messages"))
         .and_then(Value::as_array);
@@ -649,22 +657,22 @@ async fn chat(
     let query = user.last().map(|c| question(c).to_owned());
     logged.query = query.clone();
     if let Some(failure) = injected_failure(state) {
-        return failure;
+        return (failure, false);
     }
     if !authorized {
-        return error_response(401, "Incorrect API key provided");
+        return (error_response(401, "Incorrect API key provided"), false);
     }
     let Some(query) = query else {
-        return error_response(400, "`messages` must hold a user message");
+        return (
+            error_response(400, "`messages` must hold a user message"),
+            false,
+        );
     };
     if let Some(status) = status_marker(&query) {
-        return error_response(status, "requested by the query");
-    }
-    if let Some(latency) = state.latency {
-        tokio::time::sleep(latency).await;
+        return (error_response(status, "requested by the query"), false);
     }
     if query.contains("#badjson") {
-        return Response::new(full("{\"choices\": ["));
+        return (Response::new(full("{\"choices\": [")), true);
     }
     let answer = if query.contains("#empty") {
         String::new()
@@ -683,7 +691,7 @@ async fn chat(
         .and_then(|b| b.get("model"))
         .cloned()
         .unwrap_or(Value::Null);
-    json_response(
+    let response = json_response(
         200,
         &json!({
             "id": "chatcmpl-test",
@@ -691,7 +699,8 @@ async fn chat(
             "model": model,
             "choices": [choice],
         }),
-    )
+    );
+    (response, true)
 }
 
 #[cfg(test)]
