@@ -29,11 +29,16 @@
 //!
 //! A turn the agent accepted is never sent twice: when the engine retries a
 //! turn whose stream dropped or timed out, the runner re-attaches to the
-//! stream it already has instead of sending the query again.
+//! stream it already has instead of sending the query again (within the
+//! stream timeout plus a minute of the turn's acceptance; an older entry is
+//! left over from a run that gave up, and the turn is sent afresh). A turn
+//! cut off by the suite's timeout *during* the infer request may have been
+//! accepted without the runner knowing its stream; that case cannot be told
+//! apart from a lost request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
@@ -56,6 +61,13 @@ pub const API_KEY_ENV: &str = "ALQUIMIA_API_KEY";
 pub const INFER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeout of the answer stream.
 pub const STREAM_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long after [`STREAM_TIMEOUT`] (plus the retry backoff) a stream is
+/// still re-attached to.
+const REATTACH_GRACE: Duration = Duration::from_secs(60);
+
+/// Entries kept before stale ones are pruned.
+const PENDING_PRUNE_AT: usize = 1024;
 
 /// The `alquimia` runner's configuration, as written in a suite or payload.
 #[derive(Clone, Default, Deserialize)]
@@ -102,8 +114,8 @@ pub struct Alquimia {
     api_key: String,
     auth: HeaderValue,
     /// Turns the agent accepted whose answer has not been read yet:
-    /// `(session_id, qa_id)` to `stream_id`.
-    pending: Mutex<HashMap<(String, String), String>>,
+    /// `(session_id, qa_id)` to the stream id and when the turn was accepted.
+    pending: Mutex<HashMap<(String, String), (String, Instant)>>,
     infer_timeout: Duration,
     stream_timeout: Duration,
 }
@@ -193,8 +205,14 @@ impl Alquimia {
         Some(&self.api_key)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, Instant)>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long an accepted turn's stream may be re-attached to. Past it,
+    /// the entry is from a run that gave up, and the turn is sent afresh.
+    fn reattach_window(&self) -> Duration {
+        self.stream_timeout + REATTACH_GRACE
     }
 
     /// Sends the turn; returns the stream id the agent answers on.
@@ -326,7 +344,12 @@ fn extra_data(agentic: Option<&Object>) -> Object {
 impl Runner for Alquimia {
     async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
         let key = (session.session_id.to_owned(), batch.qa_id.clone());
-        let remembered = self.pending().get(&key).cloned();
+        let window = self.reattach_window();
+        let remembered = self
+            .pending()
+            .get(&key)
+            .filter(|(_, accepted)| accepted.elapsed() < window)
+            .map(|(stream_id, _)| stream_id.clone());
         let stream_id = match remembered {
             Some(stream_id) => {
                 tracing::debug!(
@@ -339,7 +362,13 @@ impl Runner for Alquimia {
             }
             None => {
                 let stream_id = self.infer(batch, session).await?;
-                self.pending().insert(key.clone(), stream_id.clone());
+                let mut pending = self.pending();
+                if pending.len() >= PENDING_PRUNE_AT {
+                    // Turns whose retries gave up leave entries behind.
+                    pending.retain(|_, (_, accepted)| accepted.elapsed() < window);
+                }
+                pending.insert(key.clone(), (stream_id.clone(), Instant::now()));
+                drop(pending);
                 stream_id
             }
         };
