@@ -15,6 +15,8 @@ pub mod runner;
 pub mod runners;
 pub mod schema;
 pub mod suite;
+#[cfg(feature = "test-server")]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use error::{ConfigError, DatasetError, ErrorKind, RunError, SuiteError};

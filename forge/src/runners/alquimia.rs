@@ -1,1 +1,424 @@
-//! The `alquimia` runner (in progress).
+//! `type: alquimia` — Alquimia agents: an infer request, then the answer
+//! streamed as server-sent events.
+//!
+//! ```yaml
+//! runner:
+//!   type: alquimia
+//!   base_url: ${ALQUIMIA_BASE_URL}   # falls back to ALQUIMIA_BASE_URL when missing or empty
+//!   api_key: ${ALQUIMIA_API_KEY}     # falls back to ALQUIMIA_API_KEY when missing or empty
+//!   agent_id: my-agent
+//!   channel_id: web
+//!   api_version: v1                  # optional
+//! ```
+//!
+//! Per turn:
+//!
+//! 1. `POST {base}/event/infer/{channel_id}/{agent_id}?chat_history=50&agentspace=_default`
+//!    with `Authorization: Bearer {api_key}` and the JSON body
+//!    `{"query", "session_id", "extra_data", "attachments": []}`. `extra_data`
+//!    holds the batch's `agentic` entries plus `"date": "YYYY-MM-DD"`, today
+//!    in the machine's **local** time zone (a `date` the batch's `agentic`
+//!    already sets wins, so a suite can pin it). The reply carries a `stream_id`.
+//! 2. `GET {base}/event/stream/{stream_id}?response_only=true` with
+//!    `Accept: text/event-stream`; the answer is `response.data.content` of
+//!    the last event carrying one (answers grow over several events). The
+//!    stream ends when the body ends or with a `[DONE]` event.
+//!
+//! `{base}` is `base_url` followed by `/{api_version}` when one is set. The
+//! infer request times out after 60 s, the stream after 300 s.
+//!
+//! A turn the agent accepted is never sent twice: when the engine retries a
+//! turn whose stream dropped or timed out, the runner re-attaches to the
+//! stream it already has instead of sending the query again (within the
+//! stream timeout plus a minute of the turn's acceptance; an older entry is
+//! left over from a run that gave up, and the turn is sent afresh). A turn
+//! cut off by the suite's timeout *during* the infer request may have been
+//! accepted without the runner knowing its stream; that case cannot be told
+//! apart from a lost request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::StreamExt;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::http_util::{self, redact_url};
+use crate::error::{ConfigError, ErrorKind, RunError};
+use crate::registry::{self, BuildContext, RunnerType};
+use crate::runner::{Reply, Runner, Session};
+use crate::schema::{Batch, Object};
+
+/// Environment variable `base_url` falls back to.
+pub const BASE_URL_ENV: &str = "ALQUIMIA_BASE_URL";
+/// Environment variable `api_key` falls back to.
+pub const API_KEY_ENV: &str = "ALQUIMIA_API_KEY";
+/// Timeout of the infer request.
+pub const INFER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout of the answer stream.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long after [`STREAM_TIMEOUT`] (plus the retry backoff) a stream is
+/// still re-attached to.
+const REATTACH_GRACE: Duration = Duration::from_secs(60);
+
+/// Entries kept before stale ones are pruned.
+const PENDING_PRUNE_AT: usize = 1024;
+
+/// The `alquimia` runner's configuration, as written in a suite or payload.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlquimiaConfig {
+    /// The API's base URL; falls back to `ALQUIMIA_BASE_URL`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The API key; falls back to `ALQUIMIA_API_KEY`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// The agent to talk to (required).
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// The channel of the agent (required: it is part of the URL).
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    /// The API version path segment(s), such as `v1`; empty for none.
+    #[serde(default)]
+    pub api_version: Option<String>,
+}
+
+impl std::fmt::Debug for AlquimiaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlquimiaConfig")
+            .field(
+                "base_url",
+                &self.base_url.as_deref().map(http_util::redact_url_str),
+            )
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("agent_id", &self.agent_id)
+            .field("channel_id", &self.channel_id)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+/// The `alquimia` runner. Build it with [`Alquimia::new`] or from a suite's
+/// `runner: {type: alquimia, ...}`. It keeps one pooled HTTP client.
+pub struct Alquimia {
+    client: reqwest::Client,
+    infer_url: Url,
+    stream_base: Url,
+    api_key: String,
+    auth: HeaderValue,
+    /// Turns the agent accepted whose answer has not been read yet:
+    /// `(session_id, qa_id)` to the stream id and when the turn was accepted.
+    pending: Mutex<HashMap<(String, String), (String, Instant)>>,
+    infer_timeout: Duration,
+    stream_timeout: Duration,
+}
+
+impl std::fmt::Debug for Alquimia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alquimia")
+            .field("infer_url", &redact_url(&self.infer_url))
+            .field("api_key", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+impl Alquimia {
+    /// Builds the runner: applies the environment fallbacks and checks that
+    /// `base_url`, `api_key`, `agent_id` and `channel_id` are set. Nothing
+    /// is sent.
+    pub fn new(config: AlquimiaConfig) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError::new("alquimia", message);
+        let base_url =
+            http_util::setting_or_env(config.base_url, BASE_URL_ENV).ok_or_else(|| {
+                err(format!(
+                    "missing `base_url`: set it or the {BASE_URL_ENV} environment variable"
+                ))
+            })?;
+        let api_key = http_util::setting_or_env(config.api_key, API_KEY_ENV).ok_or_else(|| {
+            err(format!(
+                "missing `api_key`: set it or the {API_KEY_ENV} environment variable"
+            ))
+        })?;
+        let agent_id = non_empty(config.agent_id)
+            .ok_or_else(|| err("missing `agent_id`: the agent to test".into()))?;
+        let channel_id = non_empty(config.channel_id)
+            .ok_or_else(|| err("missing `channel_id`: the agent's channel".into()))?;
+        let mut base = http_util::parse_base_url("alquimia", "base_url", &base_url)?;
+        if let Some(version) = non_empty(config.api_version) {
+            base = http_util::join_segments(&base, version.split('/').filter(|s| !s.is_empty()));
+        }
+        let mut infer_url = http_util::join_segments(
+            &base,
+            ["event", "infer", channel_id.as_str(), agent_id.as_str()],
+        );
+        infer_url
+            .query_pairs_mut()
+            .append_pair("chat_history", "50")
+            .append_pair("agentspace", "_default");
+        let stream_base = http_util::join_segments(&base, ["event", "stream"]);
+        let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
+            .map_err(|_| err("`api_key` contains characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        Ok(Alquimia {
+            client: http_util::client("alquimia")?,
+            infer_url,
+            stream_base,
+            api_key,
+            auth,
+            pending: Mutex::new(HashMap::new()),
+            infer_timeout: INFER_TIMEOUT,
+            stream_timeout: STREAM_TIMEOUT,
+        })
+    }
+
+    /// Builds the runner from a JSON configuration (a suite's `runner:`
+    /// mapping without `type`).
+    pub fn from_value(config: Value) -> Result<Self, ConfigError> {
+        Alquimia::new(registry::config("alquimia", config)?)
+    }
+
+    /// Sets the timeouts of the infer request and of the stream
+    /// (default [`INFER_TIMEOUT`] and [`STREAM_TIMEOUT`]).
+    pub fn with_timeouts(mut self, infer: Duration, stream: Duration) -> Self {
+        self.infer_timeout = infer;
+        self.stream_timeout = stream;
+        self
+    }
+
+    /// The infer URL (no secret in it).
+    pub fn infer_url(&self) -> &Url {
+        &self.infer_url
+    }
+
+    fn secret(&self) -> Option<&str> {
+        Some(&self.api_key)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, Instant)>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long an accepted turn's stream may be re-attached to. Past it,
+    /// the entry is from a run that gave up, and the turn is sent afresh.
+    fn reattach_window(&self) -> Duration {
+        self.stream_timeout + REATTACH_GRACE
+    }
+
+    /// Sends the turn; returns the stream id the agent answers on.
+    async fn infer(&self, batch: &Batch, session: &Session<'_>) -> Result<String, RunError> {
+        let url = &self.infer_url;
+        let body = json!({
+            "query": batch.query,
+            "session_id": session.session_id,
+            "extra_data": extra_data(batch.agentic.as_ref()),
+            "attachments": [],
+        });
+        let response = self
+            .client
+            .post(url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(self.infer_timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| http_util::send_error(e, url, self.infer_timeout))?;
+        let response = http_util::check_status(response, url, self.secret()).await?;
+        let reply = http_util::read_json(response, url, self.infer_timeout, self.secret())
+            .await
+            .map_err(|mut e| {
+                // The agent answered the infer request: it has the turn, so
+                // sending it again could answer it twice.
+                if e.kind == ErrorKind::Transient {
+                    e.kind = ErrorKind::Permanent;
+                }
+                e
+            })?;
+        match reply.get("stream_id") {
+            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
+            Some(Value::Number(id)) => Ok(id.to_string()),
+            _ => Err(RunError::permanent(format!(
+                "No stream_id returned from agent: {}",
+                http_util::scrub(&http_util::snippet(&reply.to_string()), self.secret())
+            ))),
+        }
+    }
+
+    /// Reads the answer from stream `stream_id`.
+    async fn stream(&self, stream_id: &str) -> Result<String, RunError> {
+        let mut url = http_util::join_segments(&self.stream_base, [stream_id]);
+        url.query_pairs_mut().append_pair("response_only", "true");
+        let limit = self.stream_timeout;
+        let response = self
+            .client
+            .get(url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "text/event-stream")
+            .timeout(limit)
+            .send()
+            .await
+            .map_err(|e| http_util::send_error(e, &url, limit))?;
+        let response = http_util::check_status(response, &url, self.secret()).await?;
+        let mut events = response.bytes_stream().eventsource();
+        let mut answer: Option<String> = None;
+        let mut done = false;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(EventStreamError::Transport(e)) => {
+                    let error = http_util::send_error(e, &url, limit);
+                    if error.kind == ErrorKind::Timeout {
+                        return Err(error);
+                    }
+                    return Err(RunError::transient(format!(
+                        "stream {stream_id} dropped before it ended: {}",
+                        error.message
+                    )));
+                }
+                Err(e) => {
+                    return Err(RunError::permanent(format!(
+                        "malformed event stream from {}: {e}",
+                        redact_url(&url)
+                    )))
+                }
+            };
+            let data = event.data.trim();
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            let value: Value = serde_json::from_str(data).map_err(|e| {
+                RunError::permanent(format!(
+                    "malformed JSON event from {} ({e}): {}",
+                    redact_url(&url),
+                    http_util::scrub(&http_util::snippet(data), self.secret())
+                ))
+            })?;
+            if let Some(content) = value
+                .pointer("/response/data/content")
+                .and_then(Value::as_str)
+            {
+                answer = Some(content.to_owned());
+            }
+        }
+        match answer {
+            Some(answer) if !answer.trim().is_empty() => Ok(answer),
+            Some(_) => Err(RunError::permanent("Empty response from agent")),
+            None if done => Err(RunError::permanent("Empty response from agent")),
+            // The body ended without a single answer event and without
+            // `[DONE]`: the stream was most likely cut; re-attaching may work.
+            None => Err(RunError::transient(format!(
+                "Empty response from agent: stream {stream_id} ended before any answer"
+            ))),
+        }
+    }
+}
+
+/// `extra_data` of the infer request: the batch's `agentic` entries plus
+/// today's local date, unless `agentic` sets `date` itself.
+fn extra_data(agentic: Option<&Object>) -> Object {
+    let mut extra = agentic.cloned().unwrap_or_default();
+    if !extra.contains_key("date") {
+        extra.insert(
+            "date".into(),
+            Value::String(chrono::Local::now().format("%Y-%m-%d").to_string()),
+        );
+    }
+    extra
+}
+
+#[async_trait::async_trait]
+impl Runner for Alquimia {
+    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+        let key = (session.session_id.to_owned(), batch.qa_id.clone());
+        let window = self.reattach_window();
+        let remembered = self
+            .pending()
+            .get(&key)
+            .filter(|(_, accepted)| accepted.elapsed() < window)
+            .map(|(stream_id, _)| stream_id.clone());
+        let stream_id = match remembered {
+            Some(stream_id) => {
+                tracing::debug!(
+                    session = session.session_id,
+                    qa_id = batch.qa_id,
+                    stream_id,
+                    "re-attaching to the stream of an accepted turn"
+                );
+                stream_id
+            }
+            None => {
+                let stream_id = self.infer(batch, session).await?;
+                let mut pending = self.pending();
+                if pending.len() >= PENDING_PRUNE_AT {
+                    // Turns whose retries gave up leave entries behind.
+                    pending.retain(|_, (_, accepted)| accepted.elapsed() < window);
+                }
+                pending.insert(key.clone(), (stream_id.clone(), Instant::now()));
+                drop(pending);
+                stream_id
+            }
+        };
+        let result = self.stream(&stream_id).await;
+        match &result {
+            Err(error) if matches!(error.kind, ErrorKind::Transient | ErrorKind::Timeout) => {}
+            _ => {
+                self.pending().remove(&key);
+            }
+        }
+        result.map(Reply::text)
+    }
+}
+
+fn build(config: Value, _: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {
+    Ok(Arc::new(Alquimia::from_value(config)?))
+}
+
+inventory::submit! { RunnerType { name: "alquimia", build } }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_data_adds_today_unless_pinned() {
+        let mut agentic = Object::new();
+        agentic.insert("user".into(), json!({"tier": "gold"}));
+        let extra = extra_data(Some(&agentic));
+        assert_eq!(extra["user"], json!({"tier": "gold"}));
+        let date = extra["date"].as_str().unwrap();
+        assert!(chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok());
+        agentic.insert("date".into(), json!("2020-01-02"));
+        assert_eq!(extra_data(Some(&agentic))["date"], "2020-01-02");
+    }
+
+    #[test]
+    fn builds_urls_with_api_version() {
+        let runner = Alquimia::new(AlquimiaConfig {
+            base_url: Some("https://api.example/".into()),
+            api_key: Some("k".into()),
+            agent_id: Some("ag".into()),
+            channel_id: Some("web".into()),
+            api_version: Some("/v2/".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            runner.infer_url().as_str(),
+            "https://api.example/v2/event/infer/web/ag?chat_history=50&agentspace=_default"
+        );
+        assert!(!format!("{runner:?}").contains("Bearer"));
+    }
+}

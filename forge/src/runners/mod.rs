@@ -6,7 +6,10 @@
 //! | `alquimia` | [`alquimia`] | Alquimia agents (infer + SSE stream) |
 //! | `openai` | [`openai`] | OpenAI-compatible chat completions |
 //! | `echo`, `replay` | [`offline`] | nothing: offline answers |
+//!
+//! [`http_util`] holds the HTTP helpers the network runners share.
 
 pub mod alquimia;
+pub mod http_util;
 pub mod offline;
 pub mod openai;

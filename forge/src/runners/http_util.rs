@@ -1,0 +1,341 @@
+//! HTTP helpers shared by the runners that talk to a system under test over
+//! HTTP: one pooled client per runner, the classification of failures into
+//! [`RunError`] kinds, `Retry-After` parsing, and messages that never carry a
+//! secret.
+//!
+//! Classification (see [`ErrorKind`]):
+//!
+//! | failure | kind |
+//! | --- | --- |
+//! | connection refused / reset / aborted, HTTP 429, 502, 503, 504 | transient (with `Retry-After`) |
+//! | the request timed out | timeout |
+//! | any other HTTP 4xx / 5xx, a malformed reply | permanent |
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Response, StatusCode, Url};
+use serde_json::Value;
+
+use crate::error::{humanize, ConfigError, ErrorKind, RunError};
+
+/// The longest part of a server's reply quoted in an error message, in characters.
+pub const SNIPPET_CHARS: usize = 300;
+
+/// Builds the HTTP client a runner keeps for its whole life, so connections
+/// are pooled across turns. Timeouts are set per request.
+pub fn client(runner: &str) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ConfigError::new(runner, format!("cannot build the HTTP client: {e}")))
+}
+
+/// Parses a base URL from a runner's configuration: it must be an absolute
+/// `http` or `https` URL. A trailing slash is irrelevant.
+pub fn parse_base_url(runner: &str, key: &str, base_url: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(base_url.trim()).map_err(|e| {
+        ConfigError::new(
+            runner,
+            format!(
+                "`{key}` is not a valid URL ({e}): {}",
+                redact_url_str(base_url)
+            ),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(ConfigError::new(
+            runner,
+            format!(
+                "`{key}` must be an http:// or https:// URL, found {}",
+                redact_url(&url)
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// `base` with `segments` appended to its path, each percent-encoded as one
+/// path segment (a trailing slash of `base` is dropped first).
+pub fn join_segments<'a>(base: &Url, segments: impl IntoIterator<Item = &'a str>) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    url
+}
+
+/// Whether a query parameter name looks like it carries a secret.
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "signature",
+        "sig",
+        "credential",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+/// The URL as it may appear in a message: no user info, and the values of
+/// query parameters that look secret (`api_key`, `token`, ...) replaced by `***`.
+pub fn redact_url(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_param(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+/// [`redact_url`] for a string that may not parse; an unparsable one keeps
+/// only what comes before any `?` or `@`.
+pub fn redact_url_str(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(url) => redact_url(&url),
+        Err(_) => {
+            let cut = url.split(['?', '#']).next().unwrap_or_default();
+            match cut.rsplit_once('@') {
+                Some((_, host)) => host.to_owned(),
+                None => cut.to_owned(),
+            }
+        }
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced by `***` (a server may
+/// echo the key it rejected).
+pub fn scrub(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(secret) if secret.len() >= 4 && text.contains(secret) => text.replace(secret, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+/// At most [`SNIPPET_CHARS`] characters of a reply body, whitespace collapsed,
+/// for an error message.
+pub fn snippet(body: &str) -> String {
+    let collapsed = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.char_indices().nth(SNIPPET_CHARS) {
+        Some((cut, _)) => format!("{}...", &collapsed[..cut]),
+        None if collapsed.is_empty() => "(empty body)".to_owned(),
+        None => collapsed,
+    }
+}
+
+/// The delay a `Retry-After` header asks for: delay-seconds or an HTTP date
+/// (a date in the past gives zero).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Whether an HTTP status means the server did not take the request and a
+/// later retry may succeed.
+pub fn is_transient_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// The I/O error kinds of a connection that failed before or while the
+/// request was sent.
+fn is_connection_io_error(error: &reqwest::Error) -> bool {
+    let mut source = error.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The error and its causes, as one line, without the URL reqwest adds.
+pub fn error_chain(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = err.source();
+    }
+    message
+}
+
+/// Classifies a failure to send a request or to read its reply.
+///
+/// A refused, reset or aborted connection is transient; a timeout (`limit`
+/// is the request's timeout) is [`ErrorKind::Timeout`]; anything else is
+/// permanent. The message names the URL without its secrets.
+pub fn send_error(error: reqwest::Error, url: &Url, limit: Duration) -> RunError {
+    let shown = redact_url(url);
+    if error.is_timeout() {
+        return RunError {
+            kind: ErrorKind::Timeout,
+            message: format!("timed out after {} waiting for {shown}", humanize(limit)),
+            retry_after: None,
+        };
+    }
+    let transient = error.is_connect() || is_connection_io_error(&error);
+    let message = if error.is_connect() {
+        format!("cannot connect to {shown}: {}", error_chain(error))
+    } else {
+        format!("request to {shown} failed: {}", error_chain(error))
+    };
+    if transient {
+        RunError::transient(message)
+    } else {
+        RunError::permanent(message)
+    }
+}
+
+/// Passes a successful response through; turns an error status into a
+/// [`RunError`]: transient with its `Retry-After` for 429, 502, 503 and 504,
+/// permanent otherwise, with a snippet of the body (`secret` scrubbed).
+pub async fn check_status(
+    response: Response,
+    url: &Url,
+    secret: Option<&str>,
+) -> Result<Response, RunError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let delay = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    let message = format!(
+        "HTTP {} from {}: {}",
+        status.as_u16(),
+        redact_url(url),
+        scrub(&snippet(&body), secret)
+    );
+    if is_transient_status(status) {
+        Err(RunError::transient(message).with_retry_after(delay))
+    } else {
+        Err(RunError::permanent(message))
+    }
+}
+
+/// Reads a reply body as JSON. A malformed body is a permanent error quoting
+/// its start; a failure while reading is classified by [`send_error`].
+pub async fn read_json(
+    response: Response,
+    url: &Url,
+    limit: Duration,
+    secret: Option<&str>,
+) -> Result<Value, RunError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| send_error(e, url, limit))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        RunError::permanent(format!(
+            "malformed JSON from {} ({e}): {}",
+            redact_url(url),
+            scrub(&snippet(&String::from_utf8_lossy(&bytes)), secret)
+        ))
+    })
+}
+
+/// The value of an optional string setting, falling back to the environment
+/// variable `env` when it is missing or empty (after trimming).
+pub fn setting_or_env(value: Option<String>, env: &str) -> Option<String> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| std::env::var(env).ok().filter(|v| !v.trim().is_empty()))
+        .map(|v| v.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let delay = retry_after(&headers).unwrap();
+        assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn redacts_secrets_from_urls() {
+        let url =
+            Url::parse("https://user:pw@h.example/v1/x?api_key=SECRET&chat_history=50").unwrap();
+        let shown = redact_url(&url);
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("pw"),
+            "{shown}"
+        );
+        assert!(shown.contains("chat_history=50"), "{shown}");
+        assert_eq!(redact_url_str("not a url?token=x"), "not a url");
+    }
+
+    #[test]
+    fn snippets_are_short_and_scrubbed() {
+        let long = "é".repeat(1000);
+        assert_eq!(snippet(&long).chars().count(), SNIPPET_CHARS + 3);
+        assert_eq!(snippet("  a \n b "), "a b");
+        assert_eq!(scrub("bad key sk-123456", Some("sk-123456")), "bad key ***");
+    }
+
+    #[test]
+    fn joins_encoded_segments() {
+        let base = Url::parse("http://h/api/").unwrap();
+        let url = join_segments(&base, ["event", "infer", "a b", "c/d"]);
+        assert_eq!(url.as_str(), "http://h/api/event/infer/a%20b/c%2Fd");
+    }
+}

@@ -1,0 +1,721 @@
+//! A loopback server speaking the Alquimia and OpenAI protocols, for tests
+//! and benchmarks (cargo feature `test-server`).
+//!
+//! ```
+//! # let rt = tokio::runtime::Runtime::new().unwrap();
+//! # rt.block_on(async {
+//! use forge::testing::TestServer;
+//! use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
+//! use forge::{Batch, Dataset, Runner};
+//!
+//! let server = TestServer::start().await;
+//! let runner = Alquimia::new(AlquimiaConfig {
+//!     base_url: Some(server.url()),
+//!     api_key: Some(TestServer::DEFAULT_API_KEY.into()),
+//!     agent_id: Some("agent".into()),
+//!     channel_id: Some("web".into()),
+//!     api_version: None,
+//! })
+//! .unwrap();
+//! let mut dataset = Dataset::new("s1", "agent");
+//! dataset.conversation.push(Batch::new("q1", "hello"));
+//! let (dataset, _) = runner.run_dataset(dataset).await;
+//! assert_eq!(dataset.conversation[0].assistant, forge::testing::alquimia_answer("hello", 1, "s1"));
+//! # });
+//! ```
+//!
+//! Endpoints (any path prefix before `/event/...` is taken as the API
+//! version; `/chat/completions` may sit under any prefix such as `/v1`):
+//!
+//! - `POST /event/infer/{channel}/{agent}`: checks `Authorization: Bearer
+//!   <key>` (401 with a JSON error otherwise), records the turn and answers
+//!   `{"stream_id": "..."}`.
+//! - `GET /event/stream/{id}`: `text/event-stream` whose events carry the
+//!   answer in `response.data.content`, growing over three events.
+//! - `POST /chat/completions`: checks the key, records the messages and
+//!   answers [`openai_answer`] for the last user message.
+//!
+//! The answers are deterministic: [`alquimia_answer`] and [`openai_answer`].
+//! Markers in a query drive the error paths:
+//!
+//! | marker | effect |
+//! | --- | --- |
+//! | `#NNN` (a status 400..=599) | the infer / chat request answers HTTP NNN (429 and 503 with `Retry-After: 7`) |
+//! | `#nostream` | the infer reply has no `stream_id` |
+//! | `#badjson` | the infer / chat reply is not JSON |
+//! | `#empty` | the answer is empty |
+//! | `#drop` | the stream sends one event, then the connection is cut |
+//! | `#dropfirst` | like `#drop`, on the first attempt to read that stream only |
+//! | `#logprobs` | the chat reply carries `choices[0].logprobs` |
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The answer the server gives to Alquimia turn `turn` (1-based) of
+/// `session_id` asking `query`.
+pub fn alquimia_answer(query: &str, turn: usize, session_id: &str) -> String {
+    format!("answer to '{query}' (turn {turn} of session {session_id})")
+}
+
+/// The answer the server gives to a chat-completions request whose last user
+/// message asks `query` (the part after `Question: ` when the message has a
+/// context prefix) and which holds `turn` user messages.
+pub fn openai_answer(query: &str, turn: usize) -> String {
+    format!("answer to '{query}' (turn {turn})")
+}
+
+/// One request the server received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedRequest {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The path, without the query string.
+    pub path: String,
+    /// The query string, when there is one.
+    pub query_string: Option<String>,
+    /// The headers, lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body, when there is one.
+    pub body: Option<Value>,
+    /// The Alquimia session id (of the infer request, or of the turn a stream belongs to).
+    pub session_id: Option<String>,
+    /// The query: Alquimia's `query`, or the last user message's question.
+    pub query: Option<String>,
+}
+
+impl LoggedRequest {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The request's `Authorization` header.
+    pub fn authorization(&self) -> Option<&str> {
+        self.header("authorization")
+    }
+}
+
+/// A turn the server accepted and whose answer a stream will deliver.
+struct PendingStream {
+    session_id: String,
+    query: String,
+    answer: String,
+    drop: bool,
+    drop_first: bool,
+    reads: usize,
+}
+
+struct State {
+    api_key: Option<String>,
+    latency: Option<Duration>,
+    log: bool,
+    requests: Mutex<Vec<LoggedRequest>>,
+    sessions: Mutex<HashMap<String, Vec<String>>>,
+    streams: Mutex<HashMap<String, PendingStream>>,
+    next_stream: AtomicU64,
+    fail_status: u16,
+    fail_remaining: AtomicUsize,
+    turns_started: AtomicUsize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Configures a [`TestServer`] before it starts.
+#[derive(Debug, Clone)]
+pub struct TestServerBuilder {
+    api_key: Option<String>,
+    latency: Option<Duration>,
+    log: bool,
+    fail_status: u16,
+    fail_next: usize,
+}
+
+impl Default for TestServerBuilder {
+    fn default() -> Self {
+        TestServerBuilder {
+            api_key: Some(TestServer::DEFAULT_API_KEY.to_owned()),
+            latency: None,
+            log: true,
+            fail_status: 503,
+            fail_next: 0,
+        }
+    }
+}
+
+impl TestServerBuilder {
+    /// The bearer key requests must carry (default [`TestServer::DEFAULT_API_KEY`]).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Accepts requests with no or any `Authorization` header (like Ollama).
+    pub fn without_auth(mut self) -> Self {
+        self.api_key = None;
+        self
+    }
+
+    /// Waits `latency` before answering each turn (the stream of an
+    /// Alquimia turn, a chat-completions request).
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// Whether requests are recorded (default true; a benchmark may turn it off).
+    pub fn log_requests(mut self, log: bool) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Answers the next `count` infer / chat requests with HTTP `status`
+    /// (with `Retry-After: 0`) before behaving normally.
+    pub fn fail_next(mut self, status: u16, count: usize) -> Self {
+        self.fail_status = status;
+        self.fail_next = count;
+        self
+    }
+
+    /// Binds 127.0.0.1 on a free port and starts serving on the current
+    /// tokio runtime.
+    pub async fn try_start(self) -> std::io::Result<TestServer> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            api_key: self.api_key,
+            latency: self.latency,
+            log: self.log,
+            requests: Mutex::new(Vec::new()),
+            sessions: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            next_stream: AtomicU64::new(1),
+            fail_status: self.fail_status,
+            fail_remaining: AtomicUsize::new(self.fail_next),
+            turns_started: AtomicUsize::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), cancel.clone()));
+        Ok(TestServer {
+            addr,
+            state,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// [`try_start`](Self::try_start).
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub async fn start(self) -> TestServer {
+        match self.try_start().await {
+            Ok(server) => server,
+            Err(e) => panic!("forge test server: cannot bind 127.0.0.1: {e}"),
+        }
+    }
+}
+
+/// A running loopback server. Dropping it (or [`shutdown`](Self::shutdown))
+/// stops it and closes its connections.
+pub struct TestServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServer {
+    /// The key the server expects unless told otherwise.
+    pub const DEFAULT_API_KEY: &'static str = "test-key";
+
+    /// A server with the default settings: key [`Self::DEFAULT_API_KEY`],
+    /// no latency, requests recorded.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub async fn start() -> TestServer {
+        TestServerBuilder::default().start().await
+    }
+
+    /// A builder for a server with other settings.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// The queries of Alquimia session `session_id`, in the order its turns
+    /// were accepted.
+    pub fn turns(&self, session_id: &str) -> Vec<String> {
+        lock(&self.state.sessions)
+            .get(session_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How many infer and chat-completions requests arrived (failed ones included).
+    pub fn turns_started(&self) -> usize {
+        self.state.turns_started.load(Ordering::Relaxed)
+    }
+
+    /// Stops the server and waits for its accept loop to end.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of file descriptors and the like: back off a little.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(state, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn json_response(status: u16, value: &Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error_response(status: u16, message: &str) -> Response<Body> {
+    let mut response = json_response(
+        status,
+        &json!({"error": {"message": message, "code": status}}),
+    );
+    if matches!(status, 429 | 503) {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("7"));
+    }
+    response
+}
+
+/// The status of a `#NNN` marker in `query`.
+fn status_marker(query: &str) -> Option<u16> {
+    query.match_indices('#').find_map(|(i, _)| {
+        let digits = query.get(i + 1..i + 4)?;
+        let status: u16 = digits.parse().ok()?;
+        let next = query[i + 4..].chars().next();
+        ((400..=599).contains(&status) && !next.is_some_and(|c| c.is_ascii_digit()))
+            .then_some(status)
+    })
+}
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return error_response(400, "cannot read the request body"),
+    };
+    let json_body: Option<Value> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let mut logged = LoggedRequest {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query_string: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: json_body.clone(),
+        session_id: None,
+        query: None,
+    };
+    let authorized = match &state.api_key {
+        None => true,
+        Some(key) => {
+            parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                == Some(key.as_str())
+        }
+    };
+    let delayed =
+        |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
+    let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
+        (
+            infer(&state, &path, json_body.as_ref(), authorized, &mut logged),
+            None,
+        )
+    } else if parts.method == Method::GET && path.contains("/event/stream/") {
+        delayed(stream(&state, &path, authorized, &mut logged))
+    } else if parts.method == Method::POST && path.ends_with("/chat/completions") {
+        delayed(chat(&state, json_body.as_ref(), authorized, &mut logged))
+    } else {
+        (error_response(404, "no such endpoint"), None)
+    };
+    // Logged before the latency, so the log keeps the arrival order.
+    if state.log {
+        lock(&state.requests).push(logged);
+    }
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
+    response
+}
+
+/// Answers the next `fail_next` turn-starting requests with the configured status.
+fn injected_failure(state: &State) -> Option<Response<Body>> {
+    state.turns_started.fetch_add(1, Ordering::Relaxed);
+    let mut remaining = state.fail_remaining.load(Ordering::Relaxed);
+    while remaining > 0 {
+        match state.fail_remaining.compare_exchange(
+            remaining,
+            remaining - 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                let mut response = error_response(state.fail_status, "injected failure");
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("0"));
+                return Some(response);
+            }
+            Err(now) => remaining = now,
+        }
+    }
+    None
+}
+
+fn infer(
+    state: &State,
+    path: &str,
+    body: Option<&Value>,
+    authorized: bool,
+    logged: &mut LoggedRequest,
+) -> Response<Body> {
+    let segments: Vec<&str> = path
+        .split_once("/event/infer/")
+        .map(|(_, rest)| rest.split('/').collect())
+        .unwrap_or_default();
+    if segments.len() != 2 || segments.iter().any(|s| s.is_empty()) {
+        return error_response(404, "expected /event/infer/{channel}/{agent}");
+    }
+    let query = body.and_then(|b| b.get("query")).and_then(Value::as_str);
+    let session = body
+        .and_then(|b| b.get("session_id"))
+        .and_then(Value::as_str);
+    logged.query = query.map(str::to_owned);
+    logged.session_id = session.map(str::to_owned);
+    if let Some(failure) = injected_failure(state) {
+        return failure;
+    }
+    if !authorized {
+        return error_response(401, "invalid or missing API key");
+    }
+    let (Some(query), Some(session)) = (query, session) else {
+        return error_response(422, "`query` and `session_id` are required strings");
+    };
+    if let Some(status) = status_marker(query) {
+        return error_response(status, "requested by the query");
+    }
+    if query.contains("#badjson") {
+        return Response::new(full("this is not json"));
+    }
+    let turn = {
+        let mut sessions = lock(&state.sessions);
+        let turns = sessions.entry(session.to_owned()).or_default();
+        turns.push(query.to_owned());
+        turns.len()
+    };
+    if query.contains("#nostream") {
+        return json_response(200, &json!({"status": "accepted"}));
+    }
+    let id = format!(
+        "stream-{}",
+        state.next_stream.fetch_add(1, Ordering::Relaxed)
+    );
+    let answer = if query.contains("#empty") {
+        String::new()
+    } else {
+        alquimia_answer(query, turn, session)
+    };
+    lock(&state.streams).insert(
+        id.clone(),
+        PendingStream {
+            session_id: session.to_owned(),
+            query: query.to_owned(),
+            answer,
+            drop: query.contains("#drop") && !query.contains("#dropfirst"),
+            drop_first: query.contains("#dropfirst"),
+            reads: 0,
+        },
+    );
+    json_response(200, &json!({"stream_id": id}))
+}
+
+/// One SSE event carrying `content`.
+fn sse_event(content: &str) -> String {
+    let event = json!({"response": {"data": {"content": content}}, "status": "streaming"});
+    format!("data: {event}\n\n")
+}
+
+/// `answer` growing over three events: a third, two thirds, all of it.
+fn sse_events(answer: &str) -> Vec<String> {
+    let chars: Vec<char> = answer.chars().collect();
+    let cuts = [chars.len() / 3, chars.len() * 2 / 3, chars.len()];
+    let mut events: Vec<String> = cuts
+        .iter()
+        .map(|&cut| sse_event(&chars[..cut].iter().collect::<String>()))
+        .collect();
+    events.dedup();
+    events
+}
+
+/// The stream's response, and whether it delivers a turn (so the latency applies).
+fn stream(
+    state: &State,
+    path: &str,
+    authorized: bool,
+    logged: &mut LoggedRequest,
+) -> (Response<Body>, bool) {
+    if !authorized {
+        return (error_response(401, "invalid or missing API key"), false);
+    }
+    let id = path
+        .split_once("/event/stream/")
+        .map(|(_, id)| id)
+        .unwrap_or_default();
+    let (answer, drop) = {
+        let mut streams = lock(&state.streams);
+        let Some(pending) = streams.get_mut(id) else {
+            return (error_response(404, "no such stream"), false);
+        };
+        pending.reads += 1;
+        logged.session_id = Some(pending.session_id.clone());
+        logged.query = Some(pending.query.clone());
+        let drop = pending.drop || (pending.drop_first && pending.reads == 1);
+        let answer = pending.answer.clone();
+        if !drop {
+            streams.remove(id);
+        }
+        (answer, drop)
+    };
+    let events = sse_events(&answer);
+    let body = if drop {
+        let first = events.into_iter().next().unwrap_or_default();
+        let frames = futures_util::stream::unfold(0u8, move |step| {
+            let first = first.clone();
+            async move {
+                match step {
+                    0 => Some((Ok(Frame::data(Bytes::from(first))), 1)),
+                    1 => {
+                        // Let the first event reach the client, then cut.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "stream dropped on purpose",
+                            )),
+                            2,
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        BodyExt::boxed(StreamBody::new(frames))
+    } else {
+        full(events.concat())
+    };
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    (response, true)
+}
+
+/// The question of a user message: the part after `Question: ` when it has
+/// a context prefix.
+fn question(content: &str) -> &str {
+    match content.strip_prefix("Context:\n") {
+        Some(rest) => rest
+            .rsplit_once("\n\nQuestion: ")
+            .map(|(_, q)| q)
+            .unwrap_or(content),
+        None => content,
+    }
+}
+
+/// The chat reply, and whether it answers a turn (so the latency applies).
+fn chat(
+    state: &State,
+    body: Option<&Value>,
+    authorized: bool,
+    logged: &mut LoggedRequest,
+) -> (Response<Body>, bool) {
+    let messages = body
+        .and_then(|b| b.get("messages"))
+        .and_then(Value::as_array);
+    let user: Vec<&str> = messages
+        .map(|m| {
+            m.iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                .filter_map(|m| m.get("content").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let query = user.last().map(|c| question(c).to_owned());
+    logged.query = query.clone();
+    if let Some(failure) = injected_failure(state) {
+        return (failure, false);
+    }
+    if !authorized {
+        return (error_response(401, "Incorrect API key provided"), false);
+    }
+    let Some(query) = query else {
+        return (
+            error_response(400, "`messages` must hold a user message"),
+            false,
+        );
+    };
+    if let Some(status) = status_marker(&query) {
+        return (error_response(status, "requested by the query"), false);
+    }
+    if query.contains("#badjson") {
+        return (Response::new(full("{\"choices\": [")), true);
+    }
+    let answer = if query.contains("#empty") {
+        String::new()
+    } else {
+        openai_answer(&query, user.len())
+    };
+    let mut choice = json!({
+        "index": 0,
+        "message": {"role": "assistant", "content": answer},
+        "finish_reason": "stop",
+    });
+    if query.contains("#logprobs") {
+        choice["logprobs"] = json!({"content": [{"token": "answer", "logprob": -0.01}]});
+    }
+    let model = body
+        .and_then(|b| b.get("model"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let response = json_response(
+        200,
+        &json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [choice],
+        }),
+    );
+    (response, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_and_events() {
+        assert_eq!(status_marker("boom #500"), Some(500));
+        assert_eq!(status_marker("#4291"), None);
+        assert_eq!(status_marker("#200 #401"), Some(401));
+        assert_eq!(status_marker("#nostream"), None);
+        let events = sse_events("abcdef");
+        assert_eq!(events.len(), 3);
+        assert!(events[2].contains("\"abcdef\""));
+        assert_eq!(question("Context:\nc\n\nQuestion: q"), "q");
+    }
+}
