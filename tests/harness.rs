@@ -290,3 +290,99 @@ fn an_invalid_regex_or_schema_is_a_load_error_with_its_location() {
     assert!(text.contains("schema.yaml:3:"), "{text}");
     assert!(text.contains("invalid JSON Schema"), "{text}");
 }
+
+/// Runs the harness on another thread so the test's runtime keeps serving.
+async fn run_blocking(project: &Project, args: &[&str], key: &str, url: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forge-harness"));
+    command
+        .env("FORGE_SUITES_DIR", project.dir.path().join("suites"))
+        .env("FORGE_OUT_DIR", project.out())
+        .env("AGENT_KEY", key)
+        .env("AGENT_URL", url)
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output().expect("run the harness"))
+        .await
+        .expect("join")
+}
+
+const AGENT: &str = r#"
+name: agent
+runner:
+  type: alquimia
+  base_url: ${AGENT_URL}
+  api_key: ${AGENT_KEY}
+  agent_id: bot
+  channel_id: web
+concurrency: 2
+datasets:
+  - session_id: s1
+    assistant_id: bot
+    conversation:
+      - {qa_id: t1, query: first, expect: {contains: "'first'"}}
+      - {qa_id: t2, query: second}
+      - {qa_id: t3, query: "fails #500"}
+  - session_id: s2
+    assistant_id: bot
+    conversation:
+      - {qa_id: only, query: alone}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_harness_against_a_real_alquimia_server() {
+    use forge::testing::TestServer;
+    let server = TestServer::builder()
+        .api_key("sekret-key-123")
+        .start()
+        .await;
+    let project = Project::new(&[("agent.yaml", AGENT)]);
+
+    // --list never touches the network.
+    let output = run_blocking(&project, &["--list"], "sekret-key-123", &server.url()).await;
+    assert!(output.status.success());
+    assert_eq!(server.requests().len(), 0, "--list sent requests");
+
+    // One selected batch: its earlier turns run first, unreported; session s2
+    // is never contacted.
+    let output = run_blocking(
+        &project,
+        &["--exact", "agent::s1::t2"],
+        "sekret-key-123",
+        &server.url(),
+    )
+    .await;
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(server.turns("s1"), ["first", "second"]);
+    assert!(server.turns("s2").is_empty());
+
+    // The whole suite: the #500 turn fails, the rest pass, exit 101.
+    let output = run_blocking(&project, &[], "sekret-key-123", &server.url()).await;
+    assert_eq!(output.status.code(), Some(101));
+    let text = stdout(&output);
+    assert_eq!(outcome(&text, "agent::s1::t1"), Some("ok"), "{text}");
+    assert_eq!(outcome(&text, "agent::s1::t3"), Some("FAILED"), "{text}");
+    assert!(text.contains("HTTP 500"), "{text}");
+    // Turns the server accepted; the #500 one was refused, once (a 500 is
+    // not retried).
+    assert_eq!(server.turns("s1"), ["first", "second", "first", "second"]);
+    let refused = server
+        .requests()
+        .iter()
+        .filter(|r| r.query.as_deref() == Some("fails #500"))
+        .count();
+    assert_eq!(refused, 1);
+    assert_eq!(server.turns("s2"), ["alone"]);
+
+    let report = project.report("agent");
+    assert_eq!(report["summaries"][0]["successes"], 2);
+    assert_eq!(report["summaries"][0]["failures"], 1);
+    assert_eq!(
+        report["datasets"][0]["conversation"][1]["assistant"],
+        forge::testing::alquimia_answer("second", 4, "s1"),
+        "the server counts turns across both runs of s1"
+    );
+    for file in ["agent.json", "junit.xml"] {
+        let text = std::fs::read_to_string(project.out().join(file)).expect("report");
+        assert!(!text.contains("sekret-key-123"), "{file} leaks the key");
+    }
+    server.shutdown().await;
+}

@@ -172,3 +172,62 @@ fn payload_from_a_file() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stdout).contains("`datasets` must be a list"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payload_against_a_real_alquimia_server_prints_the_response_format() {
+    let server = forge::testing::TestServer::builder()
+        .api_key("payload-key-42")
+        .start()
+        .await;
+    let payload = json!({
+        "datasets": [{
+            "session_id": "test-session-1",
+            "assistant_id": "target-assistant",
+            "language": "english",
+            "context": "",
+            "conversation": [{
+                "qa_id": "test-1",
+                "query": "What is the capital of France?",
+                "assistant": "",
+                "ground_truth_assistant": "Paris is the capital of France."
+            }, {
+                "qa_id": "test-2",
+                "query": "broken #500",
+            }]
+        }],
+        "config": {"base_url": server.url(), "api_key": "payload-key-42",
+                   "agent_id": "agent", "channel_id": "web"}
+    })
+    .to_string();
+    let output =
+        tokio::task::spawn_blocking(move || forge(&["run", "--payload", "-"], Some(&payload)))
+            .await
+            .expect("join");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(!stdout.contains("payload-key-42"));
+    let response: Value = serde_json::from_str(&stdout).expect("JSON");
+    let keys: Vec<&str> = response
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["success", "datasets", "summaries", "total_datasets"]);
+    assert_eq!(response["total_datasets"], 1);
+    let turns = &response["datasets"][0]["conversation"];
+    assert_eq!(
+        turns[0]["assistant"],
+        forge::testing::alquimia_answer("What is the capital of France?", 1, "test-session-1")
+    );
+    assert!(turns[1]["assistant"]
+        .as_str()
+        .expect("answer")
+        .starts_with("[ERROR] HTTP 500"));
+    let summary = &response["summaries"][0];
+    assert_eq!(
+        (summary["successes"].as_u64(), summary["failures"].as_u64()),
+        (Some(1), Some(1))
+    );
+    server.shutdown().await;
+}
