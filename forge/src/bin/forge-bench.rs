@@ -1,0 +1,327 @@
+//! The benchmark: forge against a loopback Alquimia server of known latency.
+//!
+//! ```sh
+//! cargo run --release -p forge --features bench --bin forge-bench -- \
+//!     --sessions 50 --turns 20 --latency-ms 20
+//! ```
+//!
+//! It starts the test server in a child process (one thread, hyper), writes a
+//! suite of S sessions x T turns, and runs it through `forge run` and through
+//! the cargo-test harness, each in a fresh process whose resource usage is
+//! read with `getrusage`. It prints wall time, batches per second, the ratio
+//! of wall time to the physical bound T x L, CPU time and peak memory of the
+//! client, and the server's own CPU time. `--load-batches N` also measures
+//! loading (and running) an N-batch suite.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "forge-bench", about = "Benchmark forge against a loopback server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Sessions (S); the suite's concurrency is S.
+    #[arg(long, default_value_t = 50)]
+    sessions: usize,
+    /// Turns per session (T).
+    #[arg(long, default_value_t = 20)]
+    turns: usize,
+    /// Server latency per turn in ms (L).
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Concurrency (default: sessions).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Also load and run a suite of this many batches (e.g. 100000).
+    #[arg(long)]
+    load_batches: Option<usize>,
+    /// Which front ends to measure.
+    #[arg(long, value_delimiter = ',', default_value = "run,harness")]
+    modes: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Serve the Alquimia protocol on 127.0.0.1 (prints the port) until stdin closes.
+    Serve {
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// Run a suites directory through the cargo-test harness (as a user's test target does).
+    Harness { dir: PathBuf },
+    /// Load a suite file and print how long it took.
+    Load { file: PathBuf },
+    /// Run a command and write its wall time and resource usage as JSON.
+    Measure {
+        #[arg(long)]
+        result: PathBuf,
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Usage {
+    wall_s: f64,
+    user_s: f64,
+    sys_s: f64,
+    max_rss_mb: f64,
+    status: Option<i32>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Sub::Serve { latency_ms }) => serve(latency_ms),
+        Some(Sub::Harness { dir }) => {
+            let args = libtest_mimic::Arguments {
+                format: Some(libtest_mimic::FormatSetting::Terse),
+                quiet: true,
+                ..Default::default()
+            };
+            return match forge::harness::run(&dir, &args) {
+                Ok(outcome) => outcome.conclusion.exit_code(),
+                Err(error) => {
+                    eprintln!("{error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Sub::Load { file }) => {
+            let start = Instant::now();
+            match forge::Suite::load(&file) {
+                Ok(suite) => {
+                    println!(
+                        "loaded {} batches in {:.3}s",
+                        suite.batch_count(),
+                        start.elapsed().as_secs_f64()
+                    );
+                    Ok(())
+                }
+                Err(error) => Err(error.to_string()),
+            }
+        }
+        Some(Sub::Measure { result, command }) => measure(&result, &command),
+        None => bench(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("forge-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(latency_ms: u64) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut builder = forge::testing::TestServer::builder().log_requests(false);
+        if latency_ms > 0 {
+            builder = builder.latency(Duration::from_millis(latency_ms));
+        }
+        let server = builder.try_start().await.map_err(|e| e.to_string())?;
+        println!("{}", server.addr().port());
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        // Serve until the parent closes our stdin.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+fn measure(result: &Path, command: &[String]) -> Result<(), String> {
+    let start = Instant::now();
+    let status = Command::new(&command[0])
+        .args(&command[1..])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", command[0]))?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map_err(|e| e.to_string())?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let usage = Usage {
+        wall_s,
+        user_s: seconds(usage.user_time()),
+        sys_s: seconds(usage.system_time()),
+        max_rss_mb: usage.max_rss() as f64 / 1024.0,
+        status: status.code(),
+    };
+    std::fs::write(result, serde_json::to_vec(&usage).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
+}
+
+/// CPU seconds (user + system) a live process has used, from /proc.
+fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn write_suite(path: &Path, url: &str, sessions: usize, turns: usize, concurrency: usize) -> Result<(), String> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
+    let mut text = format!(
+        "name: bench\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n",
+        forge::testing::TestServer::DEFAULT_API_KEY
+    );
+    for s in 0..sessions {
+        text.push_str(&format!("  - session_id: s{s}\n    assistant_id: bench\n    conversation:\n"));
+        for t in 0..turns {
+            text.push_str(&format!(
+                "      - {{qa_id: q{t}, query: \"question {t} of session {s}\"}}\n"
+            ));
+        }
+        if text.len() > 1 << 20 {
+            out.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+            text.clear();
+        }
+    }
+    out.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())
+}
+
+fn bench(cli: &Cli) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let forge_bin = me.with_file_name("forge");
+    if !forge_bin.is_file() {
+        return Err(format!("{} not found: build the forge binary too", forge_bin.display()));
+    }
+    let mut server = Command::new(&me)
+        .args(["serve", "--latency-ms", &cli.latency_ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().ok_or("no server stdout")?)
+        .read_line(&mut port)
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{}", port.trim());
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let suites = dir.path().join("suites");
+    std::fs::create_dir_all(&suites).map_err(|e| e.to_string())?;
+    let concurrency = cli.concurrency.unwrap_or(cli.sessions);
+    let suite = suites.join("bench.yaml");
+    write_suite(&suite, &url, cli.sessions, cli.turns, concurrency)?;
+
+    let batches = cli.sessions * cli.turns;
+    let bound_s = cli.turns as f64 * cli.latency_ms as f64 / 1000.0;
+    println!(
+        "S={} sessions x T={} turns = {batches} batches, L={} ms, concurrency {concurrency}; bound T x L = {bound_s:.3}s",
+        cli.sessions, cli.turns, cli.latency_ms
+    );
+    println!(
+        "{:<8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "mode", "wall s", "batches/s", "wall/TxL", "user s", "sys s", "peak MB", "server s"
+    );
+    let out = dir.path().join("out");
+    for mode in &cli.modes {
+        let command: Vec<String> = match mode.as_str() {
+            "run" => vec![
+                forge_bin.display().to_string(),
+                "run".into(),
+                suite.display().to_string(),
+                "--quiet".into(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            "harness" => vec![
+                me.display().to_string(),
+                "harness".into(),
+                suites.display().to_string(),
+            ],
+            other => return Err(format!("unknown mode {other:?} (run, harness)")),
+        };
+        let server_before = process_cpu_s(server.id()).unwrap_or(0.0);
+        let usage = measured(&me, dir.path(), &command, &[("FORGE_OUT_DIR", &out)])?;
+        let server_s = process_cpu_s(server.id()).unwrap_or(0.0) - server_before;
+        if usage.status != Some(0) {
+            return Err(format!("{mode} failed with status {:?}", usage.status));
+        }
+        println!(
+            "{:<8} {:>8.3} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>10.1} {:>10.3}",
+            mode,
+            usage.wall_s,
+            batches as f64 / usage.wall_s,
+            if bound_s > 0.0 { usage.wall_s / bound_s } else { f64::NAN },
+            usage.user_s,
+            usage.sys_s,
+            usage.max_rss_mb,
+            server_s
+        );
+    }
+
+    if let Some(count) = cli.load_batches {
+        let big_dir = dir.path().join("big");
+        std::fs::create_dir_all(&big_dir).map_err(|e| e.to_string())?;
+        let big = big_dir.join("big.yaml");
+        let sessions = count.div_ceil(cli.turns.max(1));
+        write_suite(&big, &url, sessions, cli.turns.max(1), concurrency)?;
+        let start = Instant::now();
+        let loaded = forge::Suite::load(&big).map_err(|e| e.to_string())?;
+        let load_s = start.elapsed().as_secs_f64();
+        println!(
+            "load: {} batches in {load_s:.3}s (this process, after warm-up of nothing)",
+            loaded.batch_count()
+        );
+        drop(loaded);
+        let usage = measured(
+            &me,
+            dir.path(),
+            &[
+                forge_bin.display().to_string(),
+                "run".into(),
+                big.display().to_string(),
+                "--quiet".into(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            &[],
+        )?;
+        println!(
+            "run {} batches: wall {:.3}s, {:.0} batches/s, user {:.3}s, sys {:.3}s, peak {:.1} MB",
+            sessions * cli.turns.max(1),
+            usage.wall_s,
+            (sessions * cli.turns.max(1)) as f64 / usage.wall_s,
+            usage.user_s,
+            usage.sys_s,
+            usage.max_rss_mb
+        );
+    }
+    drop(server.stdin.take());
+    let _ = server.wait();
+    Ok(())
+}
+
+fn measured(me: &Path, dir: &Path, command: &[String], env: &[(&str, &Path)]) -> Result<Usage, String> {
+    let result = dir.join("usage.json");
+    let mut measure = Command::new(me);
+    measure.arg("measure").arg("--result").arg(&result).arg("--").args(command);
+    for (key, value) in env {
+        measure.env(key, value);
+    }
+    let status = measure.status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("measure failed: {status}"));
+    }
+    let text = std::fs::read_to_string(&result).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
