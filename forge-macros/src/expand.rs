@@ -3,8 +3,9 @@
 //! `const _: () = { ... };`, the `Runner` impl and its `inventory`
 //! registration. Generated code names only paths under the forge crate.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Ident, Item, Path};
 
 use crate::attr::{self, Args};
@@ -49,21 +50,33 @@ fn expand(args: &Args, runner: &RunnerImpl) -> TokenStream {
 
     // Spanned on the user's `Result<T, E>` so that a `T` that is not a reply
     // or an `E` that is not `Display` is reported there.
-    let into_reply = quote_spanned! {runner.ok_span=>
-        #krate::__private::into_reply(__forge_answer)
-    };
-    let into_error = quote_spanned! {runner.err_span=>
-        (&#krate::__private::ErrorWrap(__forge_error)).__forge_into_run_error()
-    };
-
-    quote! {
-        #item
-
+    let into_reply = respan(
+        quote!(#krate::__private::into_reply(__forge_answer)),
+        runner.ok_span,
+    );
+    let into_error = respan(
+        quote!((&#krate::__private::ErrorWrap(__forge_error)).__forge_into_run_error()),
+        runner.err_span,
+    );
+    // Spanned on the struct, so that a struct without `Deserialize` is
+    // reported there.
+    let config = respan(
+        quote!(#krate::__private::runner_config::<#self_ty>),
+        self_ty.span(),
+    );
+    // Spanned on the name, so that a second runner with it points there.
+    let marker = quote_spanned! {name_span=>
         /// Marks the runner name as used in this module, so that two
         /// `#[forge_runner]`s with one name are a compile error.
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
         struct #marker;
+    };
+
+    quote! {
+        #item
+
+        #marker
 
         const _: () = {
             #[#krate::__private::async_trait]
@@ -93,7 +106,7 @@ fn expand(args: &Args, runner: &RunnerImpl) -> TokenStream {
                 #krate::__private::Arc<dyn #krate::Runner>,
                 #krate::ConfigError,
             > {
-                let runner = #krate::__private::runner_config::<#self_ty>(#name, config)?;
+                let runner = #config(#name, config)?;
                 ::core::result::Result::Ok(#krate::__private::Arc::new(runner))
             }
 
@@ -105,6 +118,24 @@ fn expand(args: &Args, runner: &RunnerImpl) -> TokenStream {
             }
         };
     }
+}
+
+/// `tokens` with every span set to `span`, so that type errors in them are
+/// reported on the user's tokens rather than on the attribute.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// The identifier of the item that marks `name` as used: readable when the

@@ -223,12 +223,21 @@ fn analyse(method: &ImplItemFn) -> syn::Result<Signature> {
     let mut takes_query = false;
     let mut takes_batch = false;
     let mut takes_session = false;
-    for input in inputs {
+    let mut bad_params = false;
+    for (index, input) in inputs.enumerate() {
         let FnArg::Typed(typed) = input else {
             errors.spanned(input, "unexpected receiver");
             continue;
         };
         let kind = param_kind(&typed.ty);
+        if index == 0 && kind.is_none() {
+            bad_params = true;
+            errors.spanned(
+                &typed.ty,
+                format!("the first parameter is the query, `query: &str`; the runner method takes {PARAMS}"),
+            );
+            continue;
+        }
         let ok = match kind {
             Some(Param::Query) => !takes_query && !takes_batch && !takes_session,
             Some(Param::Batch) => takes_query && !takes_batch && !takes_session,
@@ -236,6 +245,7 @@ fn analyse(method: &ImplItemFn) -> syn::Result<Signature> {
             None => false,
         };
         if !ok {
+            bad_params = true;
             let message = match kind {
                 None => format!("unexpected parameter type; the runner method takes {PARAMS}"),
                 Some(_) => format!("parameter out of order; the runner method takes {PARAMS}"),
@@ -249,7 +259,7 @@ fn analyse(method: &ImplItemFn) -> syn::Result<Signature> {
             None => {}
         }
     }
-    if !takes_query {
+    if !takes_query && !bad_params {
         errors.push(syn::Error::new(
             sig.paren_token.span.join(),
             format!("the runner method takes the query: {PARAMS}"),

@@ -29,12 +29,22 @@ pub mod __private {
 
     use crate::{ConfigError, Reply, RunError};
 
+    /// A `#[forge_runner]` struct, which is built from the suite's mapping.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be built from the suite's `runner:` mapping",
+        label = "`{Self}` does not implement `serde::Deserialize`",
+        note = "add `#[derive(serde::Deserialize)]` to `{Self}`; its fields are read from the rest of `runner: {{type: ..., ...}}`"
+    )]
+    pub trait RunnerConfig: serde::de::DeserializeOwned {}
+
+    impl<T: serde::de::DeserializeOwned> RunnerConfig for T {}
+
     /// Builds a `#[forge_runner]` struct from its `runner:` mapping with
     /// [`registry::config`](crate::registry::config). A unit struct
     /// (`struct Bot;`), which serde reads from `null` rather than from a
     /// mapping, accepts an empty mapping, and a mapping with keys gets
     /// "takes no configuration" instead of serde's "expected unit struct".
-    pub fn runner_config<T: serde::de::DeserializeOwned>(
+    pub fn runner_config<T: RunnerConfig>(
         runner: &str,
         config: serde_json::Value,
     ) -> Result<T, ConfigError> {
