@@ -169,7 +169,7 @@ fn analyse(method: &ImplItemFn) -> syn::Result<Signature> {
 
     if sig.asyncness.is_none() {
         errors.spanned(
-            &sig.fn_token,
+            sig.fn_token,
             format!("the runner method must be an `async fn`: `{FORM}`"),
         );
     }
