@@ -1,7 +1,12 @@
 //! Full paths for the parameter types, `pub async fn`, a default name, and
-//! `forge::RunError` as the error type; no `use` of forge at all.
+//! `forge::RunError` as the error type; no `use` of forge at all. Strict
+//! lints: the generated code must not warn in a user's crate.
+#![forbid(unsafe_code)]
+#![deny(warnings, missing_docs, unused_qualifications, unused_results)]
+#![deny(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
 
-#[derive(serde::Deserialize)]
+/// A runner.
+#[derive(Debug, serde::Deserialize)]
 pub struct HTTPEchoBot {
     #[serde(default)]
     suffix: String,
@@ -21,8 +26,8 @@ impl HTTPEchoBot {
 }
 
 mod nested {
-    #[derive(serde::Deserialize)]
-    pub struct Bot;
+    #[derive(Debug, serde::Deserialize)]
+    pub(crate) struct Bot;
 
     // The same struct name in another module, another runner name.
     #[forge::forge_runner(name = "nested.bot_v2")]
