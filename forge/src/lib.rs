@@ -21,6 +21,7 @@ pub mod testing;
 pub use async_trait::async_trait;
 pub use error::{ConfigError, DatasetError, ErrorKind, RunError, SuiteError};
 pub use execute::{Backoff, Engine, Job, Policy};
+pub use forge_macros::forge_runner;
 pub use runner::{BatchOutcome, Reply, Runner, Session};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
 pub use suite::Suite;
@@ -33,4 +34,121 @@ pub mod __private {
     pub use inventory;
     pub use serde;
     pub use serde_json;
+    pub use std::sync::Arc;
+
+    use crate::{ConfigError, Reply, RunError};
+
+    /// A `#[forge_runner]` struct, which is built from the suite's mapping.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be built from the suite's `runner:` mapping",
+        label = "`{Self}` does not implement `serde::Deserialize`",
+        note = "add `#[derive(serde::Deserialize)]` to `{Self}`; its fields are read from the rest of `runner: {{type: ..., ...}}`"
+    )]
+    pub trait RunnerConfig: serde::de::DeserializeOwned {}
+
+    impl<T: serde::de::DeserializeOwned> RunnerConfig for T {}
+
+    /// Builds a `#[forge_runner]` struct from its `runner:` mapping with
+    /// [`registry::config`](crate::registry::config). A unit struct
+    /// (`struct Bot;`), which serde reads from `null` rather than from a
+    /// mapping, accepts an empty mapping, and a mapping with keys gets
+    /// "takes no configuration" instead of serde's "expected unit struct".
+    pub fn runner_config<T: RunnerConfig>(
+        runner: &str,
+        config: serde_json::Value,
+    ) -> Result<T, ConfigError> {
+        let keys: Option<Vec<String>> = match &config {
+            serde_json::Value::Null => Some(Vec::new()),
+            serde_json::Value::Object(map) => Some(map.keys().map(|k| format!("`{k}`")).collect()),
+            _ => None,
+        };
+        let error = match crate::registry::config::<T>(runner, config) {
+            Ok(runner) => return Ok(runner),
+            Err(error) => error,
+        };
+        match (keys, serde_json::from_value::<T>(serde_json::Value::Null)) {
+            (Some(keys), Ok(unit)) if keys.is_empty() => Ok(unit),
+            (Some(keys), Ok(_)) => Err(ConfigError::new(
+                runner,
+                format!("takes no configuration, found {}", keys.join(", ")),
+            )),
+            _ => Err(error),
+        }
+    }
+
+    /// An answer type a `#[forge_runner]` method may return in its `Ok`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a runner's answer",
+        label = "the runner method's `Ok` type must be `String`, `forge::Reply`, or another type that is `Into<forge::Reply>`",
+        note = "return `Result<String, E>`, or `Result<forge::Reply, E>` to add agentic data or logprobs"
+    )]
+    pub trait IntoReply {
+        /// Converts the answer.
+        fn into_reply(self) -> Reply;
+    }
+
+    impl<T: Into<Reply>> IntoReply for T {
+        fn into_reply(self) -> Reply {
+            self.into()
+        }
+    }
+
+    /// Converts a runner method's answer into a [`Reply`].
+    pub fn into_reply<T: IntoReply>(answer: T) -> Reply {
+        answer.into_reply()
+    }
+
+    /// An error type a `#[forge_runner]` method may return in its `Err`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a runner's error: it does not implement `std::fmt::Display`",
+        label = "the runner method's error type must implement `Display` (or be `forge::RunError`)",
+        note = "its message becomes the batch's `[ERROR] <message>`"
+    )]
+    pub trait RunnerError: std::fmt::Display {}
+
+    impl<E: std::fmt::Display + ?Sized> RunnerError for E {}
+
+    /// A runner method's error, converted into a [`RunError`] by autoref
+    /// specialisation: `(&ErrorWrap(e)).__forge_into_run_error()` picks
+    /// [`ViaRunError`] when `e` is a `RunError` (passed through unchanged,
+    /// so transient errors stay transient) and [`ViaDisplay`] otherwise
+    /// (a permanent error carrying `e.to_string()`). Coherence rules out a
+    /// plain trait implemented for both `RunError` and every `Display` type.
+    pub struct ErrorWrap<E>(pub E);
+
+    /// The `RunError` case of [`ErrorWrap`]; found first by method lookup.
+    pub trait ViaRunError {
+        /// The error, unchanged.
+        fn __forge_into_run_error(&self) -> RunError;
+    }
+
+    impl ViaRunError for ErrorWrap<RunError> {
+        fn __forge_into_run_error(&self) -> RunError {
+            self.0.clone()
+        }
+    }
+
+    /// The `Display` case of [`ErrorWrap`]; found after an autoref.
+    pub trait ViaDisplay {
+        /// The wrapped error type.
+        type Error;
+        /// The wrapped error.
+        fn __forge_error(&self) -> &Self::Error;
+        /// A permanent error with the error's message. The bound sits on
+        /// the method, not the impl, so that a non-`Display` error is
+        /// reported through [`RunnerError`]'s message.
+        fn __forge_into_run_error(&self) -> RunError
+        where
+            Self::Error: RunnerError,
+        {
+            RunError::permanent(self.__forge_error().to_string())
+        }
+    }
+
+    impl<E> ViaDisplay for &ErrorWrap<E> {
+        type Error = E;
+        fn __forge_error(&self) -> &E {
+            &self.0
+        }
+    }
 }

@@ -90,12 +90,13 @@ pub fn build_named(
     config: Value,
     context: &BuildContext,
 ) -> Result<Arc<dyn Runner>, ConfigError> {
-    let found = inventory::iter::<RunnerType>
+    let mut found = inventory::iter::<RunnerType>
         .into_iter()
-        .find(|t| t.name == name);
-    match found {
-        Some(runner_type) => (runner_type.build)(config, context),
-        None => {
+        .filter(|t| t.name == name);
+    match (found.next(), found.next()) {
+        (Some(runner_type), None) => (runner_type.build)(config, context),
+        (Some(_), Some(_)) => Err(duplicate(name)),
+        (None, _) => {
             let names = names();
             let hint = closest(name, names.iter().copied())
                 .map(|c| format!(" (did you mean `{c}`?)"))
@@ -109,6 +110,36 @@ pub fn build_named(
             ))
         }
     }
+}
+
+/// The runner type names registered more than once, sorted: two
+/// `#[forge_runner]`s with one name in different modules or crates, or one
+/// named like a built-in runner. Building such a runner fails; a harness may
+/// call this up front to report every clash at once.
+pub fn duplicates() -> Vec<&'static str> {
+    let mut all: Vec<_> = inventory::iter::<RunnerType>
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    all.sort_unstable();
+    let mut duplicates: Vec<_> = all
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    duplicates.dedup();
+    duplicates
+}
+
+/// The error for a runner type name registered more than once.
+fn duplicate(name: &str) -> ConfigError {
+    ConfigError::new(
+        name,
+        format!(
+            "runner name `{name}` registered twice (or more): two `#[forge_runner]`s share it, \
+             or one is named like a built-in runner; rename one with `#[forge_runner(name = \"...\")]`"
+        ),
+    )
 }
 
 /// Deserializes a runner's configuration, naming the offending field in errors

@@ -1,0 +1,11 @@
+#[derive(serde::Deserialize)]
+struct Bot;
+
+#[forge::forge_runner(name = "weather bot")]
+impl Bot {
+    async fn answer(&self, query: &str) -> Result<String, std::io::Error> {
+        Ok(query.to_owned())
+    }
+}
+
+fn main() {}

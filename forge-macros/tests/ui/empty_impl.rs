@@ -1,0 +1,7 @@
+#[derive(serde::Deserialize)]
+struct Bot;
+
+#[forge::forge_runner]
+impl Bot {}
+
+fn main() {}

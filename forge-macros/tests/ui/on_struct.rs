@@ -1,0 +1,5 @@
+#[forge::forge_runner]
+#[derive(serde::Deserialize)]
+struct Bot;
+
+fn main() {}
