@@ -265,19 +265,6 @@ fn an_empty_suites_directory_fails() {
 }
 
 #[test]
-fn the_example_suites_pass() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_forge-harness"))
-        .env("FORGE_SUITES_DIR", root.join("suites"))
-        .env("FORGE_OUT_DIR", out.path())
-        .output()
-        .expect("run");
-    assert!(output.status.success(), "{}", stdout(&output));
-    assert!(out.path().join("fair-forge.json").is_file());
-}
-
-#[test]
 fn an_invalid_regex_or_schema_is_a_load_error_with_its_location() {
     let regex = "runner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation:\n      - qa_id: q\n        query: hi\n        expect: {regex: '(oops'}\n";
     let schema = "runner: {type: echo}\nexpect:\n  is_json: {schema: {type: 12}}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation: [{qa_id: q, query: hi}]\n";

@@ -22,7 +22,10 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
-#[command(name = "forge-bench", about = "Benchmark forge against a loopback server")]
+#[command(
+    name = "forge-bench",
+    about = "Benchmark forge against a loopback server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
@@ -135,7 +138,11 @@ fn serve(latency_ms: u64) -> Result<(), String> {
         // Serve until the parent closes our stdin.
         tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            while std::io::stdin()
+                .read_line(&mut sink)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
                 sink.clear();
             }
         })
@@ -164,8 +171,11 @@ fn measure(result: &Path, command: &[String]) -> Result<(), String> {
         max_rss_mb: usage.max_rss() as f64 / 1024.0,
         status: status.code(),
     };
-    std::fs::write(result, serde_json::to_vec(&usage).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())
+    std::fs::write(
+        result,
+        serde_json::to_vec(&usage).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// CPU seconds (user + system) a live process has used, from /proc.
@@ -176,14 +186,22 @@ fn process_cpu_s(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn write_suite(path: &Path, url: &str, sessions: usize, turns: usize, concurrency: usize) -> Result<(), String> {
+fn write_suite(
+    path: &Path,
+    url: &str,
+    sessions: usize,
+    turns: usize,
+    concurrency: usize,
+) -> Result<(), String> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
     let mut text = format!(
         "name: bench\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n",
         forge::testing::TestServer::DEFAULT_API_KEY
     );
     for s in 0..sessions {
-        text.push_str(&format!("  - session_id: s{s}\n    assistant_id: bench\n    conversation:\n"));
+        text.push_str(&format!(
+            "  - session_id: s{s}\n    assistant_id: bench\n    conversation:\n"
+        ));
         for t in 0..turns {
             text.push_str(&format!(
                 "      - {{qa_id: q{t}, query: \"question {t} of session {s}\"}}\n"
@@ -202,7 +220,10 @@ fn bench(cli: &Cli) -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let forge_bin = me.with_file_name("forge");
     if !forge_bin.is_file() {
-        return Err(format!("{} not found: build the forge binary too", forge_bin.display()));
+        return Err(format!(
+            "{} not found: build the forge binary too",
+            forge_bin.display()
+        ));
     }
     let mut server = Command::new(&me)
         .args(["serve", "--latency-ms", &cli.latency_ms.to_string()])
@@ -261,7 +282,11 @@ fn bench(cli: &Cli) -> Result<(), String> {
             mode,
             usage.wall_s,
             batches as f64 / usage.wall_s,
-            if bound_s > 0.0 { usage.wall_s / bound_s } else { f64::NAN },
+            if bound_s > 0.0 {
+                usage.wall_s / bound_s
+            } else {
+                f64::NAN
+            },
             usage.user_s,
             usage.sys_s,
             usage.max_rss_mb,
@@ -311,10 +336,20 @@ fn bench(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-fn measured(me: &Path, dir: &Path, command: &[String], env: &[(&str, &Path)]) -> Result<Usage, String> {
+fn measured(
+    me: &Path,
+    dir: &Path,
+    command: &[String],
+    env: &[(&str, &Path)],
+) -> Result<Usage, String> {
     let result = dir.join("usage.json");
     let mut measure = Command::new(me);
-    measure.arg("measure").arg("--result").arg(&result).arg("--").args(command);
+    measure
+        .arg("measure")
+        .arg("--result")
+        .arg(&result)
+        .arg("--")
+        .args(command);
     for (key, value) in env {
         measure.env(key, value);
     }
