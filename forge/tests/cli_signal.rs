@@ -25,9 +25,13 @@ async fn sigterm_writes_a_valid_partial_report() {
         TestServer::DEFAULT_API_KEY
     );
     for s in 1..=4 {
-        suite.push_str(&format!("  - session_id: s{s}\n    assistant_id: a\n    conversation:\n"));
+        suite.push_str(&format!(
+            "  - session_id: s{s}\n    assistant_id: a\n    conversation:\n"
+        ));
         for t in 1..=5 {
-            suite.push_str(&format!("      - {{qa_id: q{t}, query: \"turn {t} of s{s}\"}}\n"));
+            suite.push_str(&format!(
+                "      - {{qa_id: q{t}, query: \"turn {t} of s{s}\"}}\n"
+            ));
         }
     }
     let path = dir.path().join("suite.yaml");
@@ -59,7 +63,10 @@ async fn sigterm_writes_a_valid_partial_report() {
     let elapsed = start.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.contains("interrupted; partial reports written"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; partial reports written"),
+        "{stderr}"
+    );
     // 20 turns of 300 ms, 2 sessions at once, would take 3 s.
     assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
 

@@ -67,7 +67,11 @@ fn expected(fault: Option<Fault>, retries: u32) -> (bool, usize, usize) {
     let attempts = retries as usize + 1;
     match fault {
         None => (true, 1, 1),
-        Some(Fault::Reject { status, times, .. }) if matches!(status, 429 | 502 | 503 | 504) => {
+        Some(Fault::Reject {
+            status: 429 | 502 | 503 | 504,
+            times,
+            ..
+        }) => {
             if times < attempts {
                 (true, times + 1, 1)
             } else {
@@ -150,7 +154,10 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
         .collect();
     for kind in ["Reject", "DropStream", "Delay"] {
         assert!(
-            faults.iter().flatten().any(|f| format!("{f:?}").starts_with(kind)),
+            faults
+                .iter()
+                .flatten()
+                .any(|f| format!("{f:?}").starts_with(kind)),
             "the plan should inject {kind}: {faults:?}"
         );
     }
@@ -162,14 +169,22 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
         assert_eq!(&data.session_id, session);
         // Every batch exactly once, in order.
         let ids: Vec<&str> = data.conversation.iter().map(|b| b.qa_id.as_str()).collect();
-        let want: Vec<&str> = original.conversation.iter().map(|b| b.qa_id.as_str()).collect();
+        let want: Vec<&str> = original
+            .conversation
+            .iter()
+            .map(|b| b.qa_id.as_str())
+            .collect();
         assert_eq!(ids, want);
         assert_eq!(summary.total_batches, want.len());
         assert_eq!(summary.successes + summary.failures, want.len());
 
         let accepted = server.turns(session);
         let unique: HashSet<&String> = accepted.iter().collect();
-        assert_eq!(unique.len(), accepted.len(), "a turn was accepted twice: {accepted:?}");
+        assert_eq!(
+            unique.len(),
+            accepted.len(),
+            "a turn was accepted twice: {accepted:?}"
+        );
         for batch in &data.conversation {
             let fault = plan.fault(session, &batch.query);
             let (succeeds, infers, reads) = expected(fault, retries);
@@ -182,7 +197,10 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
                 .collect();
             let infer: Vec<&&LoggedRequest> = mine.iter().filter(|r| is_infer(r)).collect();
             let streams: Vec<&&LoggedRequest> = mine.iter().filter(|r| is_stream(r)).collect();
-            let context = format!("{session}/{} with {fault:?}: {}", batch.qa_id, batch.assistant);
+            let context = format!(
+                "{session}/{} with {fault:?}: {}",
+                batch.qa_id, batch.assistant
+            );
             assert_eq!(infer.len(), infers, "infer requests of {context}");
             assert_eq!(streams.len(), reads, "stream reads of {context}");
             // Accepted at most once, and never sent again after acceptance.
@@ -205,19 +223,34 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
             );
             if succeeds {
                 let turn = accepted.iter().position(|q| q == &batch.query).unwrap() + 1;
-                assert_eq!(batch.assistant, alquimia_answer(&batch.query, turn, session));
+                assert_eq!(
+                    batch.assistant,
+                    alquimia_answer(&batch.query, turn, session)
+                );
             } else {
                 match fault {
                     Some(Fault::Reject { status: 500, .. }) => {
-                        assert!(batch.assistant.starts_with("[ERROR] HTTP 500 from"), "{context}");
-                        assert!(!batch.assistant.contains("(after"), "not retried: {context}");
+                        assert!(
+                            batch.assistant.starts_with("[ERROR] HTTP 500 from"),
+                            "{context}"
+                        );
+                        assert!(
+                            !batch.assistant.contains("(after"),
+                            "not retried: {context}"
+                        );
                     }
                     Some(Fault::Reject { status: 502, .. }) => {
-                        assert!(batch.assistant.starts_with("[ERROR] HTTP 502 from"), "{context}");
+                        assert!(
+                            batch.assistant.starts_with("[ERROR] HTTP 502 from"),
+                            "{context}"
+                        );
                         assert!(batch.assistant.ends_with("(after 4 attempts)"), "{context}");
                     }
                     Some(Fault::DropStream { .. }) => {
-                        assert!(batch.assistant.contains("dropped before it ended"), "{context}");
+                        assert!(
+                            batch.assistant.contains("dropped before it ended"),
+                            "{context}"
+                        );
                         assert!(batch.assistant.ends_with("(after 4 attempts)"), "{context}");
                     }
                     other => panic!("unexpected failure with {other:?}: {context}"),
@@ -226,7 +259,9 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
         }
     }
     // Nothing reached the server that is not a turn of the input.
-    assert!(log.iter().all(|r| r.session_id.is_some() && r.query.is_some()));
+    assert!(log
+        .iter()
+        .all(|r| r.session_id.is_some() && r.query.is_some()));
 }
 
 #[tokio::test]
@@ -247,7 +282,11 @@ async fn retry_after_is_honoured() {
         .policy(policy(5_000, 1, Duration::from_secs(5)))
         .run_datasets(vec![data])
         .await;
-    assert!(start.elapsed() >= Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(
         results[0].0.conversation[0].assistant,
         alquimia_answer("slow down", 1, "s")
@@ -259,7 +298,10 @@ async fn retry_after_is_honoured() {
     assert_eq!(infers[0].fault.as_deref(), Some("reject 429"));
     assert_eq!(infers[1].status, 200);
     let gap = infers[1].at - infers[0].at;
-    assert!(gap >= Duration::from_millis(990), "Retry-After: 1 ignored: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(990),
+        "Retry-After: 1 ignored: {gap:?}"
+    );
 
     // `backoff.max` caps a long Retry-After.
     let plan = FaultPlan::new(0).on_query(
@@ -279,7 +321,9 @@ async fn retry_after_is_honoured() {
         .run_datasets(vec![data])
         .await;
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(!results[0].0.conversation[0].assistant.starts_with("[ERROR]"));
+    assert!(!results[0].0.conversation[0]
+        .assistant
+        .starts_with("[ERROR]"));
 }
 
 #[tokio::test]
@@ -288,16 +332,14 @@ async fn timeouts_are_retried_per_runner() {
         delay: Duration::from_millis(800),
         times: 1,
     };
-    let plan = FaultPlan::new(0)
-        .on_query("late", delayed)
-        .on_query(
-            "busy",
-            Fault::Reject {
-                status: 503,
-                times: 1,
-                retry_after: 0,
-            },
-        );
+    let plan = FaultPlan::new(0).on_query("late", delayed).on_query(
+        "busy",
+        Fault::Reject {
+            status: 503,
+            times: 1,
+            retry_after: 0,
+        },
+    );
     let server = TestServer::builder().fault_plan(plan).start().await;
     let mut data = Dataset::new("s", "agent");
     data.conversation.push(Batch::new("q1", "late"));
@@ -424,7 +466,10 @@ datasets:
         ("rate_limt: 5/s", "did you mean `rate_limit`"),
         ("backof: {max: 1s}", "did you mean `backoff`"),
         ("backoff: {inital: 1s}", "did you mean `initial`"),
-        ("backoff: {initial: 5s, max: 1s}", "longer than `backoff.max`"),
+        (
+            "backoff: {initial: 5s, max: 1s}",
+            "longer than `backoff.max`",
+        ),
         ("rate_limit: 5/week", "unknown unit"),
         ("rate_limit: 0/s", "positive number"),
     ]
@@ -436,7 +481,9 @@ datasets:
             .replace("backoff: {initial: 100ms, max: 5s}\n", "")
             + line
             + "\n";
-        let error = Suite::parse(Path::new("s.yaml"), &bad).unwrap_err().to_string();
+        let error = Suite::parse(Path::new("s.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(want), "{line}: {error}");
         assert!(error.starts_with("s.yaml:"), "{error}");
     }

@@ -118,9 +118,16 @@ async fn http_runner_errors_are_clear_and_keep_header_secrets_out() {
         TestServer::DEFAULT_API_KEY,
         "/choices/0/message/content",
     ));
-    let (data, _) = run(flaky, retrying(2), dataset("s", &["busy #503", "bad #badjson"])).await;
+    let (data, _) = run(
+        flaky,
+        retrying(2),
+        dataset("s", &["busy #503", "bad #badjson"]),
+    )
+    .await;
     assert!(
-        data.conversation[0].assistant.ends_with("(after 3 attempts)"),
+        data.conversation[0]
+            .assistant
+            .ends_with("(after 3 attempts)"),
         "{}",
         data.conversation[0].assistant
     );
@@ -164,8 +171,15 @@ async fn http_runner_does_not_resend_a_timed_out_turn() {
     config["timeout"] = json!("100ms");
     let (data, _) = run(runner(config), retrying(3), dataset("s", &["slow"])).await;
     let answer = &data.conversation[0].assistant;
-    assert!(answer.starts_with("[ERROR] timed out after 100ms"), "{answer}");
-    assert_eq!(server.requests().len(), 1, "the turn may have been accepted");
+    assert!(
+        answer.starts_with("[ERROR] timed out after 100ms"),
+        "{answer}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the turn may have been accepted"
+    );
 
     // The suite's timeout is not retried either...
     let mut policy = retrying(3);
@@ -175,7 +189,12 @@ async fn http_runner_does_not_resend_a_timed_out_turn() {
         TestServer::DEFAULT_API_KEY,
         "/choices/0/message/content",
     );
-    let (data, _) = run(runner(config.clone()), policy.clone(), dataset("s", &["slow"])).await;
+    let (data, _) = run(
+        runner(config.clone()),
+        policy.clone(),
+        dataset("s", &["slow"]),
+    )
+    .await;
     assert!(
         data.conversation[0]
             .assistant
@@ -211,7 +230,9 @@ async fn http_get_sends_no_body_and_fills_the_url() {
     // The test server has no GET route but this one 404s, which tells us
     // what arrived.
     assert!(
-        data.conversation[0].assistant.starts_with("[ERROR] HTTP 404"),
+        data.conversation[0]
+            .assistant
+            .starts_with("[ERROR] HTTP 404"),
         "{}",
         data.conversation[0].assistant
     );
@@ -253,7 +274,8 @@ async fn command_runner_reads_stdin_and_answers_on_stdout() {
 
 #[tokio::test]
 async fn command_runner_arg_mode_env_and_placeholders() {
-    let mut config = sh("printf '%s|%s|%s|%s' \"$1\" \"$FORGE_SESSION_ID\" \"$FORGE_QA_ID\" \"$MODE\"");
+    let mut config =
+        sh("printf '%s|%s|%s|%s' \"$1\" \"$FORGE_SESSION_ID\" \"$FORGE_QA_ID\" \"$MODE\"");
     config["args"].as_array_mut().unwrap().push(json!("sh"));
     config["input"] = json!("arg");
     config["env"] = json!({"MODE": "turn {turn}"});
@@ -310,7 +332,11 @@ async fn command_runner_timeout_kills_the_process() {
     config["timeout"] = json!("200ms");
     let start = Instant::now();
     let (data, summary) = run(runner(config), retrying(2), dataset("s", &["x"])).await;
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(summary.failures, 1);
     assert_eq!(
         data.conversation[0].assistant,
@@ -321,8 +347,17 @@ async fn command_runner_timeout_kills_the_process() {
     let mut policy = retrying(2);
     policy.timeout = Some(Duration::from_millis(200));
     let start = Instant::now();
-    let (data, _) = run(runner(sh("sleep 5; echo late")), policy, dataset("s", &["x"])).await;
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    let (data, _) = run(
+        runner(sh("sleep 5; echo late")),
+        policy,
+        dataset("s", &["x"]),
+    )
+    .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(
         data.conversation[0].assistant,
         "[ERROR] timed out after 200ms"

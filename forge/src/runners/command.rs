@@ -159,9 +159,9 @@ impl Command {
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
-        let mut child = command.spawn().map_err(|e| {
-            RunError::permanent(format!("cannot start `{}`: {e}", self.name()))
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| RunError::permanent(format!("cannot start `{}`: {e}", self.name())))?;
         let stdin = child.stdin.take();
         let query = batch.query.as_bytes();
         let write = async move {
@@ -283,8 +283,11 @@ mod tests {
         .unwrap();
         assert_eq!(runner.program, PathBuf::from("/suites/./bot.sh"));
         assert_eq!(runner.args, vec!["-v", "{query}"]);
-        let error = Command::from_value(serde_json::json!({"program": "sh", "imput": "arg"}), &context)
-            .unwrap_err();
+        let error = Command::from_value(
+            serde_json::json!({"program": "sh", "imput": "arg"}),
+            &context,
+        )
+        .unwrap_err();
         assert!(error.message.contains("did you mean `input`"), "{error}");
     }
 }

@@ -113,7 +113,9 @@ fn check_pointer(key: &str, pointer: &Option<String>) -> Result<(), ConfigError>
     match pointer {
         Some(p) if !p.is_empty() && !p.starts_with('/') => Err(ConfigError::new(
             "http",
-            format!("`{key}` must be a JSON pointer such as /choices/0/message/content, found {p:?}"),
+            format!(
+                "`{key}` must be a JSON pointer such as /choices/0/message/content, found {p:?}"
+            ),
         )),
         _ => Ok(()),
     }
@@ -325,12 +327,9 @@ fn fill_json(template: &Value, batch: &Batch, session: &Session<'_>) -> Value {
             Value::Object(batch.agentic.clone().unwrap_or_default())
         }
         Value::String(s) => Value::String(fill(s, |name| placeholder(name, batch, session))),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| fill_json(v, batch, session))
-                .collect(),
-        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| fill_json(v, batch, session)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), fill_json(v, batch, session)))
@@ -440,7 +439,7 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        let build = |config: Value| Http::from_value(config).err().expect("an error");
+        let build = |config: Value| Http::from_value(config).expect_err("an error");
         let error = build(json!({"url": "http://h/x", "method": "GET", "body": {}}));
         assert!(error.message.contains("sends no body"), "{error}");
         let error = build(json!({"url": "http://h/x", "answer": "choices/0"}));
@@ -451,9 +450,10 @@ mod tests {
         assert!(error.message.contains("did you mean `headers`"), "{error}");
         let error = build(json!({"url": "http://h/x", "method": "NO PE"}));
         assert!(error.message.contains("not an HTTP method"), "{error}");
-        let runner =
-            Http::from_value(json!({"url": "http://h/x", "headers": {"Authorization": "Bearer sekrit-token"}}))
-                .unwrap();
+        let runner = Http::from_value(
+            json!({"url": "http://h/x", "headers": {"Authorization": "Bearer sekrit-token"}}),
+        )
+        .unwrap();
         assert!(!format!("{runner:?}").contains("sekrit"));
         assert_eq!(
             runner.scrub("rejected Bearer sekrit-token"),

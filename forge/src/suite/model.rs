@@ -195,7 +195,9 @@ pub(crate) fn parse_rate(text: &str) -> Result<RateValue, String> {
     let text = text.trim();
     let (number, unit) = text.split_once('/').unwrap_or((text, "s"));
     let count: f64 = number.trim().parse().map_err(|_| {
-        format!("invalid rate {text:?}: expected a number of requests per unit such as 20/s or 600/min")
+        format!(
+            "invalid rate {text:?}: expected a number of requests per unit such as 20/s or 600/min"
+        )
     })?;
     let period = match unit.trim() {
         "s" | "sec" | "second" => 1,
