@@ -1,5 +1,12 @@
 //! The engine: turns in order within a session, sessions concurrently (bounded),
-//! each turn under a timeout and a retry policy.
+//! each turn under a timeout and a retry policy, every attempt under an
+//! optional request-rate limit.
+//!
+//! A failed attempt is retried (up to [`Policy::retries`], after a
+//! [`Backoff`] delay that honours the server's `Retry-After`) only when the
+//! system under test cannot have accepted the turn: [`ErrorKind::Transient`]
+//! errors, and [`ErrorKind::Timeout`] for runners that opt in (see [`Retry`]).
+//! A [`Permanent`](ErrorKind::Permanent) error fails the turn at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -44,7 +51,67 @@ impl Backoff {
     }
 }
 
-/// How each turn runs: its timeout and its retries.
+/// A request-rate limit shared by every session of a suite: attempts
+/// (retries included) start at most `count` per `period`, evenly spaced.
+///
+/// Clones share their state, so one limit put into a [`Policy`] bounds all
+/// the sessions an [`Engine`] runs under it.
+#[derive(Clone)]
+pub struct RateLimit {
+    count: u32,
+    period: Duration,
+    /// When the next attempt may start.
+    next: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl RateLimit {
+    /// At most `count` attempts per `period` (`None` when either is zero).
+    pub fn new(count: u32, period: Duration) -> Option<Self> {
+        (count > 0 && !period.is_zero()).then(|| RateLimit {
+            count,
+            period,
+            next: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// At most `count` attempts per second.
+    pub fn per_second(count: u32) -> Option<Self> {
+        RateLimit::new(count, Duration::from_secs(1))
+    }
+
+    /// The spacing between two attempts.
+    pub fn interval(&self) -> Duration {
+        self.period / self.count
+    }
+
+    /// Waits for this attempt's slot. Slots are handed out in call order,
+    /// one every [`interval`](RateLimit::interval).
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + self.interval());
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RateLimit({}/{:?})", self.count, self.period)
+    }
+}
+
+impl PartialEq for RateLimit {
+    /// Two limits are equal when they allow the same rate (their state aside).
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.period == other.period
+    }
+}
+
+/// How each turn runs: its timeout, its retries and the request rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// Per-turn timeout (per attempt); `None` waits forever.
@@ -53,12 +120,16 @@ pub struct Policy {
     pub retries: u32,
     /// Delays between retries.
     pub backoff: Backoff,
+    /// The request-rate limit shared by every session run under this policy
+    /// (`None`: unlimited). Applied before every attempt, retries included.
+    pub rate_limit: Option<RateLimit>,
 }
 
 static NO_POLICY: Policy = Policy {
     timeout: None,
     retries: 0,
     backoff: Backoff::DEFAULT,
+    rate_limit: None,
 };
 
 impl Policy {
@@ -75,17 +146,44 @@ impl Default for Policy {
 }
 
 /// Runs one turn under the session's policy. The default of
-/// [`Runner::run_batch`].
+/// [`Runner::run_batch`]: transient failures and timeouts are retried.
 pub(crate) async fn attempt_batch<R: Runner + ?Sized>(
+    runner: &R,
+    batch: Batch,
+    session: &Session<'_>,
+) -> BatchOutcome {
+    attempt_batch_with(runner, batch, session, Retry::TransientAndTimeouts).await
+}
+
+/// Which failures of a turn are retried (up to the policy's `retries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// [`ErrorKind::Transient`] and [`ErrorKind::Timeout`]: for runners that
+    /// know a timed-out turn was not accepted, or can re-attach to it
+    /// (`alquimia`), or whose requests are stateless (`openai`).
+    TransientAndTimeouts,
+    /// [`ErrorKind::Transient`] only: for runners whose timed-out turn may
+    /// have been accepted by the system under test (`http`, `command`).
+    TransientOnly,
+}
+
+/// Runs one turn under the session's policy, retrying what `retry` allows.
+/// Runners that must not retry timeouts call it from their own
+/// [`Runner::run_batch`] with [`Retry::TransientOnly`].
+pub async fn attempt_batch_with<R: Runner + ?Sized>(
     runner: &R,
     mut batch: Batch,
     session: &Session<'_>,
+    retry: Retry,
 ) -> BatchOutcome {
     let policy = session.policy;
     let start = Instant::now();
     let mut attempts = 0u32;
     loop {
         attempts += 1;
+        if let Some(limit) = &policy.rate_limit {
+            limit.acquire().await;
+        }
         let result = match policy.timeout {
             Some(limit) => match tokio::time::timeout(limit, runner.call(&batch, session)).await {
                 Ok(result) => result,
@@ -100,7 +198,7 @@ pub(crate) async fn attempt_batch<R: Runner + ?Sized>(
                 outcome.attempts = attempts;
                 return outcome;
             }
-            Err(error) if attempts <= policy.retries && retryable(&error) => {
+            Err(error) if attempts <= policy.retries && retryable(&error, retry) => {
                 tracing::debug!(
                     session = session.session_id,
                     qa_id = batch.qa_id,
@@ -124,8 +222,12 @@ pub(crate) async fn attempt_batch<R: Runner + ?Sized>(
     }
 }
 
-fn retryable(error: &RunError) -> bool {
-    matches!(error.kind, ErrorKind::Transient | ErrorKind::Timeout)
+fn retryable(error: &RunError, retry: Retry) -> bool {
+    match error.kind {
+        ErrorKind::Transient => true,
+        ErrorKind::Timeout => retry == Retry::TransientAndTimeouts,
+        _ => false,
+    }
 }
 
 /// Message of a turn that never ran because the run was interrupted.

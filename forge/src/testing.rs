@@ -47,6 +47,15 @@
 //! | `#drop` | the stream sends one event, then the connection is cut |
 //! | `#dropfirst` | like `#drop`, on the first attempt to read that stream only |
 //! | `#logprobs` | the chat reply carries `choices[0].logprobs` |
+//!
+//! A [`FaultPlan`] ([`TestServerBuilder::fault_plan`]) injects faults into
+//! a deterministic share of the turns, chosen by a seeded hash of the
+//! session id and the query (so the choice does not depend on the order in
+//! which concurrent turns arrive), or into named queries: rejections with a
+//! status for the first N attempts, streams dropped on their first N reads,
+//! answers delayed on their first N reads. [`LoggedRequest`] records each
+//! request's arrival time, status, stream id and injected fault, so tests can
+//! check from the server's side what was sent and accepted.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -96,6 +105,101 @@ pub struct LoggedRequest {
     pub session_id: Option<String>,
     /// The query: Alquimia's `query`, or the last user message's question.
     pub query: Option<String>,
+    /// When the request arrived, since the server started.
+    pub at: Duration,
+    /// The status the server answered (a dropped stream still says 200).
+    pub status: u16,
+    /// The stream id: the one an accepted infer request returned, or the
+    /// one a stream request read.
+    pub stream_id: Option<String>,
+    /// The fault the [`FaultPlan`] injected into this request:
+    /// `reject 503`, `drop` or `delay`.
+    pub fault: Option<String>,
+}
+
+/// A fault the server injects into one turn (see [`FaultPlan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The first `times` infer / chat requests of the turn answer HTTP
+    /// `status` (`usize::MAX`: always), with `Retry-After: retry_after`
+    /// seconds for 429 and 503. A rejected turn is not accepted.
+    Reject {
+        /// The status.
+        status: u16,
+        /// How many attempts are rejected.
+        times: usize,
+        /// The `Retry-After` of a 429 or 503, in seconds.
+        retry_after: u64,
+    },
+    /// The first `times` reads of the turn's Alquimia stream send one event,
+    /// then cut the connection.
+    DropStream {
+        /// How many reads are cut.
+        times: usize,
+    },
+    /// The first `times` answers of the turn (Alquimia stream reads, chat
+    /// requests) wait `delay` first. A delayed stream stays readable.
+    Delay {
+        /// The extra wait.
+        delay: Duration,
+        /// How many answers are delayed.
+        times: usize,
+    },
+}
+
+/// Which turns get which [`Fault`], deterministically: named queries first,
+/// then shares of the turns picked by a seeded hash of (session id, query).
+/// A chat-completions turn has the session id `""`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultPlan {
+    seed: u64,
+    shares: Vec<(u32, Fault)>,
+    queries: Vec<(String, Fault)>,
+}
+
+impl FaultPlan {
+    /// An empty plan whose shares are picked with `seed`.
+    pub fn new(seed: u64) -> Self {
+        FaultPlan {
+            seed,
+            ..FaultPlan::default()
+        }
+    }
+
+    /// `percent` of the turns (of 100, on top of the shares added before)
+    /// get `fault`.
+    pub fn share(mut self, percent: u32, fault: Fault) -> Self {
+        self.shares.push((percent, fault));
+        self
+    }
+
+    /// Every turn asking exactly `query` gets `fault`.
+    pub fn on_query(mut self, query: impl Into<String>, fault: Fault) -> Self {
+        self.queries.push((query.into(), fault));
+        self
+    }
+
+    /// The fault of the turn asking `query` in `session_id`, if any.
+    pub fn fault(&self, session_id: &str, query: &str) -> Option<Fault> {
+        if let Some((_, fault)) = self.queries.iter().find(|(q, _)| q == query) {
+            return Some(*fault);
+        }
+        // FNV-1a: stable across runs and platforms.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ self.seed;
+        for byte in session_id.bytes().chain([0xff]).chain(query.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        let bucket = (hash % 100) as u32;
+        let mut upto = 0;
+        for (percent, fault) in &self.shares {
+            upto += percent;
+            if bucket < upto {
+                return Some(*fault);
+            }
+        }
+        None
+    }
 }
 
 impl LoggedRequest {
@@ -121,6 +225,7 @@ struct PendingStream {
     drop: bool,
     drop_first: bool,
     reads: usize,
+    fault: Option<Fault>,
 }
 
 struct State {
@@ -134,6 +239,10 @@ struct State {
     fail_status: u16,
     fail_remaining: AtomicUsize,
     turns_started: AtomicUsize,
+    plan: Option<FaultPlan>,
+    /// Infer / chat requests per (session id, query), for the fault plan.
+    attempts: Mutex<HashMap<(String, String), usize>>,
+    started: std::time::Instant,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,6 +257,7 @@ pub struct TestServerBuilder {
     log: bool,
     fail_status: u16,
     fail_next: usize,
+    plan: Option<FaultPlan>,
 }
 
 impl Default for TestServerBuilder {
@@ -158,6 +268,7 @@ impl Default for TestServerBuilder {
             log: true,
             fail_status: 503,
             fail_next: 0,
+            plan: None,
         }
     }
 }
@@ -196,6 +307,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Injects the faults of `plan` (see [`FaultPlan`]).
+    pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
+        self.plan = Some(plan);
+        self
+    }
+
     /// Binds 127.0.0.1 on a free port and starts serving on the current
     /// tokio runtime.
     pub async fn try_start(self) -> std::io::Result<TestServer> {
@@ -212,6 +329,9 @@ impl TestServerBuilder {
             fail_status: self.fail_status,
             fail_remaining: AtomicUsize::new(self.fail_next),
             turns_started: AtomicUsize::new(0),
+            plan: self.plan,
+            attempts: Mutex::new(HashMap::new()),
+            started: std::time::Instant::now(),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), cancel.clone()));
@@ -416,6 +536,10 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
         body: json_body.clone(),
         session_id: None,
         query: None,
+        at: state.started.elapsed(),
+        status: 0,
+        stream_id: None,
+        fault: None,
     };
     let authorized = match &state.api_key {
         None => true,
@@ -428,6 +552,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
                 == Some(key.as_str())
         }
     };
+    let mut extra = Duration::ZERO;
     let delayed =
         |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
     let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
@@ -436,17 +561,25 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
             None,
         )
     } else if parts.method == Method::GET && path.contains("/event/stream/") {
-        delayed(stream(&state, &path, authorized, &mut logged))
+        delayed(stream(&state, &path, authorized, &mut logged, &mut extra))
     } else if parts.method == Method::POST && path.ends_with("/chat/completions") {
-        delayed(chat(&state, json_body.as_ref(), authorized, &mut logged))
+        delayed(chat(
+            &state,
+            json_body.as_ref(),
+            authorized,
+            &mut logged,
+            &mut extra,
+        ))
     } else {
         (error_response(404, "no such endpoint"), None)
     };
     // Logged before the latency, so the log keeps the arrival order.
+    logged.status = response.status().as_u16();
     if state.log {
         lock(&state.requests).push(logged);
     }
-    if let Some(latency) = latency {
+    let latency = latency.unwrap_or_default() + extra;
+    if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     response
@@ -508,6 +641,10 @@ fn infer(
     if let Some(status) = status_marker(query) {
         return error_response(status, "requested by the query");
     }
+    let (fault, attempt) = planned(state, session, query);
+    if let Some(rejection) = rejection(fault, attempt, logged) {
+        return rejection;
+    }
     if query.contains("#badjson") {
         return Response::new(full("this is not json"));
     }
@@ -538,9 +675,54 @@ fn infer(
             drop: query.contains("#drop") && !query.contains("#dropfirst"),
             drop_first: query.contains("#dropfirst"),
             reads: 0,
+            fault,
         },
     );
+    logged.stream_id = Some(id.clone());
     json_response(200, &json!({"stream_id": id}))
+}
+
+/// The planned fault of a turn and which attempt (1-based) this request is.
+fn planned(state: &State, session: &str, query: &str) -> (Option<Fault>, usize) {
+    let Some(plan) = &state.plan else {
+        return (None, 1);
+    };
+    let attempt = {
+        let mut attempts = lock(&state.attempts);
+        let count = attempts
+            .entry((session.to_owned(), query.to_owned()))
+            .or_default();
+        *count += 1;
+        *count
+    };
+    (plan.fault(session, query), attempt)
+}
+
+/// The rejection a [`Fault::Reject`] asks for on this attempt.
+fn rejection(
+    fault: Option<Fault>,
+    attempt: usize,
+    logged: &mut LoggedRequest,
+) -> Option<Response<Body>> {
+    let Some(Fault::Reject {
+        status,
+        times,
+        retry_after,
+    }) = fault
+    else {
+        return None;
+    };
+    if attempt > times {
+        return None;
+    }
+    logged.fault = Some(format!("reject {status}"));
+    let mut response = error_response(status, "injected by the fault plan");
+    if matches!(status, 429 | 503) {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    }
+    Some(response)
 }
 
 /// One SSE event carrying `content`.
@@ -567,6 +749,7 @@ fn stream(
     path: &str,
     authorized: bool,
     logged: &mut LoggedRequest,
+    extra: &mut Duration,
 ) -> (Response<Body>, bool) {
     if !authorized {
         return (error_response(401, "invalid or missing API key"), false);
@@ -583,9 +766,24 @@ fn stream(
         pending.reads += 1;
         logged.session_id = Some(pending.session_id.clone());
         logged.query = Some(pending.query.clone());
-        let drop = pending.drop || (pending.drop_first && pending.reads == 1);
+        logged.stream_id = Some(id.to_owned());
+        let mut drop = pending.drop || (pending.drop_first && pending.reads == 1);
+        let mut keep = drop;
+        match pending.fault {
+            Some(Fault::DropStream { times }) if pending.reads <= times => {
+                drop = true;
+                keep = true;
+                logged.fault = Some("drop".into());
+            }
+            Some(Fault::Delay { delay, times }) if pending.reads <= times => {
+                *extra = delay;
+                keep = true;
+                logged.fault = Some("delay".into());
+            }
+            _ => {}
+        }
         let answer = pending.answer.clone();
-        if !drop {
+        if !keep {
             streams.remove(id);
         }
         (answer, drop)
@@ -642,6 +840,7 @@ fn chat(
     body: Option<&Value>,
     authorized: bool,
     logged: &mut LoggedRequest,
+    extra: &mut Duration,
 ) -> (Response<Body>, bool) {
     let messages = body
         .and_then(|b| b.get("messages"))
@@ -670,6 +869,16 @@ fn chat(
     };
     if let Some(status) = status_marker(&query) {
         return (error_response(status, "requested by the query"), false);
+    }
+    let (fault, attempt) = planned(state, "", &query);
+    if let Some(rejection) = rejection(fault, attempt, logged) {
+        return (rejection, false);
+    }
+    if let Some(Fault::Delay { delay, times }) = fault {
+        if attempt <= times {
+            *extra = delay;
+            logged.fault = Some("delay".into());
+        }
     }
     if query.contains("#badjson") {
         return (Response::new(full("{\"choices\": [")), true);

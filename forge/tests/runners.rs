@@ -58,6 +58,7 @@ fn retrying(retries: u32) -> Policy {
             initial: Duration::from_millis(5),
             max: Duration::from_millis(50),
         },
+        rate_limit: None,
     }
 }
 

@@ -5,11 +5,15 @@
 //! | --- | --- | --- |
 //! | `alquimia` | [`alquimia`] | Alquimia agents (infer + SSE stream) |
 //! | `openai` | [`openai`] | OpenAI-compatible chat completions |
+//! | `http` | [`http`] | any JSON-over-HTTP agent (body template + answer pointer) |
+//! | `command` | [`command`] | a local program (query on stdin, answer on stdout) |
 //! | `echo`, `replay` | [`offline`] | nothing: offline answers |
 //!
 //! [`http_util`] holds the HTTP helpers the network runners share.
 
 pub mod alquimia;
+pub mod command;
+pub mod http;
 pub mod http_util;
 pub mod offline;
 pub mod openai;

@@ -8,8 +8,10 @@
 //!   base_url: ${ALQUIMIA_BASE_URL}     # ${VAR} and ${VAR:-default}
 //!   agent_id: my-agent
 //! concurrency: 8                       # sessions in flight at once
-//! timeout: 30s                         # per turn
-//! retries: 2                           # transient failures only
+//! timeout: 30s                         # per attempt of a turn (default: none)
+//! retries: 2                           # transient failures only (default 0)
+//! backoff: {initial: 250ms, max: 30s}  # delays between retries (these are the defaults)
+//! rate_limit: 20/s                     # attempts per runner, all sessions: 20/s, 600/min, or a number per second
 //! datasets:
 //!   - session_id: s1
 //!     assistant_id: target
@@ -18,6 +20,24 @@
 //!         query: What is the capital of France?
 //!   - file: data/more.json             # Fair-Forge JSON (a dataset or a list), JSONL, or YAML
 //! ```
+//!
+//! Resilience keys:
+//!
+//! - `timeout` bounds each attempt of a turn; a timed-out attempt fails with
+//!   `timed out after 30s`.
+//! - `retries` re-tries a turn that the system under test did not accept:
+//!   HTTP 429 (honouring `Retry-After`, capped at `backoff.max`), 502, 503,
+//!   504, a refused or reset connection, a stream dropped before its final
+//!   event. Timeouts are retried by the `alquimia` runner (which re-attaches
+//!   to the stream of an accepted turn instead of sending it again) and the
+//!   `openai` runner (stateless requests), not by `http` and `command`
+//!   (whose turn may have been accepted; their `retry_timeouts: true` opts
+//!   in). HTTP 400 / 401, malformed replies and empty answers fail at once.
+//! - `backoff` sets the exponential delay between retries: `initial` before
+//!   the first retry, doubling up to `max`, with jitter (each delay is
+//!   between half and all of its value).
+//! - `rate_limit` spaces the attempts (retries included) of all the suite's
+//!   sessions evenly: `20/s` starts at most one every 50 ms.
 
 mod env;
 mod model;
@@ -31,11 +51,12 @@ use serde_json::Value;
 pub use env::interpolate;
 
 use crate::error::{Location, SuiteError};
-use crate::execute::Policy;
+use crate::execute::{Backoff, Policy, RateLimit};
 use crate::expect::Expect;
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::{datasets_from_value, Dataset};
+pub(crate) use model::DurationValue;
 use model::{DatasetEntry, SuiteFile};
 
 /// Sessions run at once when a suite does not say.
@@ -250,10 +271,31 @@ impl Suite {
                 "the suite has no batches: add datasets with a conversation".to_owned(),
             ));
         }
+        let mut backoff = Backoff::DEFAULT;
+        if let Some(value) = file.backoff {
+            if let Some(initial) = value.initial {
+                backoff.initial = initial.0;
+            }
+            if let Some(max) = value.max {
+                backoff.max = max.0;
+            }
+            if backoff.initial > backoff.max {
+                return Err(invalid(
+                    at("backoff:"),
+                    format!(
+                        "`backoff.initial` ({:?}) is longer than `backoff.max` ({:?})",
+                        backoff.initial, backoff.max
+                    ),
+                ));
+            }
+        }
         let policy = Policy {
             timeout: file.timeout.map(|t| t.0),
             retries: file.retries.unwrap_or(0),
-            ..Policy::default()
+            backoff,
+            rate_limit: file
+                .rate_limit
+                .and_then(|rate| RateLimit::new(rate.count, rate.period)),
         };
         Ok(Suite {
             name,

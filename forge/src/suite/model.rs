@@ -22,6 +22,10 @@ pub(crate) struct SuiteFile {
     #[serde(default)]
     pub retries: Option<u32>,
     #[serde(default)]
+    pub backoff: Option<BackoffValue>,
+    #[serde(default)]
+    pub rate_limit: Option<RateValue>,
+    #[serde(default)]
     pub datasets: Vec<DatasetEntry>,
     #[serde(default)]
     pub expect: Option<Expect>,
@@ -116,6 +120,96 @@ impl<'de> Deserialize<'de> for DurationValue {
         }
         deserializer.deserialize_any(Visitor)
     }
+}
+
+/// `backoff: {initial: 250ms, max: 30s}`: either key may be left out.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackoffValue {
+    #[serde(default)]
+    pub initial: Option<DurationValue>,
+    #[serde(default)]
+    pub max: Option<DurationValue>,
+}
+
+/// A request rate: `20/s`, `600/min`, `1000/h`, or a number of requests per
+/// second (`0.5` is one every two seconds). Held as `count` per `period`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RateValue {
+    pub count: u32,
+    pub period: std::time::Duration,
+}
+
+impl<'de> Deserialize<'de> for RateValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RateValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a request rate such as 20/s or 600/min")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RateValue, E> {
+                parse_rate(v).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RateValue, E> {
+                rate(v, std::time::Duration::from_secs(1), &v.to_string()).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RateValue, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RateValue, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `count` requests per `period`, checked.
+fn rate(count: f64, period: std::time::Duration, text: &str) -> Result<RateValue, String> {
+    if !(count.is_finite() && count > 0.0) {
+        return Err(format!(
+            "invalid rate {text:?}: expected a positive number of requests such as 20/s"
+        ));
+    }
+    if count.fract() == 0.0 && count <= f64::from(u32::MAX) {
+        return Ok(RateValue {
+            count: count as u32,
+            period,
+        });
+    }
+    // A fractional count: one request every period / count.
+    let every = std::time::Duration::try_from_secs_f64(period.as_secs_f64() / count)
+        .map_err(|_| format!("invalid rate {text:?}"))?;
+    if every.is_zero() {
+        return Err(format!("invalid rate {text:?}: too high"));
+    }
+    Ok(RateValue {
+        count: 1,
+        period: every,
+    })
+}
+
+/// Parses `20/s`, `600/min`, `1000/h` or a bare number per second.
+pub(crate) fn parse_rate(text: &str) -> Result<RateValue, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_once('/').unwrap_or((text, "s"));
+    let count: f64 = number.trim().parse().map_err(|_| {
+        format!(
+            "invalid rate {text:?}: expected a number of requests per unit such as 20/s or 600/min"
+        )
+    })?;
+    let period = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        other => {
+            return Err(format!(
+                "invalid rate {text:?}: unknown unit {other:?} (expected s, min or h)"
+            ))
+        }
+    };
+    rate(count, std::time::Duration::from_secs(period), text)
 }
 
 fn parse_seconds(seconds: f64) -> Result<std::time::Duration, String> {
@@ -343,8 +437,31 @@ impl SuiteBatch {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_rate, RateValue};
     use std::time::Duration;
+
+    #[test]
+    fn rates() {
+        let per = |count, secs| RateValue {
+            count,
+            period: Duration::from_secs(secs),
+        };
+        assert_eq!(parse_rate("20/s"), Ok(per(20, 1)));
+        assert_eq!(parse_rate("600/min"), Ok(per(600, 60)));
+        assert_eq!(parse_rate(" 5 / h "), Ok(per(5, 3600)));
+        assert_eq!(parse_rate("3"), Ok(per(3, 1)));
+        assert_eq!(
+            parse_rate("0.5/s"),
+            Ok(RateValue {
+                count: 1,
+                period: Duration::from_secs(2)
+            })
+        );
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("-1/s").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("20/week").unwrap_err().contains("unknown unit"));
+    }
 
     #[test]
     fn durations() {

@@ -1,0 +1,293 @@
+//! `type: command` — a local program answers: the query goes to its stdin
+//! (or into its arguments), its stdout is the answer.
+//!
+//! ```yaml
+//! runner:
+//!   type: command
+//!   program: sh                       # a name on PATH, or a path (relative to the suite)
+//!   args: [-c, "tr a-z A-Z"]          # placeholders are filled in each argument
+//!   input: stdin                      # stdin (default) or arg
+//!   env: {MODE: test}                 # extra environment variables
+//!   cwd: scripts                      # working directory, relative to the suite
+//!   timeout: 10s                      # the process is killed past it (default: none)
+//!   retry_timeouts: false             # default: a killed turn is not run again
+//! ```
+//!
+//! Placeholders `{query}`, `{session_id}`, `{qa_id}`, `{context}`,
+//! `{assistant_id}`, `{language}` and `{turn}` are replaced (in one pass)
+//! in every argument and every `env` value. With `input: stdin` the query is
+//! written to the program's stdin, which is then closed; with `input: arg`
+//! the query is the last argument unless an argument already holds
+//! `{query}`. The child also gets `FORGE_SESSION_ID`, `FORGE_QA_ID`,
+//! `FORGE_ASSISTANT_ID` and `FORGE_CONTEXT`.
+//!
+//! The answer is stdout (UTF-8, invalid bytes replaced), without one
+//! trailing newline. A non-zero exit (or death by a signal) is a permanent
+//! failure carrying the end of stderr; so is an empty answer, and a program
+//! that cannot be started names the program. Past `timeout` (or the suite's
+//! timeout) the process is killed and the turn fails with a timeout, not
+//! retried unless `retry_timeouts: true` (the program may have acted on the
+//! turn).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::offline::fill;
+use crate::error::{humanize, ConfigError, ErrorKind, RunError};
+use crate::execute::{attempt_batch_with, Retry};
+use crate::registry::{self, BuildContext, RunnerType};
+use crate::runner::{BatchOutcome, Reply, Runner, Session};
+use crate::schema::Batch;
+use crate::suite::DurationValue;
+
+/// The most of stderr quoted in an error message, in characters (its end).
+pub const STDERR_CHARS: usize = 500;
+
+/// Where the query goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    /// On the program's stdin.
+    #[default]
+    Stdin,
+    /// As an argument: where an argument says `{query}`, else the last one.
+    Arg,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandConfig {
+    program: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    input: Input,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    timeout: Option<DurationValue>,
+    #[serde(default)]
+    retry_timeouts: bool,
+}
+
+/// The `command` runner. Build it from a suite's `runner: {type: command, ...}`
+/// or with [`Command::from_value`].
+#[derive(Debug)]
+pub struct Command {
+    program: PathBuf,
+    args: Vec<String>,
+    input: Input,
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    timeout: Option<Duration>,
+    retry: Retry,
+}
+
+impl Command {
+    /// Builds the runner from a JSON configuration; relative paths (`cwd`, a
+    /// `program` with a `/`) resolve against `context`'s suite directory.
+    pub fn from_value(config: Value, context: &BuildContext) -> Result<Self, ConfigError> {
+        let config: CommandConfig = registry::config("command", config)?;
+        let program = config.program.trim();
+        if program.is_empty() {
+            return Err(ConfigError::new("command", "`program` must not be empty"));
+        }
+        let program = if program.contains(std::path::MAIN_SEPARATOR) || program.contains('/') {
+            context.resolve(program)
+        } else {
+            PathBuf::from(program)
+        };
+        let cwd = config.cwd.map(|cwd| context.resolve(cwd));
+        if let Some(cwd) = &cwd {
+            if !cwd.is_dir() {
+                return Err(ConfigError::new(
+                    "command",
+                    format!("`cwd` {} is not a directory", cwd.display()),
+                ));
+            }
+        }
+        let mut args = config.args;
+        if config.input == Input::Arg && !args.iter().any(|a| a.contains("{query}")) {
+            args.push("{query}".to_owned());
+        }
+        Ok(Command {
+            program,
+            args,
+            input: config.input,
+            env: config.env,
+            cwd,
+            timeout: config.timeout.map(|t| t.0),
+            retry: if config.retry_timeouts {
+                Retry::TransientAndTimeouts
+            } else {
+                Retry::TransientOnly
+            },
+        })
+    }
+
+    fn name(&self) -> String {
+        self.program.display().to_string()
+    }
+
+    async fn execute(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+        let value = |name: &str| placeholder(name, batch, session);
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(self.args.iter().map(|a| fill(a, value)))
+            .envs(self.env.iter().map(|(k, v)| (k, fill(v, value))))
+            .env("FORGE_SESSION_ID", session.session_id)
+            .env("FORGE_QA_ID", &batch.qa_id)
+            .env("FORGE_ASSISTANT_ID", session.assistant_id)
+            .env("FORGE_CONTEXT", session.context)
+            .stdin(if self.input == Input::Stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| RunError::permanent(format!("cannot start `{}`: {e}", self.name())))?;
+        let stdin = child.stdin.take();
+        let query = batch.query.as_bytes();
+        let write = async move {
+            if let Some(mut stdin) = stdin {
+                // A program that does not read its stdin closes the pipe: fine.
+                let _ = stdin.write_all(query).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let (_, output) = tokio::join!(write, child.wait_with_output());
+        let output = output.map_err(|e| {
+            RunError::permanent(format!("cannot read the output of `{}`: {e}", self.name()))
+        })?;
+        let stderr = tail(&String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            let how = match output.status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_owned(),
+            };
+            return Err(RunError::permanent(format!(
+                "`{}` {how}: {stderr}",
+                self.name()
+            )));
+        }
+        let mut answer = String::from_utf8_lossy(&output.stdout).into_owned();
+        if answer.ends_with('\n') {
+            answer.pop();
+            if answer.ends_with('\r') {
+                answer.pop();
+            }
+        }
+        if answer.trim().is_empty() {
+            return Err(RunError::permanent(format!(
+                "`{}` printed no answer: {stderr}",
+                self.name()
+            )));
+        }
+        Ok(Reply::text(answer))
+    }
+}
+
+/// The last [`STDERR_CHARS`] characters of `stderr`, trimmed.
+fn tail(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        return "(no stderr)".to_owned();
+    }
+    let count = stderr.chars().count();
+    if count <= STDERR_CHARS {
+        return stderr.to_owned();
+    }
+    let cut: String = stderr.chars().skip(count - STDERR_CHARS).collect();
+    format!("...{cut}")
+}
+
+/// The value of placeholder `name` for `batch` in `session`.
+fn placeholder(name: &str, batch: &Batch, session: &Session<'_>) -> Option<String> {
+    match name {
+        "query" => Some(batch.query.clone()),
+        "session_id" => Some(session.session_id.to_owned()),
+        "qa_id" => Some(batch.qa_id.clone()),
+        "context" => Some(session.context.to_owned()),
+        "assistant_id" => Some(session.assistant_id.to_owned()),
+        "language" => Some(session.language.unwrap_or_default().to_owned()),
+        "turn" => Some((session.history.len() + 1).to_string()),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Runner for Command {
+    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+        match self.timeout {
+            // Dropping the future drops the child, which kills it.
+            Some(limit) => tokio::time::timeout(limit, self.execute(batch, session))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RunError {
+                        kind: ErrorKind::Timeout,
+                        message: format!(
+                            "`{}` timed out after {} and was killed",
+                            self.name(),
+                            humanize(limit)
+                        ),
+                        retry_after: None,
+                    })
+                }),
+            None => self.execute(batch, session).await,
+        }
+    }
+
+    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
+        attempt_batch_with(self, batch, session, self.retry).await
+    }
+}
+
+fn build(config: Value, context: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {
+    Ok(Arc::new(Command::from_value(config, context)?))
+}
+
+inventory::submit! { RunnerType { name: "command", build } }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_tail_and_config() {
+        assert_eq!(tail("  \n"), "(no stderr)");
+        let long = format!("start{}end", "x".repeat(1000));
+        let cut = tail(&long);
+        assert!(cut.starts_with("...") && cut.ends_with("end"), "{cut}");
+        assert_eq!(cut.chars().count(), STDERR_CHARS + 3);
+        let context = BuildContext::new("/suites");
+        let runner = Command::from_value(
+            serde_json::json!({"program": "./bot.sh", "input": "arg", "args": ["-v"]}),
+            &context,
+        )
+        .unwrap();
+        assert_eq!(runner.program, PathBuf::from("/suites/./bot.sh"));
+        assert_eq!(runner.args, vec!["-v", "{query}"]);
+        let error = Command::from_value(
+            serde_json::json!({"program": "sh", "imput": "arg"}),
+            &context,
+        )
+        .unwrap_err();
+        assert!(error.message.contains("did you mean `input`"), "{error}");
+    }
+}

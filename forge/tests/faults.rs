@@ -1,0 +1,490 @@
+//! Fault injection against the loopback server: a deterministic plan of
+//! rejections, dropped streams and delays. Every assertion about what was
+//! sent and accepted comes from the server's own request log.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
+use forge::testing::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
+use forge::{Backoff, Batch, Dataset, Engine, Policy, Runner, Suite};
+use serde_json::json;
+
+const ALWAYS: usize = usize::MAX;
+
+fn alquimia(url: &str) -> Arc<dyn Runner> {
+    Arc::new(
+        Alquimia::new(AlquimiaConfig {
+            base_url: Some(url.to_owned()),
+            api_key: Some(TestServer::DEFAULT_API_KEY.into()),
+            agent_id: Some("agent".into()),
+            channel_id: Some("web".into()),
+            api_version: None,
+        })
+        .unwrap(),
+    )
+}
+
+fn policy(timeout_ms: u64, retries: u32, max_backoff: Duration) -> Policy {
+    Policy {
+        timeout: Some(Duration::from_millis(timeout_ms)),
+        retries,
+        backoff: Backoff {
+            initial: Duration::from_millis(5),
+            max: max_backoff,
+        },
+        rate_limit: None,
+    }
+}
+
+fn datasets(sessions: usize, turns: usize) -> Vec<Dataset> {
+    (1..=sessions)
+        .map(|s| {
+            let mut dataset = Dataset::new(format!("s{s}"), "agent");
+            for t in 1..=turns {
+                dataset
+                    .conversation
+                    .push(Batch::new(format!("q{t}"), format!("question {t} of s{s}")));
+            }
+            dataset
+        })
+        .collect()
+}
+
+fn is_infer(r: &LoggedRequest) -> bool {
+    r.path.contains("/event/infer/")
+}
+
+fn is_stream(r: &LoggedRequest) -> bool {
+    r.path.contains("/event/stream/")
+}
+
+/// What the engine must make of a turn with `fault` when it retries up to
+/// `retries` times: (succeeds, infer requests, stream reads).
+fn expected(fault: Option<Fault>, retries: u32) -> (bool, usize, usize) {
+    let attempts = retries as usize + 1;
+    match fault {
+        None => (true, 1, 1),
+        Some(Fault::Reject {
+            status: 429 | 502 | 503 | 504,
+            times,
+            ..
+        }) => {
+            if times < attempts {
+                (true, times + 1, 1)
+            } else {
+                (false, attempts, 0)
+            }
+        }
+        Some(Fault::Reject { .. }) => (false, 1, 0),
+        Some(Fault::DropStream { times }) | Some(Fault::Delay { times, .. }) => {
+            if times < attempts {
+                (true, 1, times + 1)
+            } else {
+                (false, 1, attempts)
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_batch_once_and_no_accepted_turn_sent_twice() {
+    let retries = 3;
+    let plan = FaultPlan::new(7)
+        .share(
+            15,
+            Fault::Reject {
+                status: 503,
+                times: 2,
+                retry_after: 0,
+            },
+        )
+        .share(
+            10,
+            Fault::Reject {
+                status: 429,
+                times: 1,
+                retry_after: 0,
+            },
+        )
+        .share(
+            8,
+            Fault::Reject {
+                status: 500,
+                times: ALWAYS,
+                retry_after: 0,
+            },
+        )
+        .share(
+            5,
+            Fault::Reject {
+                status: 502,
+                times: ALWAYS,
+                retry_after: 0,
+            },
+        )
+        .share(12, Fault::DropStream { times: 1 })
+        .share(5, Fault::DropStream { times: ALWAYS })
+        .share(
+            10,
+            Fault::Delay {
+                delay: Duration::from_millis(1500),
+                times: 1,
+            },
+        );
+    let server = TestServer::builder().fault_plan(plan.clone()).start().await;
+    let input = datasets(8, 5);
+    let results = Engine::new(alquimia(&server.url()))
+        .policy(policy(400, retries, Duration::from_secs(2)))
+        .concurrency(3)
+        .run_datasets(input.clone())
+        .await;
+    let log = server.requests();
+
+    // The plan covers every kind of fault at least once.
+    let faults: Vec<Option<Fault>> = input
+        .iter()
+        .flat_map(|d| {
+            d.conversation
+                .iter()
+                .map(|b| plan.fault(&d.session_id, &b.query))
+        })
+        .collect();
+    for kind in ["Reject", "DropStream", "Delay"] {
+        assert!(
+            faults
+                .iter()
+                .flatten()
+                .any(|f| format!("{f:?}").starts_with(kind)),
+            "the plan should inject {kind}: {faults:?}"
+        );
+    }
+    assert!(faults.iter().any(Option::is_none));
+
+    assert_eq!(results.len(), input.len());
+    for ((data, summary), original) in results.iter().zip(&input) {
+        let session = &original.session_id;
+        assert_eq!(&data.session_id, session);
+        // Every batch exactly once, in order.
+        let ids: Vec<&str> = data.conversation.iter().map(|b| b.qa_id.as_str()).collect();
+        let want: Vec<&str> = original
+            .conversation
+            .iter()
+            .map(|b| b.qa_id.as_str())
+            .collect();
+        assert_eq!(ids, want);
+        assert_eq!(summary.total_batches, want.len());
+        assert_eq!(summary.successes + summary.failures, want.len());
+
+        let accepted = server.turns(session);
+        let unique: HashSet<&String> = accepted.iter().collect();
+        assert_eq!(
+            unique.len(),
+            accepted.len(),
+            "a turn was accepted twice: {accepted:?}"
+        );
+        for batch in &data.conversation {
+            let fault = plan.fault(session, &batch.query);
+            let (succeeds, infers, reads) = expected(fault, retries);
+            let mine: Vec<&LoggedRequest> = log
+                .iter()
+                .filter(|r| {
+                    r.session_id.as_deref() == Some(session)
+                        && r.query.as_deref() == Some(&batch.query)
+                })
+                .collect();
+            let infer: Vec<&&LoggedRequest> = mine.iter().filter(|r| is_infer(r)).collect();
+            let streams: Vec<&&LoggedRequest> = mine.iter().filter(|r| is_stream(r)).collect();
+            let context = format!(
+                "{session}/{} with {fault:?}: {}",
+                batch.qa_id, batch.assistant
+            );
+            assert_eq!(infer.len(), infers, "infer requests of {context}");
+            assert_eq!(streams.len(), reads, "stream reads of {context}");
+            // Accepted at most once, and never sent again after acceptance.
+            let accepted_at: Vec<usize> = infer
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.stream_id.is_some())
+                .map(|(i, _)| i)
+                .collect();
+            assert!(accepted_at.len() <= 1, "{context}");
+            if let Some(&i) = accepted_at.first() {
+                assert_eq!(i, infer.len() - 1, "infer after acceptance: {context}");
+                let id = infer[i].stream_id.clone();
+                assert!(streams.iter().all(|s| s.stream_id == id), "{context}");
+            }
+            assert_eq!(
+                batch.assistant.starts_with("[ERROR]"),
+                !succeeds,
+                "outcome of {context}"
+            );
+            if succeeds {
+                let turn = accepted.iter().position(|q| q == &batch.query).unwrap() + 1;
+                assert_eq!(
+                    batch.assistant,
+                    alquimia_answer(&batch.query, turn, session)
+                );
+            } else {
+                match fault {
+                    Some(Fault::Reject { status: 500, .. }) => {
+                        assert!(
+                            batch.assistant.starts_with("[ERROR] HTTP 500 from"),
+                            "{context}"
+                        );
+                        assert!(
+                            !batch.assistant.contains("(after"),
+                            "not retried: {context}"
+                        );
+                    }
+                    Some(Fault::Reject { status: 502, .. }) => {
+                        assert!(
+                            batch.assistant.starts_with("[ERROR] HTTP 502 from"),
+                            "{context}"
+                        );
+                        assert!(batch.assistant.ends_with("(after 4 attempts)"), "{context}");
+                    }
+                    Some(Fault::DropStream { .. }) => {
+                        assert!(
+                            batch.assistant.contains("dropped before it ended"),
+                            "{context}"
+                        );
+                        assert!(batch.assistant.ends_with("(after 4 attempts)"), "{context}");
+                    }
+                    other => panic!("unexpected failure with {other:?}: {context}"),
+                }
+            }
+        }
+    }
+    // Nothing reached the server that is not a turn of the input.
+    assert!(log
+        .iter()
+        .all(|r| r.session_id.is_some() && r.query.is_some()));
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let plan = FaultPlan::new(0).on_query(
+        "slow down",
+        Fault::Reject {
+            status: 429,
+            times: 1,
+            retry_after: 1,
+        },
+    );
+    let server = TestServer::builder().fault_plan(plan).start().await;
+    let mut data = Dataset::new("s", "agent");
+    data.conversation.push(Batch::new("q1", "slow down"));
+    let start = Instant::now();
+    let results = Engine::new(alquimia(&server.url()))
+        .policy(policy(5_000, 1, Duration::from_secs(5)))
+        .run_datasets(vec![data])
+        .await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        results[0].0.conversation[0].assistant,
+        alquimia_answer("slow down", 1, "s")
+    );
+    let log = server.requests();
+    let infers: Vec<&LoggedRequest> = log.iter().filter(|r| is_infer(r)).collect();
+    assert_eq!(infers.len(), 2);
+    assert_eq!(infers[0].status, 429);
+    assert_eq!(infers[0].fault.as_deref(), Some("reject 429"));
+    assert_eq!(infers[1].status, 200);
+    let gap = infers[1].at - infers[0].at;
+    assert!(
+        gap >= Duration::from_millis(990),
+        "Retry-After: 1 ignored: {gap:?}"
+    );
+
+    // `backoff.max` caps a long Retry-After.
+    let plan = FaultPlan::new(0).on_query(
+        "slow down",
+        Fault::Reject {
+            status: 429,
+            times: 1,
+            retry_after: 30,
+        },
+    );
+    let server = TestServer::builder().fault_plan(plan).start().await;
+    let mut data = Dataset::new("s", "agent");
+    data.conversation.push(Batch::new("q1", "slow down"));
+    let start = Instant::now();
+    let results = Engine::new(alquimia(&server.url()))
+        .policy(policy(5_000, 1, Duration::from_millis(100)))
+        .run_datasets(vec![data])
+        .await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(!results[0].0.conversation[0]
+        .assistant
+        .starts_with("[ERROR]"));
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_per_runner() {
+    let delayed = Fault::Delay {
+        delay: Duration::from_millis(800),
+        times: 1,
+    };
+    let plan = FaultPlan::new(0).on_query("late", delayed).on_query(
+        "busy",
+        Fault::Reject {
+            status: 503,
+            times: 1,
+            retry_after: 0,
+        },
+    );
+    let server = TestServer::builder().fault_plan(plan).start().await;
+    let mut data = Dataset::new("s", "agent");
+    data.conversation.push(Batch::new("q1", "late"));
+    data.conversation.push(Batch::new("q2", "busy"));
+
+    // openai: stateless requests, so the timed-out turn is sent again.
+    let openai = forge::registry::build(
+        json!({"type": "openai", "base_url": format!("{}/v1", server.url()),
+               "api_key": TestServer::DEFAULT_API_KEY, "model": "m", "history": false}),
+        &forge::registry::BuildContext::default(),
+    )
+    .unwrap();
+    let results = Engine::new(openai)
+        .policy(policy(300, 2, Duration::from_millis(50)))
+        .run_datasets(vec![data.clone()])
+        .await;
+    let conversation = &results[0].0.conversation;
+    assert_eq!(conversation[0].assistant, openai_answer("late", 1));
+    assert_eq!(conversation[1].assistant, openai_answer("busy", 1));
+    let log = server.requests();
+    let count = |q: &str| log.iter().filter(|r| r.query.as_deref() == Some(q)).count();
+    assert_eq!((count("late"), count("busy")), (2, 2));
+
+    // http: the timed-out turn may have been accepted, so it is not sent
+    // again; the rejected one is.
+    let server = TestServer::builder()
+        .fault_plan(FaultPlan::new(0).on_query("late", delayed).on_query(
+            "busy",
+            Fault::Reject {
+                status: 503,
+                times: 1,
+                retry_after: 0,
+            },
+        ))
+        .start()
+        .await;
+    let http = forge::registry::build(
+        json!({"type": "http", "url": format!("{}/v1/chat/completions", server.url()),
+               "headers": {"Authorization": "Bearer test-key"},
+               "body": {"messages": [{"role": "user", "content": "{query}"}]},
+               "answer": "/choices/0/message/content"}),
+        &forge::registry::BuildContext::default(),
+    )
+    .unwrap();
+    let results = Engine::new(http)
+        .policy(policy(300, 2, Duration::from_millis(50)))
+        .run_datasets(vec![data])
+        .await;
+    let conversation = &results[0].0.conversation;
+    assert_eq!(conversation[0].assistant, "[ERROR] timed out after 300ms");
+    assert_eq!(conversation[1].assistant, openai_answer("busy", 1));
+    let log = server.requests();
+    let count = |q: &str| log.iter().filter(|r| r.query.as_deref() == Some(q)).count();
+    assert_eq!((count("late"), count("busy")), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_spaces_requests_across_sessions() {
+    let server = TestServer::start().await;
+    let openai = forge::registry::build(
+        json!({"type": "openai", "base_url": format!("{}/v1", server.url()),
+               "api_key": TestServer::DEFAULT_API_KEY, "model": "m"}),
+        &forge::registry::BuildContext::default(),
+    )
+    .unwrap();
+    let mut policy = policy(5_000, 0, Duration::from_millis(50));
+    policy.rate_limit = forge::execute::RateLimit::per_second(20);
+    let start = Instant::now();
+    let results = Engine::new(openai)
+        .policy(policy)
+        .concurrency(4)
+        .run_datasets(datasets(4, 4))
+        .await;
+    let elapsed = start.elapsed();
+    assert!(results.iter().all(|(_, s)| s.successes == 4));
+    // 16 requests at 20/s: the last starts at least 15 x 50 ms after the first.
+    assert!(elapsed >= Duration::from_millis(740), "{elapsed:?}");
+    let log = server.requests();
+    assert_eq!(log.len(), 16);
+    // Request k cannot start before slot k, 50 ms x k after the first.
+    for (k, request) in log.iter().enumerate() {
+        let since_first = request.at - log[0].at;
+        let slot = Duration::from_millis(50 * k as u64);
+        assert!(
+            since_first + Duration::from_millis(20) >= slot,
+            "request {k} arrived {since_first:?} after the first"
+        );
+    }
+}
+
+#[test]
+fn suite_resilience_keys() {
+    let text = r#"
+runner: {type: echo}
+timeout: 2s
+retries: 3
+backoff: {initial: 100ms, max: 5s}
+rate_limit: 600/min
+datasets:
+  - session_id: s
+    assistant_id: a
+    conversation:
+      - {qa_id: q, query: hi}
+"#;
+    let suite = Suite::parse(Path::new("s.yaml"), text).unwrap();
+    assert_eq!(suite.policy.timeout, Some(Duration::from_secs(2)));
+    assert_eq!(suite.policy.retries, 3);
+    assert_eq!(suite.policy.backoff.initial, Duration::from_millis(100));
+    assert_eq!(suite.policy.backoff.max, Duration::from_secs(5));
+    let limit = suite.policy.rate_limit.clone().unwrap();
+    assert_eq!(limit.interval(), Duration::from_millis(100));
+
+    let numeric = text.replace("600/min", "4");
+    let suite = Suite::parse(Path::new("s.yaml"), &numeric).unwrap();
+    assert_eq!(
+        suite.policy.rate_limit.unwrap().interval(),
+        Duration::from_millis(250)
+    );
+    let only_max = text.replace("{initial: 100ms, max: 5s}", "{max: 1s}");
+    let suite = Suite::parse(Path::new("s.yaml"), &only_max).unwrap();
+    assert_eq!(suite.policy.backoff.initial, Duration::from_millis(250));
+
+    let errors: HashMap<&str, &str> = [
+        ("rate_limt: 5/s", "did you mean `rate_limit`"),
+        ("backof: {max: 1s}", "did you mean `backoff`"),
+        ("backoff: {inital: 1s}", "did you mean `initial`"),
+        (
+            "backoff: {initial: 5s, max: 1s}",
+            "longer than `backoff.max`",
+        ),
+        ("rate_limit: 5/week", "unknown unit"),
+        ("rate_limit: 0/s", "positive number"),
+    ]
+    .into_iter()
+    .collect();
+    for (line, want) in errors {
+        let bad = text
+            .replace("rate_limit: 600/min\n", "")
+            .replace("backoff: {initial: 100ms, max: 5s}\n", "")
+            + line
+            + "\n";
+        let error = Suite::parse(Path::new("s.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(want), "{line}: {error}");
+        assert!(error.starts_with("s.yaml:"), "{error}");
+    }
+}
