@@ -37,9 +37,8 @@ pub const CONCURRENCY_ENV: &str = "FORGE_CONCURRENCY";
 ///
 /// Never fails: every outcome, an internal failure included, is a response.
 pub async fn handle(event: Value, concurrency: usize) -> ApiGatewayV2httpResponse {
-    let payload = match event_body(&event) {
-        Ok(payload) => payload,
-        Err(()) => return respond(400, &json!({"error": "Invalid JSON body"})),
+    let Some(payload) = event_body(&event) else {
+        return respond(400, &json!({"error": "Invalid JSON body"}));
     };
     match crate::payload::run_guarded(&payload, concurrency).await {
         Ok(response) => match serde_json::to_value(&response) {
@@ -69,22 +68,23 @@ pub async fn run() -> Result<(), Error> {
 }
 
 /// The payload in an event's `body`: a JSON string (base64-encoded when
-/// `isBase64Encoded` is true), an object, or nothing (an empty payload).
-fn event_body(event: &Value) -> Result<Value, ()> {
+/// `isBase64Encoded` is true), an object, or nothing (an empty payload);
+/// `None` when it is not JSON.
+fn event_body(event: &Value) -> Option<Value> {
     let base64 = event
         .get("isBase64Encoded")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     match event.get("body") {
-        None | Some(Value::Null) => Ok(json!({})),
+        None | Some(Value::Null) => Some(json!({})),
         Some(Value::String(text)) if base64 => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
-                .map_err(|_| ())?;
-            serde_json::from_slice(&bytes).map_err(|_| ())
+                .ok()?;
+            serde_json::from_slice(&bytes).ok()
         }
-        Some(Value::String(text)) => serde_json::from_str(text).map_err(|_| ()),
-        Some(other) => Ok(other.clone()),
+        Some(Value::String(text)) => serde_json::from_str(text).ok(),
+        Some(other) => Some(other.clone()),
     }
 }
 
