@@ -43,6 +43,9 @@ enum Command {
 /// `forge serve`. The bearer token comes from `FORGE_SERVE_TOKEN`.
 #[cfg(feature = "serve")]
 #[derive(Debug, Args)]
+#[command(
+    after_help = "When FORGE_SERVE_TOKEN is set, POST /run requires `Authorization: Bearer $FORGE_SERVE_TOKEN`.\nSIGTERM or Ctrl-C stops accepting connections and lets the runs in flight finish."
+)]
 struct ServeArgs {
     /// Address to listen on; loopback unless you give another one.
     #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_BIND)]
