@@ -2,7 +2,7 @@
 //! directory, run by the same one-line `main` a user's test target holds,
 //! checked through its output, its exit status and the files it writes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;

@@ -1,5 +1,5 @@
-//! The `forge` command line: `forge run SUITE.yaml...` and
-//! `forge run --payload FILE`.
+//! The `forge` command line: `forge run SUITE.yaml...`,
+//! `forge run --payload FILE` and (feature `serve`) `forge serve`.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -35,6 +35,32 @@ struct Cli {
 enum Command {
     /// Run suites (or a seed-format payload) and write the reports.
     Run(RunArgs),
+    /// Serve the payload API over HTTP: `POST /run`, `GET /health`.
+    #[cfg(feature = "serve")]
+    Serve(ServeArgs),
+}
+
+/// `forge serve`. The bearer token comes from `FORGE_SERVE_TOKEN`.
+#[cfg(feature = "serve")]
+#[derive(Debug, Args)]
+#[command(
+    after_help = "When FORGE_SERVE_TOKEN is set, POST /run requires `Authorization: Bearer $FORGE_SERVE_TOKEN`.\nSIGTERM or Ctrl-C stops accepting connections and lets the runs in flight finish."
+)]
+struct ServeArgs {
+    /// Address to listen on; loopback unless you give another one.
+    #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_BIND)]
+    bind: std::net::SocketAddr,
+    /// Largest request body accepted (413 beyond it).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::serve::DEFAULT_MAX_BODY_BYTES)]
+    max_body: usize,
+    /// Runs in flight at once (503 beyond it).
+    #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_CONCURRENT_RUNS,
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u32).range(1..), |n| n as usize))]
+    max_runs: usize,
+    /// Sessions in flight at once within one run.
+    #[arg(long, value_name = "N", default_value_t = crate::payload::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +105,8 @@ pub fn main() -> ExitCode {
             Some(source) => runtime.block_on(run_payload(source, args.concurrency)),
             None => runtime.block_on(run_files(&args)),
         },
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => runtime.block_on(serve(args)),
     }
 }
 
@@ -236,6 +264,38 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         status = ExitCode::from(EXIT_FAILED);
     }
     status
+}
+
+/// `forge serve`: first Ctrl-C or SIGTERM stops accepting connections and
+/// lets the runs in flight finish; a second one exits at once.
+#[cfg(feature = "serve")]
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = crate::serve::ServeConfig {
+        bind: args.bind,
+        max_body_bytes: args.max_body,
+        max_concurrent_runs: args.max_runs,
+        concurrency: args.concurrency,
+        ..Default::default()
+    }
+    .token_from_env();
+    let shutdown = async {
+        wait_for_signal().await;
+        eprintln!("forge: stopping: finishing runs in flight (press Ctrl-C again to abort)");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            std::process::exit(130);
+        });
+    };
+    match crate::serve::bind_and_serve(config, shutdown).await {
+        Ok(()) => {
+            eprintln!("forge: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("forge: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
 }
 
 /// First Ctrl-C or SIGTERM: stop sending new turns, let the ones in flight

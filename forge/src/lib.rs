@@ -7,6 +7,8 @@ pub mod error;
 pub mod execute;
 pub mod expect;
 pub mod harness;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod payload;
 pub mod registry;
 pub mod report;
@@ -14,6 +16,8 @@ pub mod run;
 pub mod runner;
 pub mod runners;
 pub mod schema;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod suite;
 #[cfg(feature = "test-server")]
 pub mod testing;

@@ -109,6 +109,23 @@ pub async fn run(payload: &Value, concurrency: usize) -> Response {
     }
 }
 
+/// [`run`], with a panic caught: `Err` holds the message of the internal
+/// failure (what the Lambda function and `forge serve` answer with a 500).
+pub async fn run_guarded(payload: &Value, concurrency: usize) -> Result<Response, String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(run(payload, concurrency))
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            format!("internal error: {message}")
+        })
+}
+
 fn build_runner(payload: &Map<String, Value>) -> Result<Arc<dyn Runner>, ConfigError> {
     let context = BuildContext::default();
     if let Some(connector) = payload.get("connector").filter(|c| !c.is_null()) {

@@ -1,0 +1,138 @@
+//! The Lambda handler, invoked with API Gateway HTTP API (payload format 2.0)
+//! events from `tests/fixtures/lambda/`, against the loopback Alquimia server.
+#![cfg(feature = "lambda")]
+
+use base64::Engine as _;
+use forge::lambda::{handle, ApiGatewayV2httpRequest};
+use forge::testing::TestServer;
+use serde_json::Value;
+
+const KEY: &str = "lambda-key-9";
+
+/// The fixture `name`, with `${BASE_URL}` in its payload set to `base_url`.
+fn event(name: &str, base_url: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/lambda/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let mut event: Value =
+        serde_json::from_str(&text.replace("${BASE_URL}", base_url)).expect("fixture is JSON");
+    if event["isBase64Encoded"] == true {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let body = engine
+            .decode(event["body"].as_str().expect("string body"))
+            .expect("base64 body");
+        let body = String::from_utf8(body)
+            .expect("UTF-8")
+            .replace("${BASE_URL}", base_url);
+        event["body"] = Value::String(engine.encode(body));
+    }
+    event
+}
+
+/// The response as the Lambda runtime sends it to API Gateway: the status,
+/// the headers, and the body parsed as JSON.
+async fn invoke(event: Value) -> (i64, Value, Value) {
+    let response = serde_json::to_value(handle(event, 4).await).expect("serialise");
+    let status = response["statusCode"].as_i64().expect("statusCode");
+    let body = response["body"].as_str().expect("body is a string");
+    let body = serde_json::from_str(body).expect("body is JSON");
+    (status, response["headers"].clone(), body)
+}
+
+fn assert_headers(headers: &Value) {
+    assert_eq!(headers["content-type"], "application/json", "{headers}");
+    assert_eq!(headers["access-control-allow-origin"], "*", "{headers}");
+}
+
+#[test]
+fn fixtures_are_api_gateway_http_api_events() {
+    for name in [
+        "string-body.json",
+        "base64-body.json",
+        "invalid-json.json",
+        "rejected-payload.json",
+    ] {
+        let event = event(name, "http://127.0.0.1:9");
+        let request: ApiGatewayV2httpRequest =
+            serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(request.version.as_deref(), Some("2.0"), "{name}");
+        assert_eq!(request.request_context.http.method.as_str(), "POST");
+        assert!(request.body.is_some(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_string_body_runs_the_payload() {
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let (status, headers, body) = invoke(event("string-body.json", &agent.url())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_headers(&headers);
+    assert_eq!(body["success"], true);
+    assert_eq!(body["total_datasets"], 1);
+    assert_eq!(
+        body["datasets"][0]["conversation"][0]["assistant"],
+        forge::testing::alquimia_answer("What is the capital of France?", 1, "test-session-1")
+    );
+    assert_eq!(body["summaries"][0]["successes"], 1);
+    assert_eq!(
+        agent.requests()[0].authorization(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert!(!body.to_string().contains(KEY));
+}
+
+#[tokio::test]
+async fn a_base64_body_is_decoded() {
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let (status, headers, body) = invoke(event("base64-body.json", &agent.url())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_headers(&headers);
+    assert_eq!(body["summaries"][0]["successes"], 1);
+    assert_eq!(agent.turns("test-session-1").len(), 1);
+}
+
+#[tokio::test]
+async fn an_object_body_of_a_direct_invocation_runs() {
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let (status, headers, body) = invoke(event("object-body.json", &agent.url())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_headers(&headers);
+    assert_eq!(body["success"], true);
+    assert_eq!(body["summaries"][0]["total_batches"], 1);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_400() {
+    let (status, headers, body) = invoke(event("invalid-json.json", "")).await;
+    assert_eq!(status, 400);
+    assert_headers(&headers);
+    assert_eq!(body, serde_json::json!({"error": "Invalid JSON body"}));
+
+    // Nor is bad base64.
+    let mut bad = event("invalid-json.json", "");
+    bad["isBase64Encoded"] = Value::Bool(true);
+    bad["body"] = Value::String("%%% not base64".into());
+    assert_eq!(invoke(bad).await.0, 400);
+}
+
+#[tokio::test]
+async fn a_rejected_payload_is_200_with_success_false_like_the_seed() {
+    let (status, headers, body) = invoke(event("rejected-payload.json", "")).await;
+    assert_eq!(status, 200);
+    assert_headers(&headers);
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("No datasets provided"),
+        "{body}"
+    );
+
+    // An event with no body is an empty payload.
+    let (status, _, body) = invoke(serde_json::json!({"version": "2.0"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["success"], false);
+}

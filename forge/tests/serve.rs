@@ -1,0 +1,388 @@
+//! `forge serve`: the payload API over HTTP, driven with reqwest against the
+//! loopback Alquimia test server.
+#![cfg(feature = "serve")]
+
+use std::time::Duration;
+
+use forge::serve::ServeConfig;
+use forge::testing::TestServer;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+const KEY: &str = "serve-key-7";
+
+/// A server of `forge serve` on a free loopback port; stops when dropped.
+struct Served {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start(config: ServeConfig) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(forge::serve::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Served {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = (&mut self.task).await.expect("server task");
+        result.expect("serve returns Ok");
+    }
+}
+
+fn seed_payload(base_url: &str, sessions: &[&str]) -> Value {
+    let datasets: Vec<Value> = sessions
+        .iter()
+        .map(|session| {
+            json!({
+                "session_id": session,
+                "assistant_id": "target-assistant",
+                "language": "english",
+                "context": "",
+                "conversation": [
+                    {"qa_id": "test-1", "query": "What is the capital of France?", "assistant": "",
+                     "ground_truth_assistant": "Paris is the capital of France."},
+                    {"qa_id": "test-2", "query": "And of Spain?", "assistant": "",
+                     "ground_truth_assistant": "Madrid.", "agentic": {"tool": "geo"}}
+                ]
+            })
+        })
+        .collect();
+    json!({
+        "datasets": datasets,
+        "config": {"base_url": base_url, "api_key": KEY, "agent_id": "agent-1", "channel_id": "web"}
+    })
+}
+
+/// The response with its timings zeroed.
+fn without_timings(mut response: Value) -> Value {
+    if let Some(summaries) = response["summaries"].as_array_mut() {
+        for summary in summaries {
+            summary["total_execution_time_ms"] = json!(0.0);
+            summary["avg_batch_time_ms"] = json!(0.0);
+        }
+    }
+    response
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>, token: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/run"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request")
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    (status, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn seed_payload_answers_what_payload_run_gives() {
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let reference_agent = TestServer::builder().api_key(KEY).start().await;
+    let served = Served::start(ServeConfig::default()).await;
+
+    let payload = seed_payload(&agent.url(), &["s1", "s2"]);
+    let (status, body) = json_of(post(&served.url, payload.to_string(), None).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["total_datasets"], 2);
+    assert_eq!(
+        body["datasets"][0]["conversation"][0]["assistant"],
+        forge::testing::alquimia_answer("What is the capital of France?", 1, "s1")
+    );
+    assert_eq!(body["summaries"][1]["successes"], 2);
+    assert_eq!(
+        agent.turns("s2"),
+        ["What is the capital of France?", "And of Spain?"]
+    );
+    assert!(!body.to_string().contains(KEY));
+
+    let reference =
+        forge::payload::run(&seed_payload(&reference_agent.url(), &["s1", "s2"]), 16).await;
+    let reference = serde_json::to_value(&reference).expect("serialise");
+    assert_eq!(without_timings(body), without_timings(reference));
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejected_and_invalid_payloads_are_400() {
+    let served = Served::start(ServeConfig::default()).await;
+    let (status, body) = json_of(post(&served.url, r#"{"datasets": []}"#, None).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("No datasets provided"),
+        "{body}"
+    );
+    let expected = serde_json::to_value(forge::payload::run(&json!({"datasets": []}), 1).await)
+        .expect("serialise");
+    assert_eq!(body, expected);
+
+    let (status, body) = json_of(post(&served.url, "{not json", None).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Invalid JSON body"),
+        "{body}"
+    );
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_methods_and_paths() {
+    let served = Served::start(ServeConfig {
+        token: Some("tok".into()),
+        ..Default::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    // The health check needs no token.
+    let (status, body) = json_of(
+        client
+            .get(format!("{}/health", served.url))
+            .send()
+            .await
+            .expect("health"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["runs_in_flight"], 0);
+
+    let response = client
+        .get(format!("{}/run", served.url))
+        .send()
+        .await
+        .expect("GET /run");
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, body) = json_of(response).await;
+    assert_eq!((status, &body["success"]), (405, &json!(false)));
+
+    let response = client
+        .delete(format!("{}/health", served.url))
+        .send()
+        .await
+        .expect("DELETE /health");
+    assert_eq!(response.status().as_u16(), 405);
+
+    let (status, _) = json_of(
+        client
+            .post(format!("{}/nowhere", served.url))
+            .send()
+            .await
+            .expect("404"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_when_set_is_required() {
+    let served = Served::start(ServeConfig {
+        token: Some("s3cret-token".into()),
+        ..Default::default()
+    })
+    .await;
+    for token in [None, Some("wrong"), Some("s3cret-tokenX"), Some("")] {
+        let response = post(&served.url, "{}", token).await;
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 401, "token {token:?}");
+        assert_eq!(body["success"], false);
+        assert!(!body.to_string().contains("s3cret"));
+    }
+    // The right token gets through to the payload API ({} has no datasets).
+    let (status, body) = json_of(post(&served.url, "{}", Some("s3cret-token")).await).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap_or("").contains("No datasets"));
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let served = Served::start(ServeConfig {
+        max_body_bytes: 1024,
+        ..Default::default()
+    })
+    .await;
+    let big = format!(r#"{{"datasets": [], "pad": "{}"}}"#, "x".repeat(4096));
+    let (status, body) = json_of(post(&served.url, big, None).await).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["success"], false);
+
+    // Also without a Content-Length (chunked).
+    let chunks: Vec<Result<String, std::io::Error>> = vec![Ok("{".into()), Ok(" ".repeat(2048))];
+    let stream = futures_util::stream::iter(chunks);
+    let (status, _) =
+        json_of(post(&served.url, reqwest::Body::wrap_stream(stream), None).await).await;
+    assert_eq!(status, 413);
+
+    // Just under the limit is read (and rejected as a payload: 400).
+    let small = format!(r#"{{"datasets": [], "pad": "{}"}}"#, "x".repeat(900));
+    let (status, _) = json_of(post(&served.url, small, None).await).await;
+    assert_eq!(status, 400);
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn runs_beyond_the_limit_get_503_and_shutdown_waits_for_runs_in_flight() {
+    let agent = TestServer::builder()
+        .api_key(KEY)
+        .latency(Duration::from_millis(800))
+        .start()
+        .await;
+    let served = Served::start(ServeConfig {
+        max_concurrent_runs: 1,
+        ..Default::default()
+    })
+    .await;
+    let url = served.url.clone();
+    let payload = seed_payload(&agent.url(), &["slow"]).to_string();
+    let first = tokio::spawn({
+        let url = url.clone();
+        let payload = payload.clone();
+        async move { json_of(post(&url, payload, None).await).await }
+    });
+    wait_for_turns(&agent, 1).await;
+
+    let response = post(
+        &url,
+        seed_payload(&agent.url(), &["other"]).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(agent.turns("other").is_empty());
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["runs_in_flight"], 1);
+
+    // Shutting down lets the run in flight finish.
+    served.shutdown().await;
+    let (status, body) = first.await.expect("first run");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summaries"][0]["successes"], 2);
+}
+
+async fn wait_for_turns(agent: &TestServer, count: usize) {
+    for _ in 0..500 {
+        if agent.turns_started() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the agent never received {count} turns");
+}
+
+#[tokio::test]
+async fn the_binary_finishes_runs_in_flight_on_sigterm() {
+    let agent = TestServer::builder()
+        .api_key(KEY)
+        .latency(Duration::from_millis(700))
+        .start()
+        .await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--max-runs", "2"])
+        .env_remove("FORGE_SERVE_TOKEN")
+        .env_remove("ALQUIMIA_BASE_URL")
+        .env_remove("ALQUIMIA_API_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn forge serve");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("stderr line") {
+            if let Some(url) = line.strip_prefix("forge: listening on ") {
+                return url.to_string();
+            }
+        }
+        panic!("forge serve exited before listening");
+    })
+    .await
+    .expect("forge serve listens");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (status, _) = json_of(reqwest::get(format!("{url}/health")).await.expect("health")).await;
+    assert_eq!(status, 200);
+
+    let run = tokio::spawn({
+        let payload = seed_payload(&agent.url(), &["during-shutdown"]).to_string();
+        let url = url.clone();
+        async move { json_of(post(&url, payload, None).await).await }
+    });
+    wait_for_turns(&agent, 1).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the run finishes")
+        .expect("run task");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summaries"][0]["successes"], 2);
+    assert_eq!(agent.turns("during-shutdown").len(), 2);
+
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("forge serve exits")
+        .expect("exit status");
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push(line);
+    }
+    assert_eq!(exit.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+}
