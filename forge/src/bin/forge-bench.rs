@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "forge-bench",
