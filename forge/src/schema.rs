@@ -189,7 +189,7 @@ fn dataset_label(label: &str, session: Option<&str>) -> String {
 }
 
 /// Extracts `x` from serde's "missing field `x`" message.
-fn missing_field(message: &str) -> Option<&str> {
+pub(crate) fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
 }

@@ -231,3 +231,38 @@ async fn payload_against_a_real_alquimia_server_prints_the_response_format() {
     );
     server.shutdown().await;
 }
+
+#[test]
+fn dataset_file_errors_name_the_file_the_position_and_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "data.json",
+        "[\n  {\"session_id\": \"a\", \"assistant_id\": \"x\", \"conversation\": [{\"qa_id\": \"1\", \"query\": \"q\"}]},\n  {\"session_id\": \"b\", \"assistant_id\": \"x\",\n   \"conversation\": [{\"query\": \"no id\"}]}\n]\n",
+    );
+    let suite = write(
+        dir.path(),
+        "s.yaml",
+        "runner: {type: echo}\ndatasets:\n  - file: data.json\n",
+    );
+    let stderr = text(&forge(&["run", &suite], None).stderr);
+    assert!(stderr.contains("data.json:4:"), "{stderr}");
+    assert!(stderr.contains("[1].conversation[0].qa_id"), "{stderr}");
+    assert!(stderr.contains("missing field `qa_id`"), "{stderr}");
+
+    write(
+        dir.path(),
+        "data.json",
+        r#"{"session_id": "a", "assistant_id": "x", "conversation": [{"qa_id": "1", "query": "q", "weight": -2}]}"#,
+    );
+    let stderr = text(&forge(&["run", &suite], None).stderr);
+    assert!(stderr.contains("weight must be a number >= 0"), "{stderr}");
+    assert!(stderr.contains("session_id \"a\""), "{stderr}");
+
+    write(dir.path(), "data.json", "[{\"session_id\": ");
+    let stderr = text(&forge(&["run", &suite], None).stderr);
+    assert!(
+        stderr.contains("data.json:1:") && stderr.contains("invalid JSON"),
+        "{stderr}"
+    );
+}

@@ -50,7 +50,7 @@ use serde_json::Value;
 
 pub use env::interpolate;
 
-use crate::error::{Location, SuiteError};
+use crate::error::{DatasetError, Location, SuiteError};
 use crate::execute::{Backoff, Policy, RateLimit};
 use crate::expect::Expect;
 use crate::registry::{self, BuildContext};
@@ -433,18 +433,71 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
             let value: Value = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, e))?;
             datasets_from_value(&label, value).map_err(dataset_error)
         }
-        _ => {
-            let value: Value = serde_json::from_str(&text).map_err(|e| SuiteError::Invalid {
+        _ => load_json_datasets(path, &label, &text),
+    }
+}
+
+/// A Fair-Forge JSON file (one dataset or a list), deserialised straight
+/// into datasets: no intermediate JSON tree, so large files stay cheap.
+fn load_json_datasets(path: &Path, label: &str, text: &str) -> Result<Vec<Dataset>, SuiteError> {
+    let location = |line: usize, column: usize| Location {
+        file: path.to_owned(),
+        line: Some(line),
+        column: Some(column),
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed = if text.trim_start().starts_with('[') {
+        serde_path_to_error::deserialize::<_, Vec<Dataset>>(&mut deserializer)
+    } else {
+        serde_path_to_error::deserialize::<_, Dataset>(&mut deserializer).map(|d| vec![d])
+    };
+    let datasets = parsed.map_err(|err| {
+        let path_text = err.path().to_string();
+        let inner = err.into_inner();
+        let at = location(inner.line(), inner.column());
+        if inner.is_data() {
+            let message = inner.to_string();
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_owned();
+            let field = match crate::schema::missing_field(&message) {
+                Some(missing) if path_text == "." => missing.to_owned(),
+                Some(missing) => format!("{path_text}.{missing}"),
+                None => path_text,
+            };
+            SuiteError::Dataset {
+                location: at,
+                source: Box::new(DatasetError {
+                    dataset: label.to_owned(),
+                    field,
+                    message,
+                }),
+            }
+        } else {
+            SuiteError::Invalid {
+                location: at,
+                message: format!("invalid JSON: {inner}"),
+            }
+        }
+    })?;
+    deserializer.end().map_err(|e| SuiteError::Invalid {
+        location: location(e.line(), e.column()),
+        message: format!("invalid JSON: {e}"),
+    })?;
+    for (index, dataset) in datasets.iter().enumerate() {
+        dataset
+            .validate(&format!("{label}[{index}]"))
+            .map_err(|source| SuiteError::Dataset {
                 location: Location {
                     file: path.to_owned(),
-                    line: Some(e.line()),
-                    column: Some(e.column()),
+                    line: None,
+                    column: None,
                 },
-                message: format!("invalid JSON: {e}"),
+                source: Box::new(source),
             })?;
-            datasets_from_value(&label, value).map_err(dataset_error)
-        }
     }
+    Ok(datasets)
 }
 
 /// The suite files directly inside `dir` (`*.yaml`, `*.yml`), sorted. A
