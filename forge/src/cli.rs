@@ -158,11 +158,27 @@ async fn run_files(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    let mut suites = suites;
     let filter = args.filter.clone();
+    // What selection needs of each dataset, apart from the suites, which
+    // the run takes the turns out of.
+    type Tests = (Arc<[String]>, Vec<bool>);
+    let tests: Vec<Vec<Tests>> = suites
+        .iter()
+        .map(|suite| {
+            suite
+                .datasets
+                .iter()
+                .map(|d| (Arc::clone(&d.test_names), d.ignored.clone()))
+                .collect()
+        })
+        .collect();
     let selected = |id: crate::run::BatchId| {
-        let name = &suites[id.suite].datasets[id.dataset].test_names[id.batch];
-        let ignored = suites[id.suite].datasets[id.dataset].ignored[id.batch];
-        !ignored && filter.as_deref().is_none_or(|f| name.contains(f))
+        let (names, ignored) = &tests[id.suite][id.dataset];
+        !ignored[id.batch]
+            && filter
+                .as_deref()
+                .is_none_or(|f| names[id.batch].contains(f))
     };
     let total: usize = suites
         .iter()
@@ -221,17 +237,18 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
     let start = Instant::now();
-    let results = run_suites(&suites, &selected, Arc::new(sink), cancel.clone()).await;
+    let results = run_suites(&mut suites, &selected, Arc::new(sink), cancel.clone()).await;
     progress.finish_and_clear();
 
-    let reported: Vec<Reported<'_>> = suites
-        .iter()
+    // The suites' own copies of the datasets are no longer needed: free them
+    // before the reports are built, which keeps the peak memory of large runs down.
+    let secrets: Vec<Vec<String>> = suites.iter().map(suite::Suite::secrets).collect();
+    drop(suites);
+    let reported: Vec<Reported<'_>> = secrets
+        .into_iter()
         .zip(&results)
         .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
-        .map(|(suite, result)| Reported {
-            result,
-            secrets: suite.secrets(),
-        })
+        .map(|(secrets, result)| Reported { result, secrets })
         .collect();
     let out = args
         .out

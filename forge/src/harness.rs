@@ -108,8 +108,9 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
         let board = Arc::clone(&board);
         let selected = selected.clone();
         let slots = slots.clone();
+        let mut suites = suites;
         std::thread::spawn(move || {
-            let results = execute(&suites, &selected, &slots, &board);
+            let results = execute(&mut suites, &selected, &slots, &board);
             board.finish();
             (suites, results)
         })
@@ -145,7 +146,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
 }
 
 fn execute(
-    suites: &[Suite],
+    suites: &mut [Suite],
     selected: &[bool],
     slots: &std::collections::HashMap<BatchId, usize>,
     board: &Arc<Board>,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::execute::{Engine, Job};
 use crate::expect::{CheckResult, Expect};
 use crate::runner::BatchOutcome;
-use crate::schema::{Response, RunResponse};
+use crate::schema::{Dataset, Response, RunResponse};
 use crate::suite::Suite;
 
 /// Where a batch sits: suite, dataset and turn indices.
@@ -174,14 +174,17 @@ pub type RecordSink = dyn Fn(&BatchRecord) + Send + Sync;
 /// runs up to its last selected turn, and a dataset with none is not
 /// contacted. A suite whose runner cannot be built fails all its selected
 /// batches with that error.
+///
+/// The turns of the datasets that run are moved out of the suites into the
+/// results (not copied), so a large run holds each batch once.
 pub async fn run_suites(
-    suites: &[Suite],
+    suites: &mut [Suite],
     selected: &(dyn Fn(BatchId) -> bool + Sync),
     sink: Arc<RecordSink>,
     cancel: CancellationToken,
 ) -> Vec<SuiteResult> {
     let runs = suites
-        .iter()
+        .iter_mut()
         .enumerate()
         .map(|(index, suite)| run_suite(index, suite, selected, Arc::clone(&sink), cancel.clone()));
     join_all(runs).await
@@ -189,7 +192,7 @@ pub async fn run_suites(
 
 async fn run_suite(
     index: usize,
-    suite: &Suite,
+    suite: &mut Suite,
     selected: &(dyn Fn(BatchId) -> bool + Sync),
     sink: Arc<RecordSink>,
     cancel: CancellationToken,
@@ -244,9 +247,18 @@ async fn run_suite(
     let mut jobs = Vec::new();
     let mut job_of = Vec::new();
     for &(d, limit) in &plan {
-        let data = &suite.datasets[d];
+        let data = &mut suite.datasets[d];
         for run in 0..data.runs {
-            let mut dataset = data.dataset.clone();
+            let mut dataset = if run + 1 == data.runs {
+                // The last (usually the only) run takes the suite's turns.
+                let conversation = std::mem::take(&mut data.dataset.conversation);
+                Dataset {
+                    conversation,
+                    ..data.dataset.clone()
+                }
+            } else {
+                data.dataset.clone()
+            };
             if data.runs > 1 {
                 dataset.session_id = format!("{}-run{}", dataset.session_id, run + 1);
             }
@@ -262,8 +274,8 @@ async fn run_suite(
             .iter()
             .enumerate()
             .map(|(d, data)| DatasetMeta {
-                names: data.test_names.clone(),
-                expects: data.expects.clone(),
+                names: Arc::clone(&data.test_names),
+                expects: Arc::clone(&data.expects),
                 selected: (0..data.test_names.len())
                     .map(|b| {
                         selected(BatchId {
@@ -333,8 +345,8 @@ async fn run_suite(
 }
 
 struct DatasetMeta {
-    names: Vec<String>,
-    expects: Vec<Expect>,
+    names: Arc<[String]>,
+    expects: Arc<[Arc<Expect>]>,
     selected: Vec<bool>,
     runs: usize,
     needed: usize,

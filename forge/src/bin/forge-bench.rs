@@ -21,10 +21,6 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "forge-bench",
@@ -220,6 +216,35 @@ fn write_suite(
     out.flush().map_err(|e| e.to_string())
 }
 
+fn write_jsonl_suite(
+    path: &Path,
+    url: &str,
+    sessions: usize,
+    turns: usize,
+    concurrency: usize,
+) -> Result<(), String> {
+    let data = path.with_extension("jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&data).map_err(|e| e.to_string())?);
+    for s in 0..sessions {
+        let conversation: Vec<serde_json::Value> = (0..turns)
+            .map(|t| serde_json::json!({"qa_id": format!("q{t}"), "query": format!("question {t} of session {s}")}))
+            .collect();
+        let dataset = serde_json::json!({"session_id": format!("s{s}"), "assistant_id": "bench", "conversation": conversation});
+        serde_json::to_writer(&mut out, &dataset).map_err(|e| e.to_string())?;
+        out.write_all(b"\n").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    let file_name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = format!(
+        "name: big\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n  - file: {file_name}\n",
+        forge::testing::TestServer::DEFAULT_API_KEY
+    );
+    std::fs::write(path, text).map_err(|e| e.to_string())
+}
+
 fn bench(cli: &Cli) -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let forge_bin = me.with_file_name("forge");
@@ -303,12 +328,14 @@ fn bench(cli: &Cli) -> Result<(), String> {
         std::fs::create_dir_all(&big_dir).map_err(|e| e.to_string())?;
         let big = big_dir.join("big.yaml");
         let sessions = count.div_ceil(cli.turns.max(1));
-        write_suite(&big, &url, sessions, cli.turns.max(1), concurrency)?;
+        // A suite this large keeps its datasets in a Fair-Forge JSONL file,
+        // as real large suites do.
+        write_jsonl_suite(&big, &url, sessions, cli.turns.max(1), concurrency)?;
         let start = Instant::now();
         let loaded = forge::Suite::load(&big).map_err(|e| e.to_string())?;
         let load_s = start.elapsed().as_secs_f64();
         println!(
-            "load: {} batches in {load_s:.3}s (this process, after warm-up of nothing)",
+            "load: {} batches (YAML suite + JSONL datasets) in {load_s:.3}s",
             loaded.batch_count()
         );
         drop(loaded);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{redact, write_file, Reported};
+use super::{create, finish, redact, Reported};
 use crate::error::ReportError;
 use crate::schema::Response;
 
@@ -53,9 +53,9 @@ pub fn report(suites: &[Reported<'_>]) -> Report {
 
 /// Writes the JUnit report of the given suites to `path`.
 pub fn write(path: &Path, suites: &[Reported<'_>]) -> Result<(), ReportError> {
-    let xml = report(suites).to_string().map_err(|e| ReportError {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    write_file(path, xml.as_bytes())
+    let (tmp, mut writer) = create(path)?;
+    let result = report(suites)
+        .serialize(&mut writer)
+        .map_err(std::io::Error::other);
+    finish(path, &tmp, writer, result)
 }

@@ -60,13 +60,34 @@ pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
     text
 }
 
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    // Write then rename, so a reader never sees half a report.
+/// Opens `<path>.tmp` for writing; [`finish`] renames it over `path`, so a
+/// reader never sees half a report.
+pub(crate) fn create(
+    path: &Path,
+) -> Result<(PathBuf, std::io::BufWriter<std::fs::File>), ReportError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| ReportError {
-            path: path.to_owned(),
-            message: e.to_string(),
+    let file = std::fs::File::create(&tmp).map_err(|e| ReportError {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok((tmp, std::io::BufWriter::with_capacity(1 << 16, file)))
+}
+
+/// Flushes the writer and moves the finished file into place.
+pub(crate) fn finish(
+    path: &Path,
+    tmp: &Path,
+    writer: std::io::BufWriter<std::fs::File>,
+    written: std::io::Result<()>,
+) -> Result<(), ReportError> {
+    written
+        .and_then(|()| writer.into_inner().map_err(|e| e.into_error()))
+        .and_then(|_file| std::fs::rename(tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(tmp);
+            ReportError {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }
         })
 }

@@ -3,11 +3,13 @@
 //! which Fair-Forge's metrics read unchanged. When the suite has expectations
 //! or repeats, a `checks` key is added with each batch's check results.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
+use serde_json::ser::{Formatter, PrettyFormatter};
 
-use super::{redact, write_file, Reported};
+use super::{create, finish, Reported};
 use crate::error::ReportError;
 use crate::schema::Response;
 
@@ -20,29 +22,115 @@ struct SummaryFile<'a> {
     checks: Option<serde_json::Value>,
 }
 
-/// Writes one suite's response JSON to `path`.
+/// Writes one suite's response JSON to `path`, streamed to the file (no
+/// copy of the whole run in memory), with every secret redacted from the
+/// strings as they are written.
 pub fn write(path: &Path, suite: &Reported<'_>) -> Result<(), ReportError> {
     let file = SummaryFile {
         response: &suite.result.response,
         checks: suite.result.checks(),
     };
-    // Serialised straight to bytes: no intermediate JSON tree of the whole run.
-    let mut bytes = Vec::with_capacity(256 * suite.result.records.len() + 1024);
-    serde_json::to_writer_pretty(&mut bytes, &file).map_err(|e| ReportError {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    bytes.push(b'\n');
-    // Secrets are redacted in their JSON-escaped form, as they appear here.
-    let escaped: Vec<String> = suite
-        .secrets
-        .iter()
-        .filter_map(|s| serde_json::to_string(s).ok())
-        .map(|quoted| quoted[1..quoted.len() - 1].to_owned())
-        .collect();
-    let text = String::from_utf8_lossy(&bytes);
-    if escaped.iter().any(|s| text.contains(s.as_str())) {
-        return write_file(path, redact(&text, &escaped).as_bytes());
+    let (tmp, mut writer) = create(path)?;
+    let formatter = Redacting {
+        inner: PrettyFormatter::new(),
+        secrets: &suite.secrets,
+    };
+    let mut serializer = serde_json::Serializer::with_formatter(&mut writer, formatter);
+    let result = file
+        .serialize(&mut serializer)
+        .map_err(std::io::Error::other)
+        .and_then(|()| writer.write_all(b"\n"));
+    finish(path, &tmp, writer, result)
+}
+
+/// serde_json's pretty formatter, replacing secrets inside strings by
+/// `[REDACTED]`.
+struct Redacting<'a> {
+    inner: PrettyFormatter<'static>,
+    secrets: &'a [String],
+}
+
+impl Formatter for Redacting<'_> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if self.secrets.iter().any(|s| fragment.contains(s.as_str())) {
+            writer.write_all(super::redact(fragment, self.secrets).as_bytes())
+        } else {
+            writer.write_all(fragment.as_bytes())
+        }
     }
-    write_file(path, &bytes)
+
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.begin_array(w)
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.inner.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.end_array_value(w)
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.inner.begin_object_key(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.inner.end_object_value(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_while_streaming() {
+        let secrets = vec!["sk-123456".to_owned()];
+        let mut out = Vec::new();
+        let formatter = Redacting {
+            inner: PrettyFormatter::new(),
+            secrets: &secrets,
+        };
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+        serde_json::json!({"answer": "my key is sk-123456, \"quoted\"", "n": [1, 2]})
+            .serialize(&mut serializer)
+            .expect("serialize");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(!text.contains("sk-123456"), "{text}");
+        assert!(
+            text.contains("my key is [REDACTED], \\\"quoted\\\""),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(value["n"], serde_json::json!([1, 2]));
+    }
 }

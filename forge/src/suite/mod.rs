@@ -86,11 +86,12 @@ pub struct SuiteDataset {
     /// The dataset as Fair-Forge models it.
     pub dataset: Dataset,
     /// One test name per batch: `<suite>::<session_id>::<qa_id>`.
-    pub test_names: Vec<String>,
+    pub test_names: Arc<[String]>,
     /// Whether each batch is ignored (`ignore: true` on it or its dataset).
     pub ignored: Vec<bool>,
     /// Each batch's checks: its own `expect`, then its dataset's, then the suite's.
-    pub expects: Vec<Expect>,
+    /// Batches without checks of their own share their dataset's.
+    pub expects: Arc<[Arc<Expect>]>,
     /// How many times the dataset runs (`repeat`), each run a session of its own.
     pub runs: usize,
     /// Runs of a batch that must pass for its test to pass.
@@ -100,7 +101,7 @@ pub struct SuiteDataset {
 struct Loaded {
     dataset: Dataset,
     ignored: Vec<bool>,
-    expects: Vec<Expect>,
+    expects: Vec<Arc<Expect>>,
     runs: (usize, usize),
 }
 
@@ -164,13 +165,13 @@ impl Suite {
                             location: at(&anchor),
                             source: Box::new(source),
                         })?;
-                    let dataset_expect = expect.unwrap_or_default().or(&suite_expect);
+                    let dataset_expect = Arc::new(expect.unwrap_or_default().or(&suite_expect));
                     let (ignored, expects) = batches
                         .into_iter()
                         .map(|meta| {
                             let expect = match meta.expect {
-                                Some(e) => e.or(&dataset_expect),
-                                None => dataset_expect.clone(),
+                                Some(e) => Arc::new(e.or(&dataset_expect)),
+                                None => Arc::clone(&dataset_expect),
                             };
                             (meta.ignore || ignore, expect)
                         })
@@ -198,7 +199,7 @@ impl Suite {
                             format!("dataset file {} not found", file_path.display()),
                         ));
                     }
-                    let expect = expect.unwrap_or_default().or(&suite_expect);
+                    let expect = Arc::new(expect.unwrap_or_default().or(&suite_expect));
                     let runs = repeat_at(repeat.or(suite_repeat), &file)?;
                     for dataset in load_dataset_file(&file_path)? {
                         let count = dataset.conversation.len();
@@ -258,9 +259,9 @@ impl Suite {
             }
             suite_datasets.push(SuiteDataset {
                 dataset,
-                test_names,
+                test_names: test_names.into(),
                 ignored,
-                expects,
+                expects: expects.into(),
                 runs: runs.0,
                 min_passes: runs.1,
             });
