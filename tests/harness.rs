@@ -234,6 +234,18 @@ datasets:
     assert!(text.contains("3 passed; 0 failed; 0 ignored"), "{text}");
     let text = stdout(&project.run(&["--format", "terse"]));
     assert!(text.contains("test result: ok. 1 passed"), "{text}");
+    // Machine-readable output: every line is a JSON event.
+    let text = stdout(&project.run(&["--format", "json"]));
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(events
+        .iter()
+        .any(|e| e["name"] == "ign::a::run" && e["event"] == "ok"));
+    assert!(events
+        .iter()
+        .any(|e| e["name"] == "ign::a::skipped" && e["event"] == "ignored"));
 }
 
 #[test]

@@ -200,6 +200,8 @@ struct Board {
 #[derive(Default)]
 struct BoardState {
     results: Vec<Option<Result<(), String>>>,
+    /// The slots trials are blocked on: a post wakes them only for these.
+    waiting: Vec<usize>,
     finished: bool,
     aborted: Option<String>,
 }
@@ -214,10 +216,14 @@ impl Board {
     }
 
     fn post(&self, slot: usize, result: Result<(), String>) {
-        if let Some(entry) = self.lock().results.get_mut(slot) {
+        let mut state = self.lock();
+        if let Some(entry) = state.results.get_mut(slot) {
             *entry = Some(result);
         }
-        self.ready.notify_all();
+        if state.waiting.contains(&slot) {
+            drop(state);
+            self.ready.notify_all();
+        }
     }
 
     fn finish(&self) {
@@ -242,7 +248,11 @@ impl Board {
             if state.finished {
                 return Err("the run ended without a result for this batch".into());
             }
+            state.waiting.push(slot);
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = state.waiting.iter().position(|&s| s == slot) {
+                state.waiting.swap_remove(at);
+            }
         }
     }
 }
