@@ -1,13 +1,16 @@
 //! The `alquimia` and `openai` runners and the payload API against the
 //! loopback test server (feature `test-server`).
 
+mod support;
+use support::{dataset, retrying};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
 use forge::runners::openai::{OpenAi, OpenAiConfig};
 use forge::testing::{alquimia_answer, openai_answer, LoggedRequest, TestServer};
-use forge::{Backoff, Batch, Dataset, Engine, ErrorKind, Policy, Runner, Session};
+use forge::{Dataset, Engine, ErrorKind, Runner, Session};
 use serde_json::{json, Value};
 
 /// Serializes the tests that read or change environment variables.
@@ -36,30 +39,8 @@ fn openai_config(url: &str) -> OpenAiConfig {
     config
 }
 
-fn dataset(session: &str, queries: &[&str]) -> Dataset {
-    let mut dataset = Dataset::new(session, "agent-7");
-    for (i, query) in queries.iter().enumerate() {
-        dataset
-            .conversation
-            .push(Batch::new(format!("q{}", i + 1), *query));
-    }
-    dataset
-}
-
 fn today() -> String {
     chrono::Local::now().format("%Y-%m-%d").to_string()
-}
-
-fn retrying(retries: u32) -> Policy {
-    Policy {
-        timeout: Some(Duration::from_secs(10)),
-        retries,
-        backoff: Backoff {
-            initial: Duration::from_millis(5),
-            max: Duration::from_millis(50),
-        },
-        rate_limit: None,
-    }
 }
 
 fn by_path<'a>(requests: &'a [LoggedRequest], part: &str) -> Vec<&'a LoggedRequest> {

@@ -1,40 +1,21 @@
 //! The `http` runner against the loopback server's OpenAI route, and the
 //! `command` runner with `sh -c` scripts.
 
+mod support;
+use support::{dataset, retrying};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forge::registry::{self, BuildContext};
 use forge::testing::{openai_answer, TestServer};
-use forge::{Backoff, Batch, Dataset, Engine, Policy, Runner};
+use forge::{Dataset, Engine, Policy, Runner};
 use serde_json::{json, Value};
 
 fn runner(config: Value) -> Arc<dyn Runner> {
     match registry::build(config, &BuildContext::default()) {
         Ok(runner) => runner,
         Err(error) => panic!("cannot build the runner: {error}"),
-    }
-}
-
-fn dataset(session: &str, queries: &[&str]) -> Dataset {
-    let mut dataset = Dataset::new(session, "bot");
-    for (i, query) in queries.iter().enumerate() {
-        dataset
-            .conversation
-            .push(Batch::new(format!("q{}", i + 1), *query));
-    }
-    dataset
-}
-
-fn retrying(retries: u32) -> Policy {
-    Policy {
-        timeout: Some(Duration::from_secs(10)),
-        retries,
-        backoff: Backoff {
-            initial: Duration::from_millis(5),
-            max: Duration::from_millis(50),
-        },
-        rate_limit: None,
     }
 }
 

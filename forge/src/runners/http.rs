@@ -47,7 +47,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http_util::{self, redact_url, redact_url_str};
-use super::offline::fill;
+use super::template::{fill, placeholder};
 use crate::error::{ConfigError, ErrorKind, RunError};
 use crate::execute::{attempt_batch_with, Retry};
 use crate::registry::{self, BuildContext, RunnerType};
@@ -295,20 +295,6 @@ impl Http {
                 "the `agentic` pointer {pointer} does not point at a JSON object in the reply"
             ))),
         }
-    }
-}
-
-/// The value of placeholder `name` for `batch` in `session`.
-fn placeholder(name: &str, batch: &Batch, session: &Session<'_>) -> Option<String> {
-    match name {
-        "query" => Some(batch.query.clone()),
-        "session_id" => Some(session.session_id.to_owned()),
-        "qa_id" => Some(batch.qa_id.clone()),
-        "context" => Some(session.context.to_owned()),
-        "assistant_id" => Some(session.assistant_id.to_owned()),
-        "language" => Some(session.language.unwrap_or_default().to_owned()),
-        "turn" => Some((session.history.len() + 1).to_string()),
-        _ => None,
     }
 }
 

@@ -17,3 +17,4 @@ pub mod http;
 pub mod http_util;
 pub mod offline;
 pub mod openai;
+pub mod template;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::template::{fill, placeholder};
 use crate::error::{ConfigError, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Runner, Session};
@@ -40,14 +41,7 @@ impl Runner for Echo {
         }
         let answer = match &self.template {
             None => batch.query.clone(),
-            Some(template) => fill(template, |name| match name {
-                "query" => Some(batch.query.clone()),
-                "session_id" => Some(session.session_id.to_owned()),
-                "qa_id" => Some(batch.qa_id.clone()),
-                "context" => Some(session.context.to_owned()),
-                "turn" => Some((session.history.len() + 1).to_string()),
-                _ => None,
-            }),
+            Some(template) => fill(template, |name| placeholder(name, batch, session)),
         };
         Ok(Reply::text(answer))
     }
@@ -111,32 +105,6 @@ impl Runner for Replay {
         }
         Ok(Reply::text(answer))
     }
-}
-
-/// Replaces each `{name}` of `template` for which `value` has a value, in
-/// one pass, so substituted text is never expanded again.
-pub(crate) fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after
-            .find('}')
-            .and_then(|close| Some((close, value(&after[..close])?)))
-        {
-            Some((close, text)) => {
-                out.push_str(&text);
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 fn build_echo(config: Value, _: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {
