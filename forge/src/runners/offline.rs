@@ -19,8 +19,8 @@ use crate::schema::Batch;
 
 /// `type: echo` — answers with the query, or with a template.
 ///
-/// `template` may use `{query}`, `{session_id}`, `{qa_id}`, `{context}` and
-/// `{turn}` (1-based position in the session). `delay_ms` waits before
+/// `template` may use the placeholders of [`template`](super::template)
+/// (`{query}`, `{session_id}`, `{turn}`, ...). `delay_ms` waits before
 /// answering, to simulate latency.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
