@@ -9,9 +9,11 @@
 //! A [`Permanent`](ErrorKind::Permanent) error fails the turn at once.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorKind, RunError};
@@ -184,12 +186,14 @@ pub async fn attempt_batch_with<R: Runner + ?Sized>(
         if let Some(limit) = &policy.rate_limit {
             limit.acquire().await;
         }
+        // A panicking runner fails its turn, not the run.
+        let call = AssertUnwindSafe(runner.call(&batch, session)).catch_unwind();
         let result = match policy.timeout {
-            Some(limit) => match tokio::time::timeout(limit, runner.call(&batch, session)).await {
-                Ok(result) => result,
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result.unwrap_or_else(|panic| Err(panicked(&*panic))),
                 Err(_) => Err(RunError::timeout(limit)),
             },
-            None => runner.call(&batch, session).await,
+            None => call.await.unwrap_or_else(|panic| Err(panicked(&*panic))),
         };
         match result {
             Ok(reply) => {
@@ -220,6 +224,16 @@ pub async fn attempt_batch_with<R: Runner + ?Sized>(
             }
         }
     }
+}
+
+/// The error of a runner call that panicked, with the panic's message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> RunError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    RunError::permanent(format!("runner panicked: {message}"))
 }
 
 fn retryable(error: &RunError, retry: Retry) -> bool {
@@ -400,5 +414,51 @@ impl Engine {
             Arc::new(|_, _, _| {}),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Reply;
+
+    struct Moody;
+
+    #[async_trait::async_trait]
+    impl Runner for Moody {
+        async fn call(&self, batch: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            if batch.query == "panic" {
+                panic!("boom on {}", batch.qa_id);
+            }
+            Ok(Reply::text("fine"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_its_turn_only() {
+        let mut dataset = Dataset::new("s", "a");
+        for (id, query) in [("q1", "hi"), ("q2", "panic"), ("q3", "hi")] {
+            dataset.conversation.push(Batch::new(id, query));
+        }
+        let results = Engine::new(Arc::new(Moody)).run_datasets(vec![dataset]).await;
+        let (dataset, summary) = &results[0];
+        assert_eq!((summary.successes, summary.failures), (2, 1));
+        assert_eq!(dataset.conversation[1].assistant, "[ERROR] runner panicked: boom on q2");
+        assert_eq!(dataset.conversation[2].assistant, "fine");
+    }
+
+    #[test]
+    fn backoff_grows_and_honours_retry_after() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for retry in 1..6 {
+            let full = Duration::from_millis(100 * (1 << (retry - 1))).min(backoff.max);
+            let delay = backoff.delay(retry, None);
+            assert!(delay >= full / 2 && delay <= full, "{retry}: {delay:?}");
+        }
+        assert_eq!(backoff.delay(1, Some(Duration::from_millis(300))), Duration::from_millis(300));
+        assert_eq!(backoff.delay(1, Some(Duration::from_secs(60))), backoff.max);
     }
 }

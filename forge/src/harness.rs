@@ -110,8 +110,9 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
         let slots = slots.clone();
         let mut suites = suites;
         std::thread::spawn(move || {
+            // Trials waiting for a result must never hang, even if the run panics.
+            let _finish = FinishOnDrop(Arc::clone(&board));
             let results = execute(&mut suites, &selected, &slots, &board);
-            board.finish();
             (suites, results)
         })
     };
@@ -187,6 +188,15 @@ fn verdict(record: &BatchRecord) -> Result<(), String> {
     } else {
         let message = record.message.as_deref().unwrap_or("failed");
         Err(format!("{message}\nanswer: {}", record.answer()))
+    }
+}
+
+/// Marks the board finished when dropped, on return or on panic.
+struct FinishOnDrop(Arc<Board>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
