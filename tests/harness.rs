@@ -265,6 +265,35 @@ fn a_broken_suite_fails_loudly_with_its_location_and_the_others_still_run() {
 }
 
 #[test]
+fn duplicate_and_invalid_suite_names_fail_and_reach_junit() {
+    let same = "name: same\nrunner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation: [{qa_id: q, query: hi}]\n";
+    let bad = "name: ../escape\nrunner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation: [{qa_id: q, query: hi}]\n";
+    let project = Project::new(&[
+        ("a.yaml", same),
+        ("b.yaml", same),
+        ("c.yaml", same),
+        ("d.yaml", bad),
+    ]);
+    let output = project.run(&[]);
+    assert_eq!(output.status.code(), Some(101));
+    let text = stdout(&output);
+    assert_eq!(outcome(&text, "same::s::q"), Some("ok"), "{text}");
+    assert_eq!(outcome(&text, "b::load"), Some("FAILED"), "{text}");
+    assert_eq!(outcome(&text, "c::load"), Some("FAILED"), "{text}");
+    assert!(text.contains("duplicate suite name \"same\""), "{text}");
+    assert_eq!(outcome(&text, "d::load"), Some("FAILED"), "{text}");
+    assert!(text.contains("invalid suite name \"../escape\""), "{text}");
+    let junit = std::fs::read_to_string(project.out().join("junit.xml")).expect("junit");
+    for stem in ["b", "c", "d"] {
+        assert!(
+            junit.contains(&format!(r#"<testsuite name="{stem}" tests="1""#)),
+            "{junit}"
+        );
+    }
+    assert!(!project.out().join("../escape.json").exists());
+}
+
+#[test]
 fn an_empty_suites_directory_fails() {
     let project = Project::new(&[]);
     let output = project.run(&[]);
@@ -324,6 +353,10 @@ datasets:
     assistant_id: bot
     conversation:
       - {qa_id: only, query: alone}
+  - session_id: s3
+    assistant_id: bot
+    conversation:
+      - {qa_id: leak, query: "repeat sekret-key-123", expect: {equals: nope}}
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -359,6 +392,12 @@ async fn the_harness_against_a_real_alquimia_server() {
     let text = stdout(&output);
     assert_eq!(outcome(&text, "agent::s1::t1"), Some("ok"), "{text}");
     assert_eq!(outcome(&text, "agent::s1::t3"), Some("FAILED"), "{text}");
+    assert_eq!(outcome(&text, "agent::s3::leak"), Some("FAILED"), "{text}");
+    assert!(text.contains("[REDACTED]"), "{text}");
+    assert!(
+        !text.contains("sekret-key-123"),
+        "the harness output leaks the key: {text}"
+    );
     assert!(text.contains("HTTP 500"), "{text}");
     // Turns the server accepted; the #500 one was refused, once (a 500 is
     // not retried).

@@ -199,6 +199,14 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .filter(|id| selected(*id))
         .count();
 
+    if total == 0 {
+        if let Some(filter) = &args.filter {
+            eprintln!("forge: no batch matches --filter {filter:?}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    }
+    let secrets: Arc<Vec<Vec<String>>> =
+        Arc::new(suites.iter().map(suite::Suite::secrets).collect());
     let progress = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -215,6 +223,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     let sink = {
         let progress = progress.clone();
         let failed = Arc::clone(&failed);
+        let secrets = Arc::clone(&secrets);
         move |record: &BatchRecord| {
             if !record.selected {
                 return;
@@ -227,7 +236,10 @@ async fn run_files(args: &RunArgs) -> ExitCode {
                     eprintln!(
                         "FAILED {}: {}",
                         record.test,
-                        record.message.as_deref().unwrap_or("failed")
+                        crate::report::redact(
+                            record.message.as_deref().unwrap_or("failed"),
+                            &secrets[record.id.suite]
+                        )
                     );
                 });
             }
@@ -240,12 +252,12 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     let results = run_suites(&mut suites, &selected, Arc::new(sink), cancel.clone()).await;
     progress.finish_and_clear();
 
-    // The suites' own copies of the datasets are no longer needed: free them
-    // before the reports are built, which keeps the peak memory of large runs down.
-    let secrets: Vec<Vec<String>> = suites.iter().map(suite::Suite::secrets).collect();
+    // What is left of the suites is no longer needed: free it
+    // (turns were moved into the results) before the reports are built.
     drop(suites);
     let reported: Vec<Reported<'_>> = secrets
-        .into_iter()
+        .iter()
+        .cloned()
         .zip(&results)
         .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
         .map(|(secrets, result)| Reported { result, secrets })
@@ -255,7 +267,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
     let mut status = ExitCode::SUCCESS;
-    match report::write_all(&out, &reported) {
+    match report::write_all(&out, &reported, &[]) {
         Ok(_) => eprintln!("forge: reports written to {}", out.display()),
         Err(error) => {
             eprintln!("forge: {error}");

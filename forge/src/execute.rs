@@ -440,10 +440,15 @@ mod tests {
         for (id, query) in [("q1", "hi"), ("q2", "panic"), ("q3", "hi")] {
             dataset.conversation.push(Batch::new(id, query));
         }
-        let results = Engine::new(Arc::new(Moody)).run_datasets(vec![dataset]).await;
+        let results = Engine::new(Arc::new(Moody))
+            .run_datasets(vec![dataset])
+            .await;
         let (dataset, summary) = &results[0];
         assert_eq!((summary.successes, summary.failures), (2, 1));
-        assert_eq!(dataset.conversation[1].assistant, "[ERROR] runner panicked: boom on q2");
+        assert_eq!(
+            dataset.conversation[1].assistant,
+            "[ERROR] runner panicked: boom on q2"
+        );
         assert_eq!(dataset.conversation[2].assistant, "fine");
     }
 
@@ -458,7 +463,10 @@ mod tests {
             let delay = backoff.delay(retry, None);
             assert!(delay >= full / 2 && delay <= full, "{retry}: {delay:?}");
         }
-        assert_eq!(backoff.delay(1, Some(Duration::from_millis(300))), Duration::from_millis(300));
+        assert_eq!(
+            backoff.delay(1, Some(Duration::from_millis(300))),
+            Duration::from_millis(300)
+        );
         assert_eq!(backoff.delay(1, Some(Duration::from_secs(60))), backoff.max);
     }
 }

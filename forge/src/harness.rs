@@ -22,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::SuiteError;
 use crate::report::{self, Reported};
 use crate::run::{run_suites, BatchId, BatchRecord, SuiteResult};
 use crate::suite::{self, Suite};
@@ -122,7 +121,11 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
         Ok(done) => done,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let reports = if selected.iter().any(|s| *s) {
+    let broken_selected: Vec<(String, String)> = broken
+        .into_iter()
+        .filter(|(name, _)| !args.is_filtered_out(&Trial::test(name.clone(), || Ok(()))))
+        .collect();
+    let reports = if selected.iter().any(|s| *s) || !broken_selected.is_empty() {
         let reported: Vec<Reported<'_>> = suites
             .iter()
             .zip(&results)
@@ -133,7 +136,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
             })
             .collect();
         let out = report::out_dir(&root);
-        let written = report::write_all(&out, &reported)?;
+        let written = report::write_all(&out, &reported, &broken_selected)?;
         eprintln!("forge: reports written to {}", out.display());
         written
     } else {
@@ -162,13 +165,16 @@ fn execute(
             return Vec::new();
         }
     };
+    let secrets: Vec<Vec<String>> = suites.iter().map(Suite::secrets).collect();
     let sink = {
         let board = Arc::clone(board);
         let slots = slots.clone();
         move |record: &BatchRecord| {
             if record.selected {
                 if let Some(&slot) = slots.get(&record.id) {
-                    board.post(slot, verdict(record));
+                    let verdict = verdict(record)
+                        .map_err(|message| report::redact(&message, &secrets[record.id.suite]));
+                    board.post(slot, verdict);
                 }
             }
         }
@@ -287,12 +293,26 @@ fn load(dir: &Path) -> (Vec<Suite>, Vec<(String, String)>) {
             Err(error) => broken.push((load_test_name(&file), error.to_string())),
         }
     }
-    if let Err(error) = suite::check_unique_names(&suites) {
-        if let SuiteError::Invalid { location, .. } = &error {
-            broken.push((load_test_name(&location.file), error.to_string()));
-            suites.retain(|s| s.path != location.file);
+    // Every suite whose name an earlier one took fails, so no two write one report.
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    suites.retain(|suite| match seen.get(&suite.name) {
+        Some(first) => {
+            broken.push((
+                load_test_name(&suite.path),
+                format!(
+                    "{}: duplicate suite name {:?} (also in {})",
+                    suite.path.display(),
+                    suite.name,
+                    first.display()
+                ),
+            ));
+            false
         }
-    }
+        None => {
+            seen.insert(suite.name.clone(), suite.path.clone());
+            true
+        }
+    });
     (suites, broken)
 }
 

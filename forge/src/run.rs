@@ -211,6 +211,14 @@ async fn run_suite(
             plan.push((d, last + 1));
         }
     }
+    if plan.is_empty() {
+        // Nothing selected: the runner is not even built.
+        return SuiteResult {
+            name: suite.name.clone(),
+            response: Response::Success(RunResponse::new(Vec::new())),
+            records: Vec::new(),
+        };
+    }
     let runner = match suite.build_runner() {
         Ok(runner) => runner,
         Err(error) => {

@@ -113,6 +113,17 @@ fn run_rejects_a_bad_suite_with_its_location() {
     assert!(stderr.contains("missing.yaml:3:11"), "{stderr}");
     assert!(stderr.contains("nowhere.json not found"), "{stderr}");
 
+    let zero = write(
+        dir.path(),
+        "zero.yaml",
+        "runner: {type: echo}\ntimeout: 0s\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation: [{qa_id: q, query: hi}]\n",
+    );
+    let stderr = text(&forge(&["run", &zero], None).stderr);
+    assert!(
+        stderr.contains("zero.yaml:2:1") && stderr.contains("`timeout` must be more than 0"),
+        "{stderr}"
+    );
+
     let unset = write(
         dir.path(),
         "unset.yaml",

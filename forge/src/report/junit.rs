@@ -10,8 +10,9 @@ use super::{create, finish, redact, Reported};
 use crate::error::ReportError;
 use crate::schema::Response;
 
-/// Builds the JUnit report of the given suites.
-pub fn report(suites: &[Reported<'_>]) -> Report {
+/// Builds the JUnit report of the given suites; each of `load_errors`
+/// (`<stem>::load`, message) becomes a failing test of its own suite.
+pub fn report(suites: &[Reported<'_>], load_errors: &[(String, String)]) -> Report {
     let mut report = Report::new("forge");
     let mut total = Duration::ZERO;
     for suite in suites {
@@ -47,14 +48,29 @@ pub fn report(suites: &[Reported<'_>]) -> Report {
         total += suite_time;
         report.add_test_suite(test_suite);
     }
+    for (test, message) in load_errors {
+        let stem = test.strip_suffix("::load").unwrap_or(test);
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        status.set_message(message.as_str());
+        status.set_type("forge::load");
+        let mut case = TestCase::new("load", status);
+        case.set_classname(stem);
+        let mut test_suite = TestSuite::new(stem);
+        test_suite.add_test_case(case);
+        report.add_test_suite(test_suite);
+    }
     report.set_time(total);
     report
 }
 
 /// Writes the JUnit report of the given suites to `path`.
-pub fn write(path: &Path, suites: &[Reported<'_>]) -> Result<(), ReportError> {
+pub fn write(
+    path: &Path,
+    suites: &[Reported<'_>],
+    load_errors: &[(String, String)],
+) -> Result<(), ReportError> {
     let (tmp, mut writer) = create(path)?;
-    let result = report(suites)
+    let result = report(suites, load_errors)
         .serialize(&mut writer)
         .map_err(std::io::Error::other);
     finish(path, &tmp, writer, result)

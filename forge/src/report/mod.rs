@@ -31,8 +31,13 @@ pub struct Reported<'a> {
 }
 
 /// Writes `<suite>.json` per suite and `junit.xml` into `dir`; returns the
-/// files written.
-pub fn write_all(dir: &Path, suites: &[Reported<'_>]) -> Result<Vec<PathBuf>, ReportError> {
+/// files written. `load_errors` (test name, message) are suite files that
+/// could not be loaded: JUnit shows them as failing tests.
+pub fn write_all(
+    dir: &Path,
+    suites: &[Reported<'_>],
+    load_errors: &[(String, String)],
+) -> Result<Vec<PathBuf>, ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| ReportError {
         path: dir.to_owned(),
         message: e.to_string(),
@@ -44,7 +49,7 @@ pub fn write_all(dir: &Path, suites: &[Reported<'_>]) -> Result<Vec<PathBuf>, Re
         written.push(path);
     }
     let path = dir.join("junit.xml");
-    junit::write(&path, suites)?;
+    junit::write(&path, suites, load_errors)?;
     written.push(path);
     Ok(written)
 }

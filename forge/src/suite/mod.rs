@@ -63,7 +63,7 @@ use model::{DatasetEntry, SuiteFile};
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// A loaded suite: its runner configuration and its datasets.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Suite {
     /// The suite's name (its `name:`, else the file stem).
     pub name: String,
@@ -78,6 +78,20 @@ pub struct Suite {
     pub policy: Policy,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
+}
+
+impl std::fmt::Debug for Suite {
+    /// Shows the runner's type only: its configuration may hold secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Suite")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("runner", &self.runner_type())
+            .field("concurrency", &self.concurrency)
+            .field("policy", &self.policy)
+            .field("datasets", &self.datasets)
+            .finish()
+    }
 }
 
 /// A dataset of a suite, with what the suite says about each of its batches.
@@ -121,6 +135,18 @@ impl Suite {
     pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
         let file: SuiteFile = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
         let at = |needle: &str| locate(path, text, needle);
+        // The line of a batch: its `qa_id:` key, quoted or not.
+        let at_batch = |qa_id: &str| {
+            [
+                format!("qa_id: {qa_id}"),
+                format!("qa_id: \"{qa_id}\""),
+                format!("qa_id: '{qa_id}'"),
+            ]
+            .iter()
+            .map(|needle| locate(path, text, needle))
+            .find(|location| location.line.is_some())
+            .unwrap_or_else(|| locate(path, text, "datasets:"))
+        };
         let name = match file.name.clone() {
             Some(name) => name,
             None => path
@@ -128,10 +154,14 @@ impl Suite {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "suite".to_owned()),
         };
-        if name.is_empty() || name.chars().any(char::is_whitespace) || name.contains("::") {
+        // The name becomes test names and the report's file name.
+        let valid_char = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty() || name.starts_with('.') || !name.chars().all(valid_char) {
             return Err(invalid(
                 at("name:"),
-                format!("invalid suite name {name:?}: use no whitespace and no `::`"),
+                format!(
+                    "invalid suite name {name:?}: use letters, digits, `-`, `_` and `.` (not first)"
+                ),
             ));
         }
         let mut runner = serde_json::to_value(&file.runner)
@@ -240,7 +270,7 @@ impl Suite {
                 let test = test_name(&name, &session, &batch.qa_id);
                 if expect.similarity.is_some() && batch.ground_truth_assistant.is_empty() {
                     return Err(invalid(
-                        at(&batch.qa_id),
+                        at_batch(&batch.qa_id),
                         format!(
                             "{test}: `similarity` needs a `ground_truth_assistant` to compare with"
                         ),
@@ -248,7 +278,7 @@ impl Suite {
                 }
                 if !names.insert(test.clone()) {
                     return Err(invalid(
-                        at(&batch.qa_id),
+                        at_batch(&batch.qa_id),
                         format!(
                             "duplicate test name {test}: two datasets share session_id {:?} and assistant_id {:?}, or ids differ only in whitespace",
                             dataset.session_id, dataset.assistant_id
@@ -289,6 +319,12 @@ impl Suite {
                     ),
                 ));
             }
+        }
+        if file.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(invalid(
+                at("timeout:"),
+                "`timeout` must be more than 0 (leave it out for none)".to_owned(),
+            ));
         }
         let policy = Policy {
             timeout: file.timeout.map(|t| t.0),
@@ -349,11 +385,13 @@ impl Suite {
 
 fn collect_secrets(value: &Value, secret: bool, out: &mut Vec<String>) {
     match value {
-        Value::String(s) if secret && s.len() >= 4 => {
+        // Shorter values ("none", "ollama") are placeholders, not secrets,
+        // and redacting them would rewrite ordinary words in the reports.
+        Value::String(s) if secret && s.len() >= 8 => {
             out.push(s.clone());
             // "Bearer KEY" leaks KEY alone too.
             if let Some((_, token)) = s.split_once(' ') {
-                if token.len() >= 4 {
+                if token.len() >= 8 {
                     out.push(token.to_owned());
                 }
             }

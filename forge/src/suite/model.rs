@@ -58,14 +58,31 @@ pub(crate) struct RepeatSpec {
 impl RepeatSpec {
     /// This level's settings, with `outer` filling what it leaves unset.
     pub fn or(self, outer: RepeatSpec) -> RepeatSpec {
-        if self.repeat.is_some() || self.pass_rate.is_some() || self.min_passes.is_some() {
-            RepeatSpec {
-                repeat: self.repeat.or(outer.repeat),
-                pass_rate: self.pass_rate,
-                min_passes: self.min_passes,
-            }
+        // The gate (`pass_rate` or `min_passes`) is one setting: a level that
+        // names neither inherits the outer level's.
+        let (pass_rate, min_passes) = if self.pass_rate.is_some() || self.min_passes.is_some() {
+            (self.pass_rate, self.min_passes)
         } else {
-            outer
+            (outer.pass_rate, outer.min_passes)
+        };
+        RepeatSpec {
+            repeat: self.repeat.or(outer.repeat),
+            pass_rate,
+            min_passes,
+        }
+    }
+
+    /// The checks that hold whatever the other levels say.
+    pub fn check_alone(self) -> Result<(), String> {
+        if self.repeat == Some(0) {
+            return Err("`repeat` must be at least 1".into());
+        }
+        match (self.pass_rate, self.min_passes) {
+            (Some(_), Some(_)) => Err("give `pass_rate` or `min_passes`, not both".into()),
+            (Some(rate), None) if !(0.0..=1.0).contains(&rate) => {
+                Err(format!("`pass_rate` {rate} is outside 0..=1"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -314,7 +331,8 @@ impl TryFrom<RawEntry> for DatasetEntry {
             pass_rate: raw.pass_rate,
             min_passes: raw.min_passes,
         };
-        repeat.resolve()?;
+        // Checked whole once merged with the suite's settings.
+        repeat.check_alone()?;
         if let Some(file) = raw.file {
             let mut extra = Vec::new();
             if raw.session_id.is_some() {
@@ -461,6 +479,32 @@ mod tests {
         assert!(parse_rate("-1/s").is_err());
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("20/week").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn repeat_levels_merge() {
+        use super::RepeatSpec;
+        let suite = RepeatSpec {
+            repeat: Some(3),
+            pass_rate: Some(0.6),
+            min_passes: None,
+        };
+        let only_repeat = RepeatSpec {
+            repeat: Some(5),
+            ..RepeatSpec::default()
+        };
+        assert_eq!(only_repeat.or(suite).resolve(), Ok((5, 3)));
+        let only_gate = RepeatSpec {
+            min_passes: Some(3),
+            ..RepeatSpec::default()
+        };
+        let suite = RepeatSpec {
+            repeat: Some(5),
+            ..RepeatSpec::default()
+        };
+        assert_eq!(only_gate.or(suite).resolve(), Ok((5, 3)));
+        assert!(only_gate.check_alone().is_ok());
+        assert!(RepeatSpec::default().or(suite).resolve() == Ok((5, 5)));
     }
 
     #[test]
