@@ -28,6 +28,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// Environment variable holding the bearer token `POST /run` requires.
 pub const TOKEN_ENV: &str = "FORGE_SERVE_TOKEN";
@@ -110,10 +111,13 @@ struct AppState {
 
 /// The routes of `forge serve`, for embedding in another axum application.
 pub fn router(config: ServeConfig) -> Router {
-    let state = Arc::new(AppState {
+    routes(Arc::new(AppState {
         runs: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
         config,
-    });
+    }))
+}
+
+fn routes(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .route("/run", post(run).fallback(|| method_not_allowed("POST")))
@@ -127,15 +131,27 @@ pub fn router(config: ServeConfig) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets the runs in
-/// flight finish and returns.
+/// flight finish and returns. Runs whose client disconnected were cancelled;
+/// their turns in flight finish before this returns too.
 pub async fn serve(
     listener: TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config))
+    let max = config.max_concurrent_runs.max(1);
+    let runs = Arc::new(Semaphore::new(max));
+    let state = Arc::new(AppState {
+        runs: Arc::clone(&runs),
+        config,
+    });
+    axum::serve(listener, routes(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await?;
+    // Every permit back: no run task is left.
+    let _all = runs
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
+    Ok(())
 }
 
 /// Binds [`ServeConfig::bind`], prints `forge: listening on http://ADDR` to
@@ -184,7 +200,7 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
             return response;
         }
     }
-    let Ok(_permit) = Arc::clone(&state.runs).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&state.runs).try_acquire_owned() else {
         let mut response = error(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
@@ -214,7 +230,29 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
         Ok(payload) => payload,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
     };
-    match crate::payload::run_guarded(&payload, state.config.concurrency).await {
+    // The run goes on in a task of its own that holds the permit until every
+    // session has stopped. This handler holds the drop guard: when the client
+    // disconnects and the handler is dropped, the run is cancelled (turns not
+    // yet sent are not sent, turns in flight finish) and the permit is
+    // released only once the run has stopped.
+    let cancel = CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
+    let concurrency = state.config.concurrency;
+    let task = tokio::spawn(async move {
+        let result = crate::payload::guarded(crate::payload::run_with_cancel(
+            &payload,
+            concurrency,
+            cancel,
+        ))
+        .await;
+        drop(permit);
+        result
+    });
+    let result = match task.await {
+        Ok(result) => result,
+        Err(error) => Err(format!("internal error: the run stopped: {error}")),
+    };
+    match result {
         Ok(response) => {
             let status = if response.is_success() {
                 StatusCode::OK

@@ -386,3 +386,89 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
     assert_eq!(exit.code(), Some(0), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
 }
+
+async fn runs_in_flight(url: &str) -> u64 {
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    health["runs_in_flight"].as_u64().expect("runs_in_flight")
+}
+
+fn long_payload(base_url: &str, session: &str, turns: usize) -> Value {
+    let conversation: Vec<Value> = (0..turns)
+        .map(|i| {
+            json!({"qa_id": format!("q{i}"), "query": format!("Question {i}?"), "assistant": "",
+                     "ground_truth_assistant": "An answer."})
+        })
+        .collect();
+    json!({
+        "datasets": [{"session_id": session, "assistant_id": "target-assistant", "language": "english",
+                      "context": "", "conversation": conversation}],
+        "config": {"base_url": base_url, "api_key": KEY, "agent_id": "agent-1", "channel_id": "web"}
+    })
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_run_and_holds_the_slot_until_it_stops() {
+    let latency = Duration::from_millis(600);
+    let agent = TestServer::builder()
+        .api_key(KEY)
+        .latency(latency)
+        .start()
+        .await;
+    let served = Served::start(ServeConfig {
+        max_concurrent_runs: 1,
+        ..Default::default()
+    })
+    .await;
+    let url = served.url.clone();
+    let client = tokio::spawn({
+        let url = url.clone();
+        let payload = long_payload(&agent.url(), "abandoned", 6).to_string();
+        async move { post(&url, payload, None).await }
+    });
+    wait_for_turns(&agent, 1).await;
+    let turn_started = std::time::Instant::now();
+    // The client goes away while its first turn is in flight.
+    client.abort();
+    let _ = client.await;
+
+    // The turn in flight finishes, and holds the slot while it does.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(runs_in_flight(&url).await, 1);
+    let freed = tokio::time::timeout(Duration::from_secs(10), async {
+        while runs_in_flight(&url).await != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        turn_started.elapsed()
+    })
+    .await
+    .expect("the slot is released once the run stops");
+    assert!(
+        freed >= latency - Duration::from_millis(100),
+        "released after {freed:?}, before the turn in flight ended"
+    );
+
+    // No further turn is sent: without the cancellation, 2 or 3 more would
+    // have started by now.
+    tokio::time::sleep(latency * 2).await;
+    assert_eq!(agent.turns_started(), 1);
+    assert_eq!(agent.turns("abandoned").len(), 1);
+
+    // A new run is accepted.
+    let (status, body) = json_of(
+        post(
+            &url,
+            long_payload(&agent.url(), "next", 1).to_string(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summaries"][0]["successes"], 1);
+    served.shutdown().await;
+}
