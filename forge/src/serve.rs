@@ -6,6 +6,7 @@
 //! | a payload the API rejects | 400 and `{"success": false, "error": ...}` |
 //! | a body that is not JSON | 400 |
 //! | a body over [`ServeConfig::max_body_bytes`] | 413 |
+//! | a body not received within [`ServeConfig::body_timeout`] | 408 |
 //! | [`ServeConfig::max_concurrent_runs`] runs already in flight | 503 with `Retry-After: 1` (not queued) |
 //! | a missing or wrong bearer token, when one is set | 401 |
 //! | `GET /health` | 200 `{"status": "ok", ...}` (no token needed) |
@@ -18,6 +19,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -36,6 +38,8 @@ pub const TOKEN_ENV: &str = "FORGE_SERVE_TOKEN";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default request body limit: 6 MiB, Lambda's synchronous payload limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// Default time allowed to receive a request body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of runs in flight at once.
 pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
 
@@ -52,6 +56,8 @@ pub struct ServeConfig {
     pub max_concurrent_runs: usize,
     /// Sessions run at once within one run.
     pub concurrency: usize,
+    /// Time allowed to receive a request body; a slower one gets 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -62,6 +68,7 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
             concurrency: crate::payload::DEFAULT_CONCURRENCY,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -74,6 +81,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrent_runs", &self.max_concurrent_runs)
             .field("concurrency", &self.concurrency)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -200,6 +208,38 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
             return response;
         }
     }
+    // The body is read, within the time limit, before a run slot is taken,
+    // so that slow clients cannot hold the slots.
+    let read = tokio::time::timeout(
+        state.config.body_timeout,
+        Bytes::from_request(request, &state),
+    );
+    let body = match read.await {
+        Err(_elapsed) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "request body not received within {} s",
+                    state.config.body_timeout.as_secs_f64()
+                ),
+            )
+        }
+        Ok(Ok(body)) => body,
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
+            )
+        }
+        Ok(Err(rejection)) => return error(rejection.status(), &rejection.body_text()),
+    };
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
+    };
     let Ok(permit) = Arc::clone(&state.runs).try_acquire_owned() else {
         let mut response = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -212,23 +252,6 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
-    };
-    let body = match Bytes::from_request(request, &state).await {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "request body larger than {} bytes",
-                    state.config.max_body_bytes
-                ),
-            )
-        }
-        Err(rejection) => return error(rejection.status(), &rejection.body_text()),
-    };
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
     };
     // The run goes on in a task of its own that holds the permit until every
     // session has stopped. This handler holds the drop guard: when the client

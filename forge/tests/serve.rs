@@ -472,3 +472,69 @@ async fn a_client_that_disconnects_cancels_its_run_and_holds_the_slot_until_it_s
     assert_eq!(body["summaries"][0]["successes"], 1);
     served.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_bodies_hold_no_run_slot_and_time_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let served = Served::start(ServeConfig {
+        max_concurrent_runs: 1,
+        body_timeout: Duration::from_millis(700),
+        ..Default::default()
+    })
+    .await;
+    let addr = served.url.trim_start_matches("http://").to_string();
+    // Two clients send their headers and a first byte of the body, then stall.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                format!(
+                    "POST /run HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("write");
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runs_in_flight(&served.url).await, 0);
+
+    // Another run is still accepted.
+    let (status, body) = json_of(
+        post(
+            &served.url,
+            seed_payload(&agent.url(), &["meanwhile"]).to_string(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summaries"][0]["successes"], 2);
+
+    // The stalled ones get 408 once the body time limit passes.
+    for mut stream in stalled {
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !String::from_utf8_lossy(&answer).contains("\"success\":false") {
+                let read = stream.read(&mut buffer).await.expect("read");
+                if read == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buffer[..read]);
+            }
+        })
+        .await
+        .expect("an answer within the time limit");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("not received within"), "{answer}");
+    }
+    served.shutdown().await;
+}
