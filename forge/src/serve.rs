@@ -13,7 +13,9 @@
 //! | another method | 405; another path: 404 |
 //!
 //! Every answer is JSON; every error is `{"success": false, "error": "..."}`.
-//! A run whose client disconnects is cancelled. On shutdown the server stops
+//! The body is read before a run takes a slot. A run whose client disconnects
+//! is cancelled: turns not yet sent are not sent, turns in flight finish, and
+//! the run holds its slot until they have. On shutdown the server stops
 //! accepting connections and lets the runs in flight finish.
 
 use std::future::Future;
