@@ -13,7 +13,10 @@
 //! A payload the API rejects is still a 200 with `{"success": false}`, like
 //! the seed. The body may be a JSON string (API Gateway), base64-encoded
 //! (`isBase64Encoded`), or already an object (a direct invocation such as
-//! `aws lambda invoke`); a missing body is an empty payload.
+//! `aws lambda invoke`). An event with no `body` but with `datasets`,
+//! `config` or `connector` is itself the payload (a direct invocation with
+//! the payload as the event); any other event with no body is an empty
+//! payload.
 //!
 //! [`run`] serves the handler with the Lambda runtime; the `forge-lambda`
 //! binary calls it.
@@ -32,8 +35,9 @@ pub use lambda_runtime::Error;
 /// (default [`DEFAULT_CONCURRENCY`](crate::payload::DEFAULT_CONCURRENCY)).
 pub const CONCURRENCY_ENV: &str = "FORGE_CONCURRENCY";
 
-/// Answers one API Gateway HTTP API event (or a direct invocation whose
-/// `body` is an object) with an API Gateway response.
+/// Answers one API Gateway HTTP API event, or a direct invocation whose
+/// `body` is an object or whose event is the payload itself, with an API
+/// Gateway response.
 ///
 /// Never fails: every outcome, an internal failure included, is a response.
 pub async fn handle(event: Value, concurrency: usize) -> ApiGatewayV2httpResponse {
@@ -68,14 +72,16 @@ pub async fn run() -> Result<(), Error> {
 }
 
 /// The payload in an event's `body`: a JSON string (base64-encoded when
-/// `isBase64Encoded` is true), an object, or nothing (an empty payload);
-/// `None` when it is not JSON.
+/// `isBase64Encoded` is true), an object, or nothing: then the event itself
+/// when it has a payload's keys, else an empty payload. `None` when the body
+/// is not JSON.
 fn event_body(event: &Value) -> Option<Value> {
     let base64 = event
         .get("isBase64Encoded")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     match event.get("body") {
+        None | Some(Value::Null) if is_payload(event) => Some(event.clone()),
         None | Some(Value::Null) => Some(json!({})),
         Some(Value::String(text)) if base64 => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -86,6 +92,14 @@ fn event_body(event: &Value) -> Option<Value> {
         Some(Value::String(text)) => serde_json::from_str(text).ok(),
         Some(other) => Some(other.clone()),
     }
+}
+
+/// Whether an event without a body is a payload: it has one of the
+/// payload's keys.
+fn is_payload(event: &Value) -> bool {
+    ["datasets", "config", "connector"]
+        .iter()
+        .any(|key| event.get(key).is_some())
 }
 
 fn respond(status: i64, body: &Value) -> ApiGatewayV2httpResponse {

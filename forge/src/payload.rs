@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ConfigError;
 use crate::execute::Engine;
@@ -98,9 +99,22 @@ pub fn parse(payload: &Value) -> Result<Request, String> {
 /// Runs a payload and answers with the response format, as the seed's
 /// Lambda `run(payload)` does.
 pub async fn run(payload: &Value, concurrency: usize) -> Response {
+    run_with_cancel(payload, concurrency, CancellationToken::new()).await
+}
+
+/// [`run`], stopped by `cancel`: once it fires, turns not yet sent are
+/// recorded as failures ([`INTERRUPTED`](crate::execute::INTERRUPTED)) and
+/// turns in flight finish. Returns once every session has stopped.
+pub async fn run_with_cancel(
+    payload: &Value,
+    concurrency: usize,
+    cancel: CancellationToken,
+) -> Response {
     match parse(payload) {
         Ok(request) => {
-            let engine = Engine::new(request.runner).concurrency(concurrency);
+            let engine = Engine::new(request.runner)
+                .concurrency(concurrency)
+                .cancel_on(cancel);
             Response::Success(RunResponse::new(
                 engine.run_datasets(request.datasets).await,
             ))
@@ -112,8 +126,15 @@ pub async fn run(payload: &Value, concurrency: usize) -> Response {
 /// [`run`], with a panic caught: `Err` holds the message of the internal
 /// failure (what the Lambda function and `forge serve` answer with a 500).
 pub async fn run_guarded(payload: &Value, concurrency: usize) -> Result<Response, String> {
+    guarded(run(payload, concurrency)).await
+}
+
+/// Awaits a run, with a panic caught as in [`run_guarded`].
+pub(crate) async fn guarded(
+    run: impl std::future::Future<Output = Response>,
+) -> Result<Response, String> {
     use futures_util::FutureExt;
-    std::panic::AssertUnwindSafe(run(payload, concurrency))
+    std::panic::AssertUnwindSafe(run)
         .catch_unwind()
         .await
         .map_err(|panic| {

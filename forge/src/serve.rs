@@ -6,18 +6,22 @@
 //! | a payload the API rejects | 400 and `{"success": false, "error": ...}` |
 //! | a body that is not JSON | 400 |
 //! | a body over [`ServeConfig::max_body_bytes`] | 413 |
+//! | a body not received within [`ServeConfig::body_timeout`] | 408 |
 //! | [`ServeConfig::max_concurrent_runs`] runs already in flight | 503 with `Retry-After: 1` (not queued) |
 //! | a missing or wrong bearer token, when one is set | 401 |
 //! | `GET /health` | 200 `{"status": "ok", ...}` (no token needed) |
 //! | another method | 405; another path: 404 |
 //!
 //! Every answer is JSON; every error is `{"success": false, "error": "..."}`.
-//! A run whose client disconnects is cancelled. On shutdown the server stops
+//! The body is read before a run takes a slot. A run whose client disconnects
+//! is cancelled: turns not yet sent are not sent, turns in flight finish, and
+//! the run holds its slot until they have. On shutdown the server stops
 //! accepting connections and lets the runs in flight finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -28,6 +32,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// Environment variable holding the bearer token `POST /run` requires.
 pub const TOKEN_ENV: &str = "FORGE_SERVE_TOKEN";
@@ -35,6 +40,8 @@ pub const TOKEN_ENV: &str = "FORGE_SERVE_TOKEN";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default request body limit: 6 MiB, Lambda's synchronous payload limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// Default time allowed to receive a request body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of runs in flight at once.
 pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
 
@@ -51,6 +58,8 @@ pub struct ServeConfig {
     pub max_concurrent_runs: usize,
     /// Sessions run at once within one run.
     pub concurrency: usize,
+    /// Time allowed to receive a request body; a slower one gets 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +70,7 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
             concurrency: crate::payload::DEFAULT_CONCURRENCY,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -73,6 +83,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrent_runs", &self.max_concurrent_runs)
             .field("concurrency", &self.concurrency)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -110,10 +121,13 @@ struct AppState {
 
 /// The routes of `forge serve`, for embedding in another axum application.
 pub fn router(config: ServeConfig) -> Router {
-    let state = Arc::new(AppState {
+    routes(Arc::new(AppState {
         runs: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
         config,
-    });
+    }))
+}
+
+fn routes(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .route("/run", post(run).fallback(|| method_not_allowed("POST")))
@@ -127,15 +141,27 @@ pub fn router(config: ServeConfig) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets the runs in
-/// flight finish and returns.
+/// flight finish and returns. Runs whose client disconnected were cancelled;
+/// their turns in flight finish before this returns too.
 pub async fn serve(
     listener: TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config))
+    let max = config.max_concurrent_runs.max(1);
+    let runs = Arc::new(Semaphore::new(max));
+    let state = Arc::new(AppState {
+        runs: Arc::clone(&runs),
+        config,
+    });
+    axum::serve(listener, routes(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await?;
+    // Every permit back: no run task is left.
+    let _all = runs
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
+    Ok(())
 }
 
 /// Binds [`ServeConfig::bind`], prints `forge: listening on http://ADDR` to
@@ -184,7 +210,39 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
             return response;
         }
     }
-    let Ok(_permit) = Arc::clone(&state.runs).try_acquire_owned() else {
+    // The body is read, within the time limit, before a run slot is taken,
+    // so that slow clients cannot hold the slots.
+    let read = tokio::time::timeout(
+        state.config.body_timeout,
+        Bytes::from_request(request, &state),
+    );
+    let body = match read.await {
+        Err(_elapsed) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "request body not received within {} s",
+                    state.config.body_timeout.as_secs_f64()
+                ),
+            )
+        }
+        Ok(Ok(body)) => body,
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
+            )
+        }
+        Ok(Err(rejection)) => return error(rejection.status(), &rejection.body_text()),
+    };
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
+    };
+    let Ok(permit) = Arc::clone(&state.runs).try_acquire_owned() else {
         let mut response = error(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
@@ -197,24 +255,29 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    let body = match Bytes::from_request(request, &state).await {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "request body larger than {} bytes",
-                    state.config.max_body_bytes
-                ),
-            )
-        }
-        Err(rejection) => return error(rejection.status(), &rejection.body_text()),
+    // The run goes on in a task of its own that holds the permit until every
+    // session has stopped. This handler holds the drop guard: when the client
+    // disconnects and the handler is dropped, the run is cancelled (turns not
+    // yet sent are not sent, turns in flight finish) and the permit is
+    // released only once the run has stopped.
+    let cancel = CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
+    let concurrency = state.config.concurrency;
+    let task = tokio::spawn(async move {
+        let result = crate::payload::guarded(crate::payload::run_with_cancel(
+            &payload,
+            concurrency,
+            cancel,
+        ))
+        .await;
+        drop(permit);
+        result
+    });
+    let result = match task.await {
+        Ok(result) => result,
+        Err(error) => Err(format!("internal error: the run stopped: {error}")),
     };
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
-    };
-    match crate::payload::run_guarded(&payload, state.config.concurrency).await {
+    match result {
         Ok(response) => {
             let status = if response.is_success() {
                 StatusCode::OK

@@ -104,6 +104,41 @@ async fn an_object_body_of_a_direct_invocation_runs() {
 }
 
 #[tokio::test]
+async fn an_event_that_is_the_payload_itself_runs() {
+    // `aws lambda invoke --payload file://payload.json`: no `body`, the
+    // event is the payload.
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let direct = event("payload-event.json", &agent.url());
+    assert!(direct.get("body").is_none() && direct.get("datasets").is_some());
+    let (status, headers, body) = invoke(direct).await;
+    assert_eq!(status, 200, "{body}");
+    assert_headers(&headers);
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["total_datasets"], 1);
+    assert_eq!(body["summaries"][0]["successes"], 1);
+    assert_eq!(agent.turns("test-session-1").len(), 1);
+
+    // The same answer as the payload wrapped in `body`.
+    let other = TestServer::builder().api_key(KEY).start().await;
+    let wrapped = serde_json::json!({"body": event("payload-event.json", &other.url())});
+    let (_, _, wrapped) = invoke(wrapped).await;
+    assert_eq!(wrapped["datasets"], body["datasets"]);
+
+    // A rejected payload as the event is rejected as such, not taken for an
+    // empty one.
+    let (status, _, body) = invoke(serde_json::json!({"datasets": [], "config": {}})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["success"], false);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`datasets` is empty"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_body_that_is_not_json_is_400() {
     let (status, headers, body) = invoke(event("invalid-json.json", "")).await;
     assert_eq!(status, 400);

@@ -386,3 +386,155 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
     assert_eq!(exit.code(), Some(0), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
 }
+
+async fn runs_in_flight(url: &str) -> u64 {
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    health["runs_in_flight"].as_u64().expect("runs_in_flight")
+}
+
+fn long_payload(base_url: &str, session: &str, turns: usize) -> Value {
+    let conversation: Vec<Value> = (0..turns)
+        .map(|i| {
+            json!({"qa_id": format!("q{i}"), "query": format!("Question {i}?"), "assistant": "",
+                     "ground_truth_assistant": "An answer."})
+        })
+        .collect();
+    json!({
+        "datasets": [{"session_id": session, "assistant_id": "target-assistant", "language": "english",
+                      "context": "", "conversation": conversation}],
+        "config": {"base_url": base_url, "api_key": KEY, "agent_id": "agent-1", "channel_id": "web"}
+    })
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_run_and_holds_the_slot_until_it_stops() {
+    let latency = Duration::from_millis(600);
+    let agent = TestServer::builder()
+        .api_key(KEY)
+        .latency(latency)
+        .start()
+        .await;
+    let served = Served::start(ServeConfig {
+        max_concurrent_runs: 1,
+        ..Default::default()
+    })
+    .await;
+    let url = served.url.clone();
+    let client = tokio::spawn({
+        let url = url.clone();
+        let payload = long_payload(&agent.url(), "abandoned", 6).to_string();
+        async move { post(&url, payload, None).await }
+    });
+    wait_for_turns(&agent, 1).await;
+    let turn_started = std::time::Instant::now();
+    // The client goes away while its first turn is in flight.
+    client.abort();
+    let _ = client.await;
+
+    // The turn in flight finishes, and holds the slot while it does.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(runs_in_flight(&url).await, 1);
+    let freed = tokio::time::timeout(Duration::from_secs(10), async {
+        while runs_in_flight(&url).await != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        turn_started.elapsed()
+    })
+    .await
+    .expect("the slot is released once the run stops");
+    assert!(
+        freed >= latency - Duration::from_millis(100),
+        "released after {freed:?}, before the turn in flight ended"
+    );
+
+    // No further turn is sent: without the cancellation, 2 or 3 more would
+    // have started by now.
+    tokio::time::sleep(latency * 2).await;
+    assert_eq!(agent.turns_started(), 1);
+    assert_eq!(agent.turns("abandoned").len(), 1);
+
+    // A new run is accepted.
+    let (status, body) = json_of(
+        post(
+            &url,
+            long_payload(&agent.url(), "next", 1).to_string(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summaries"][0]["successes"], 1);
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_bodies_hold_no_run_slot_and_time_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let served = Served::start(ServeConfig {
+        max_concurrent_runs: 1,
+        body_timeout: Duration::from_millis(700),
+        ..Default::default()
+    })
+    .await;
+    let addr = served.url.trim_start_matches("http://").to_string();
+    // Two clients send their headers and a first byte of the body, then stall.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                format!(
+                    "POST /run HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("write");
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runs_in_flight(&served.url).await, 0);
+
+    // Another run is still accepted.
+    let (status, body) = json_of(
+        post(
+            &served.url,
+            seed_payload(&agent.url(), &["meanwhile"]).to_string(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summaries"][0]["successes"], 2);
+
+    // The stalled ones get 408 once the body time limit passes.
+    for mut stream in stalled {
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !String::from_utf8_lossy(&answer).contains("\"success\":false") {
+                let read = stream.read(&mut buffer).await.expect("read");
+                if read == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buffer[..read]);
+            }
+        })
+        .await
+        .expect("an answer within the time limit");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("not received within"), "{answer}");
+    }
+    served.shutdown().await;
+}
