@@ -145,19 +145,25 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
+/// The longest `Retry-After` delay honoured; a longer (or unrepresentable)
+/// one is ignored, as if the header were missing.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The delay a `Retry-After` header asks for: delay-seconds or an HTTP date
-/// (a date in the past gives zero).
+/// (a date in the past gives zero). Absurd values (beyond
+/// [`MAX_RETRY_AFTER`], too large to represent, negative) are ignored.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let sane = |delay: Duration| (delay <= MAX_RETRY_AFTER).then_some(delay);
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return sane(Duration::from_secs(seconds));
     }
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return Duration::try_from_secs_f64(seconds).ok().and_then(sane);
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    sane(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Whether an HTTP status means the server did not take the request and a
@@ -309,6 +315,27 @@ mod tests {
         assert!(delay > Duration::from_secs(100) && delay <= Duration::from_secs(120));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn ignores_absurd_retry_after_values() {
+        let mut headers = HeaderMap::new();
+        for absurd in [
+            "99999999999999999999",
+            "1e30",
+            "1e400",
+            "-1",
+            "-0.5",
+            "NaN",
+            "inf",
+            "999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(absurd));
+            assert_eq!(retry_after(&headers), None, "{absurd}");
+        }
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1.5"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
     }
 
     #[test]
