@@ -27,14 +27,17 @@
 //! `{base}` is `base_url` followed by `/{api_version}` when one is set. The
 //! infer request times out after 60 s, the stream after 300 s.
 //!
-//! A turn the agent accepted is never sent twice: when the engine retries a
-//! turn whose stream dropped or timed out, the runner re-attaches to the
-//! stream it already has instead of sending the query again (within the
-//! stream timeout plus a minute of the turn's acceptance; an older entry is
-//! left over from a run that gave up, and the turn is sent afresh). A turn
-//! cut off by the suite's timeout *during* the infer request may have been
-//! accepted without the runner knowing its stream; that case cannot be told
-//! apart from a lost request.
+//! A turn the agent may have accepted is never sent twice: when the engine
+//! retries a turn whose stream dropped or timed out, the runner re-attaches
+//! to the stream it already has instead of sending the query again (within
+//! the stream timeout plus a minute of the turn's acceptance; an older entry
+//! is left over from a run that gave up, and the turn is sent afresh). An
+//! infer request that fails after it may have reached the agent (a timeout,
+//! a cut connection, an unreadable reply) is a permanent error; only a
+//! failure to connect, or a 429 / 502 / 503 / 504 answer, is retried. A turn
+//! cut off by the suite's timeout *during* the infer request leaves an
+//! "in flight" mark, and the retry fails at once ("the agent may already
+//! have this turn ...") instead of sending it again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -113,9 +116,8 @@ pub struct Alquimia {
     stream_base: Url,
     api_key: String,
     auth: HeaderValue,
-    /// Turns the agent accepted whose answer has not been read yet:
-    /// `(session_id, qa_id)` to the stream id and when the turn was accepted.
-    pending: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Turns sent whose answer has not been read yet, by `(session_id, qa_id)`.
+    pending: Mutex<HashMap<PendingKey, Pending>>,
     infer_timeout: Duration,
     stream_timeout: Duration,
 }
@@ -128,6 +130,31 @@ impl std::fmt::Debug for Alquimia {
             .finish_non_exhaustive()
     }
 }
+
+/// The key of a turn in [`Alquimia`]'s pending map.
+type PendingKey = (String, String);
+
+/// Where a sent turn stands.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// The infer request is (or was, when the attempt was cut off by the
+    /// suite's timeout) on its way: the agent may have the turn, and we do
+    /// not know its stream. Since when.
+    InFlight(Instant),
+    /// The agent accepted the turn: its stream id, and when.
+    Accepted(String, Instant),
+}
+
+impl Pending {
+    fn since(&self) -> Instant {
+        match self {
+            Pending::InFlight(at) | Pending::Accepted(_, at) => *at,
+        }
+    }
+}
+
+/// Message of a turn whose earlier attempt was cut off during infer.
+pub const INFER_CUT_OFF: &str = "the agent may already have this turn (an earlier attempt was cut off during infer); not sending it twice";
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
@@ -205,7 +232,7 @@ impl Alquimia {
         Some(&self.api_key)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, Instant)>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -216,6 +243,11 @@ impl Alquimia {
     }
 
     /// Sends the turn; returns the stream id the agent answers on.
+    ///
+    /// Once the request may have been written, a failure is permanent: the
+    /// agent may have the turn, and sending it again could answer it twice.
+    /// Only a failure to connect and a 429 / 502 / 503 / 504 answer (the
+    /// agent did not take the turn) stay transient.
     async fn infer(&self, batch: &Batch, session: &Session<'_>) -> Result<String, RunError> {
         let url = &self.infer_url;
         let body = json!({
@@ -232,18 +264,19 @@ impl Alquimia {
             .json(&body)
             .send()
             .await
-            .map_err(|e| http_util::send_error(e, url, self.infer_timeout))?;
+            .map_err(|e| {
+                let connect = e.is_connect();
+                let error = http_util::send_error(e, url, self.infer_timeout);
+                if connect {
+                    error
+                } else {
+                    may_have_the_turn(error)
+                }
+            })?;
         let response = http_util::check_status(response, url, self.secret()).await?;
         let reply = http_util::read_json(response, url, self.infer_timeout, self.secret())
             .await
-            .map_err(|mut e| {
-                // The agent answered the infer request: it has the turn, so
-                // sending it again could answer it twice.
-                if e.kind == ErrorKind::Transient {
-                    e.kind = ErrorKind::Permanent;
-                }
-                e
-            })?;
+            .map_err(may_have_the_turn)?;
         match reply.get("stream_id") {
             Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
             Some(Value::Number(id)) => Ok(id.to_string()),
@@ -327,6 +360,20 @@ impl Alquimia {
     }
 }
 
+/// An infer failure after the request may have reached the agent: permanent,
+/// saying why it is not retried.
+fn may_have_the_turn(mut error: RunError) -> RunError {
+    if error.kind != ErrorKind::Permanent {
+        error.kind = ErrorKind::Permanent;
+        error.retry_after = None;
+        error.message = format!(
+            "{} (the agent may already have this turn; not sending it twice)",
+            error.message
+        );
+    }
+    error
+}
+
 /// `extra_data` of the infer request: the batch's `agentic` entries plus
 /// today's local date, unless `agentic` sets `date` itself.
 fn extra_data(agentic: Option<&Object>) -> Object {
@@ -345,11 +392,28 @@ impl Runner for Alquimia {
     async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
         let key = (session.session_id.to_owned(), batch.qa_id.clone());
         let window = self.reattach_window();
-        let remembered = self
-            .pending()
-            .get(&key)
-            .filter(|(_, accepted)| accepted.elapsed() < window)
-            .map(|(stream_id, _)| stream_id.clone());
+        let remembered = {
+            let mut pending = self.pending();
+            match pending.get(&key) {
+                Some(Pending::InFlight(since)) if since.elapsed() < window => {
+                    // An earlier attempt was dropped (the suite's timeout)
+                    // while its infer request was on its way.
+                    return Err(RunError::permanent(INFER_CUT_OFF));
+                }
+                Some(Pending::Accepted(stream_id, since)) if since.elapsed() < window => {
+                    Some(stream_id.clone())
+                }
+                _ => {
+                    if pending.len() >= PENDING_PRUNE_AT {
+                        // Turns whose retries gave up leave entries behind.
+                        pending.retain(|_, entry| entry.since().elapsed() < window);
+                    }
+                    // Stays behind if this attempt is dropped during infer.
+                    pending.insert(key.clone(), Pending::InFlight(Instant::now()));
+                    None
+                }
+            }
+        };
         let stream_id = match remembered {
             Some(stream_id) => {
                 tracing::debug!(
@@ -360,17 +424,19 @@ impl Runner for Alquimia {
                 );
                 stream_id
             }
-            None => {
-                let stream_id = self.infer(batch, session).await?;
-                let mut pending = self.pending();
-                if pending.len() >= PENDING_PRUNE_AT {
-                    // Turns whose retries gave up leave entries behind.
-                    pending.retain(|_, (_, accepted)| accepted.elapsed() < window);
+            None => match self.infer(batch, session).await {
+                Ok(stream_id) => {
+                    self.pending().insert(
+                        key.clone(),
+                        Pending::Accepted(stream_id.clone(), Instant::now()),
+                    );
+                    stream_id
                 }
-                pending.insert(key.clone(), (stream_id.clone(), Instant::now()));
-                drop(pending);
-                stream_id
-            }
+                Err(error) => {
+                    self.pending().remove(&key);
+                    return Err(error);
+                }
+            },
         };
         let result = self.stream(&stream_id).await;
         match &result {
