@@ -384,6 +384,55 @@ async fn a_dropped_stream_reattaches_without_resending_the_turn() {
 }
 
 #[tokio::test]
+async fn datasets_sharing_a_session_id_keep_their_own_turns() {
+    // Fair-Forge best-of datasets: one session id and the same qa ids for
+    // several assistants.
+    let server = TestServer::start().await;
+    let mut first = dataset("s", &["first #dropfirst", "first again"]);
+    first.assistant_id = "a1".into();
+    let mut second = dataset("s", &["second #dropfirst", "second again"]);
+    second.assistant_id = "a2".into();
+    let results = Engine::new(Arc::new(alquimia(&server.url())))
+        .policy(retrying(2))
+        .concurrency(2)
+        .run_datasets(vec![first, second])
+        .await;
+    let answers = |i: usize| -> Vec<String> {
+        results[i]
+            .0
+            .conversation
+            .iter()
+            .map(|b| b.assistant.clone())
+            .collect()
+    };
+    let mut turns = server.turns("s");
+    for (i, name) in [(0, "first"), (1, "second")] {
+        let answers = answers(i);
+        assert_eq!(answers.len(), 2);
+        for (query, answer) in [format!("{name} #dropfirst"), format!("{name} again")]
+            .iter()
+            .zip(&answers)
+        {
+            // The turn number depends on how the two interleave.
+            let turn = turns.iter().position(|t| t == query).unwrap() + 1;
+            assert_eq!(answer, &alquimia_answer(query, turn, "s"), "{answers:?}");
+        }
+    }
+    let requests = server.requests();
+    assert_eq!(by_path(&requests, "/event/infer/").len(), 4);
+    turns.sort();
+    assert_eq!(
+        turns,
+        vec![
+            "first #dropfirst",
+            "first again",
+            "second #dropfirst",
+            "second again"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn alquimia_config_errors_and_env_fallbacks() {
     let _env = ENV_LOCK.lock().await;
     let server = TestServer::start().await;

@@ -116,7 +116,9 @@ pub struct Alquimia {
     stream_base: Url,
     api_key: String,
     auth: HeaderValue,
-    /// Turns sent whose answer has not been read yet, by `(session_id, qa_id)`.
+    /// Turns sent whose answer has not been read yet, by
+    /// `(assistant_id, session_id, qa_id)`: datasets of different assistants
+    /// may share a session id and qa ids (Fair-Forge best-of datasets).
     pending: Mutex<HashMap<PendingKey, Pending>>,
     infer_timeout: Duration,
     stream_timeout: Duration,
@@ -132,7 +134,7 @@ impl std::fmt::Debug for Alquimia {
 }
 
 /// The key of a turn in [`Alquimia`]'s pending map.
-type PendingKey = (String, String);
+type PendingKey = (String, String, String);
 
 /// Where a sent turn stands.
 #[derive(Debug, Clone)]
@@ -390,7 +392,11 @@ fn extra_data(agentic: Option<&Object>) -> Object {
 #[async_trait::async_trait]
 impl Runner for Alquimia {
     async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
-        let key = (session.session_id.to_owned(), batch.qa_id.clone());
+        let key = (
+            session.assistant_id.to_owned(),
+            session.session_id.to_owned(),
+            batch.qa_id.clone(),
+        );
         let window = self.reattach_window();
         let remembered = {
             let mut pending = self.pending();
