@@ -174,7 +174,10 @@ fn build_runner(payload: &Map<String, Value>) -> Result<Arc<dyn Runner>, ConfigE
 /// Maps `connector: {class_path, params}` onto the `openai` runner's
 /// configuration: the provider's OpenAI-compatible base URL (overridden by
 /// `params.base_url` or `params.openai_api_base`), `params.model`, the API key
-/// (`params.api_key`, else `LLM_API_KEY`), and the chat parameters. Each turn
+/// (`params.api_key`, else `LLM_API_KEY`; with neither, an explicitly empty
+/// `api_key`, so the `openai` runner sends no key rather than falling back to
+/// `OPENAI_API_KEY`: the host's key never goes to a URL a payload names), and
+/// the chat parameters. Each turn
 /// is sent on its own, prefixed with the dataset's context, as the reference
 /// deployment does.
 pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
@@ -248,9 +251,8 @@ pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
         "history": false,
         "params": passed,
     });
-    if let Some(key) = api_key {
-        config["api_key"] = Value::String(key);
-    }
+    // An empty key tells the `openai` runner "no key, no OPENAI_API_KEY fallback".
+    config["api_key"] = Value::String(api_key.unwrap_or_default());
     Ok(config)
 }
 

@@ -636,6 +636,55 @@ async fn openai_errors_logprobs_and_no_key() {
 }
 
 #[tokio::test]
+async fn payload_ollama_connector_never_sends_the_hosts_openai_key() {
+    let _env = ENV_LOCK.lock().await;
+    std::env::set_var("OPENAI_API_KEY", "sk-host-secret-openai-key");
+    std::env::remove_var("LLM_API_KEY");
+    let server = TestServer::builder().without_auth().start().await;
+    let payload = json!({
+        "datasets": [{
+            "session_id": "o", "assistant_id": "m",
+            "conversation": [{"qa_id": "1", "query": "hi"}]
+        }],
+        "connector": {
+            "class_path": "langchain_ollama.chat_models.ChatOllama",
+            "params": {"model": "llama", "base_url": format!("{}/v1", server.url())}
+        }
+    });
+    let value = serde_json::to_value(forge::payload::run(&payload, 1).await).unwrap();
+    std::env::remove_var("OPENAI_API_KEY");
+    assert_eq!(value["success"], true, "{value}");
+    assert_eq!(
+        value["datasets"][0]["conversation"][0]["assistant"],
+        openai_answer("hi", 1)
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].authorization(), None, "{:?}", requests[0]);
+
+    // A suite's `api_key: ""` is no key as well; a missing one still falls back.
+    std::env::set_var("OPENAI_API_KEY", "sk-host-secret-openai-key");
+    let mut config = openai_config(&server.url());
+    config.api_key = Some(String::new());
+    OpenAi::new(config.clone())
+        .unwrap()
+        .run_dataset(dataset("e", &["a"]))
+        .await;
+    config.api_key = None;
+    OpenAi::new(config)
+        .unwrap()
+        .run_dataset(dataset("f", &["b"]))
+        .await;
+    std::env::remove_var("OPENAI_API_KEY");
+    let requests = server.requests();
+    assert_eq!(requests[1].authorization(), None);
+    assert_eq!(
+        requests[2].authorization(),
+        Some("Bearer sk-host-secret-openai-key")
+    );
+}
+
+#[tokio::test]
 async fn openai_config_errors() {
     let context = forge::registry::BuildContext::default();
     let error = forge::registry::build(
