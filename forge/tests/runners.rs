@@ -685,6 +685,42 @@ async fn payload_ollama_connector_never_sends_the_hosts_openai_key() {
 }
 
 #[tokio::test]
+async fn error_bodies_echoing_the_key_at_the_snippet_boundary_never_show_it() {
+    let key = "sk-echoed-0123456789abcdefghijkl";
+    let leaks =
+        |message: &str| (0..=key.len() - 8).any(|start| message.contains(&key[start..start + 8]));
+    for offset in (270..=305).step_by(5) {
+        for status in [401, 200] {
+            // 401: the error body is quoted; 200: not JSON, quoted as malformed.
+            let body = format!("{} {key} is not valid", "x".repeat(offset)).into_bytes();
+            let url = support::fixed_server(status, body).await;
+            let mut openai = openai_config(&url);
+            openai.api_key = Some(key.into());
+            let mut alquimia_cfg = alquimia_config(&url);
+            alquimia_cfg.api_key = Some(key.into());
+            let http = forge::registry::build(
+                json!({"type": "http", "url": format!("{url}/x"),
+                       "headers": {"Authorization": format!("Bearer {key}")},
+                       "body": {"q": "{query}"}, "answer": "/a"}),
+                &forge::registry::BuildContext::default(),
+            )
+            .unwrap();
+            let runners: Vec<Arc<dyn Runner>> = vec![
+                Arc::new(OpenAi::new(openai).unwrap()),
+                Arc::new(Alquimia::new(alquimia_cfg).unwrap()),
+                http,
+            ];
+            for runner in runners {
+                let (data, _) = runner.run_dataset(dataset("s", &["q"])).await;
+                let message = &data.conversation[0].assistant;
+                assert!(message.starts_with("[ERROR]"), "{message}");
+                assert!(!leaks(message), "{offset} {status}: {message}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn openai_config_errors() {
     let context = forge::registry::BuildContext::default();
     let error = forge::registry::build(

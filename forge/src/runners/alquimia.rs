@@ -230,8 +230,8 @@ impl Alquimia {
         &self.infer_url
     }
 
-    fn secret(&self) -> Option<&str> {
-        Some(&self.api_key)
+    fn secrets(&self) -> &[String] {
+        std::slice::from_ref(&self.api_key)
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Pending>> {
@@ -275,8 +275,8 @@ impl Alquimia {
                     may_have_the_turn(error)
                 }
             })?;
-        let response = http_util::check_status(response, url, self.secret()).await?;
-        let reply = http_util::read_json(response, url, self.infer_timeout, self.secret())
+        let response = http_util::check_status(response, url, self.secrets()).await?;
+        let reply = http_util::read_json(response, url, self.infer_timeout, self.secrets())
             .await
             .map_err(may_have_the_turn)?;
         match reply.get("stream_id") {
@@ -284,7 +284,7 @@ impl Alquimia {
             Some(Value::Number(id)) => Ok(id.to_string()),
             _ => Err(RunError::permanent(format!(
                 "No stream_id returned from agent: {}",
-                http_util::scrub(&http_util::snippet(&reply.to_string()), self.secret())
+                http_util::quote(&reply.to_string(), self.secrets())
             ))),
         }
     }
@@ -303,7 +303,7 @@ impl Alquimia {
             .send()
             .await
             .map_err(|e| http_util::send_error(e, &url, limit))?;
-        let response = http_util::check_status(response, &url, self.secret()).await?;
+        let response = http_util::check_status(response, &url, self.secrets()).await?;
         let mut events = response.bytes_stream().eventsource();
         let mut answer: Option<String> = None;
         let mut done = false;
@@ -339,7 +339,7 @@ impl Alquimia {
                 RunError::permanent(format!(
                     "malformed JSON event from {} ({e}): {}",
                     redact_url(&url),
-                    http_util::scrub(&http_util::snippet(data), self.secret())
+                    http_util::quote(data, self.secrets())
                 ))
             })?;
             if let Some(content) = value

@@ -134,6 +134,22 @@ pub fn scrub(text: &str, secret: Option<&str>) -> String {
     }
 }
 
+/// `text` with every secret of `secrets` replaced by `***`.
+pub fn scrub_all(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        text = scrub(&text, Some(secret));
+    }
+    text
+}
+
+/// A reply quoted in an error message: `secrets` scrubbed from the whole
+/// text first, then cut to a [`snippet`] (cutting first could leave the start
+/// of a secret that straddles the cut).
+pub fn quote(text: &str, secrets: &[String]) -> String {
+    snippet(&scrub_all(text, secrets))
+}
+
 /// At most [`SNIPPET_CHARS`] characters of a reply body, whitespace collapsed,
 /// for an error message.
 pub fn snippet(body: &str) -> String {
@@ -236,11 +252,11 @@ pub fn send_error(error: reqwest::Error, url: &Url, limit: Duration) -> RunError
 
 /// Passes a successful response through; turns an error status into a
 /// [`RunError`]: transient with its `Retry-After` for 429, 502, 503 and 504,
-/// permanent otherwise, with a snippet of the body (`secret` scrubbed).
+/// permanent otherwise, with a snippet of the body (`secrets` scrubbed).
 pub async fn check_status(
     response: Response,
     url: &Url,
-    secret: Option<&str>,
+    secrets: &[String],
 ) -> Result<Response, RunError> {
     let status = response.status();
     if status.is_success() {
@@ -252,7 +268,7 @@ pub async fn check_status(
         "HTTP {} from {}: {}",
         status.as_u16(),
         redact_url(url),
-        scrub(&snippet(&body), secret)
+        quote(&body, secrets)
     );
     if is_transient_status(status) {
         Err(RunError::transient(message).with_retry_after(delay))
@@ -267,7 +283,7 @@ pub async fn read_json(
     response: Response,
     url: &Url,
     limit: Duration,
-    secret: Option<&str>,
+    secrets: &[String],
 ) -> Result<Value, RunError> {
     let bytes = response
         .bytes()
@@ -277,7 +293,7 @@ pub async fn read_json(
         RunError::permanent(format!(
             "malformed JSON from {} ({e}): {}",
             redact_url(url),
-            scrub(&snippet(&String::from_utf8_lossy(&bytes)), secret)
+            quote(&String::from_utf8_lossy(&bytes), secrets)
         ))
     })
 }
@@ -357,6 +373,20 @@ mod tests {
         assert_eq!(snippet(&long).chars().count(), SNIPPET_CHARS + 3);
         assert_eq!(snippet("  a \n b "), "a b");
         assert_eq!(scrub("bad key sk-123456", Some("sk-123456")), "bad key ***");
+    }
+
+    #[test]
+    fn quotes_never_show_part_of_a_secret_cut_at_the_snippet_boundary() {
+        let key = "sk-live-0123456789abcdefghij".to_owned();
+        for offset in SNIPPET_CHARS - 30..=SNIPPET_CHARS + 5 {
+            let body = format!("{} {key} rejected", "e".repeat(offset));
+            let quoted = quote(&body, std::slice::from_ref(&key));
+            for start in 0..=key.len() - 8 {
+                for end in start + 8..=key.len() {
+                    assert!(!quoted.contains(&key[start..end]), "{offset}: {quoted}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl Runner for OpenAi {
             body.insert(key.clone(), value.clone());
         }
         let url = &self.url;
-        let secret = self.api_key.as_deref();
+        let secrets = self.api_key.as_slice();
         let mut request = self
             .client
             .post(url.clone())
@@ -263,8 +263,8 @@ impl Runner for OpenAi {
             .send()
             .await
             .map_err(|e| http_util::send_error(e, url, self.timeout))?;
-        let response = http_util::check_status(response, url, secret).await?;
-        let reply = http_util::read_json(response, url, self.timeout, secret).await?;
+        let response = http_util::check_status(response, url, secrets).await?;
+        let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
         let choice = reply.pointer("/choices/0");
         let answer = choice
             .and_then(|c| c.pointer("/message/content"))
@@ -274,7 +274,7 @@ impl Runner for OpenAi {
             return Err(RunError::permanent(format!(
                 "no answer (choices[0].message.content) in the reply from {}: {}",
                 redact_url(url),
-                http_util::scrub(&http_util::snippet(&reply.to_string()), secret)
+                http_util::quote(&reply.to_string(), secrets)
             )));
         };
         let mut result = Reply::text(answer);
