@@ -304,13 +304,42 @@ impl Alquimia {
             .await
             .map_err(|e| http_util::send_error(e, &url, limit))?;
         let response = http_util::check_status(response, &url, self.secrets()).await?;
-        let mut events = response.bytes_stream().eventsource();
+        // Caps what a stream may make us buffer: one line, and in all.
+        let (mut total, mut line) = (0usize, 0usize);
+        let capped = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(SseRead::Transport)?;
+            total += chunk.len();
+            line = match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+                Some(end) => chunk.len() - end - 1,
+                None => line + chunk.len(),
+            };
+            if line > http_util::SSE_LINE_LIMIT {
+                return Err(SseRead::TooLarge(format!(
+                    "an event line longer than {}",
+                    http_util::bytes_shown(http_util::SSE_LINE_LIMIT)
+                )));
+            }
+            if total > http_util::SSE_STREAM_LIMIT {
+                return Err(SseRead::TooLarge(format!(
+                    "more than {} in all",
+                    http_util::bytes_shown(http_util::SSE_STREAM_LIMIT)
+                )));
+            }
+            Ok(chunk)
+        });
+        let mut events = capped.eventsource();
         let mut answer: Option<String> = None;
         let mut done = false;
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(event) => event,
-                Err(EventStreamError::Transport(e)) => {
+                Err(EventStreamError::Transport(SseRead::TooLarge(what))) => {
+                    return Err(RunError::permanent(format!(
+                        "stream {stream_id} from {} sent {what}; not read",
+                        redact_url(&url)
+                    )))
+                }
+                Err(EventStreamError::Transport(SseRead::Transport(e))) => {
                     let error = http_util::send_error(e, &url, limit);
                     if error.kind == ErrorKind::Timeout {
                         return Err(error);
@@ -358,6 +387,24 @@ impl Alquimia {
             None => Err(RunError::transient(format!(
                 "Empty response from agent: stream {stream_id} ended before any answer"
             ))),
+        }
+    }
+}
+
+/// A failure while reading an answer stream.
+#[derive(Debug)]
+enum SseRead {
+    /// The connection failed.
+    Transport(reqwest::Error),
+    /// The stream broke a size limit (what it sent).
+    TooLarge(String),
+}
+
+impl std::fmt::Display for SseRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SseRead::Transport(e) => e.fmt(f),
+            SseRead::TooLarge(what) => f.write_str(what),
         }
     }
 }

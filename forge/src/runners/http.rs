@@ -371,13 +371,18 @@ impl Runner for Http {
             .map_err(|e| self.scrubbed(e))?;
         // The agent answered: it has the turn, so a failure from here on must
         // not send it again.
-        let bytes = response.bytes().await.map_err(|e| {
-            let mut error = self.scrubbed(http_util::send_error(e, &url, self.timeout));
-            if error.kind == ErrorKind::Transient {
-                error.kind = ErrorKind::Permanent;
-            }
-            error
-        })?;
+        let (bytes, cut) = http_util::read_capped(response, http_util::JSON_BODY_LIMIT)
+            .await
+            .map_err(|e| {
+                let mut error = self.scrubbed(http_util::send_error(e, &url, self.timeout));
+                if error.kind == ErrorKind::Transient {
+                    error.kind = ErrorKind::Permanent;
+                }
+                error
+            })?;
+        if cut {
+            return Err(self.scrubbed(http_util::too_large(&url, http_util::JSON_BODY_LIMIT)));
+        }
         self.extract(&bytes, &url)
     }
 

@@ -23,6 +23,18 @@ use crate::error::{humanize, ConfigError, ErrorKind, RunError};
 /// The longest part of a server's reply quoted in an error message, in characters.
 pub const SNIPPET_CHARS: usize = 300;
 
+/// The most of an error reply's body read (to quote its start); the rest is
+/// left unread.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// The largest JSON reply read; a larger one is a permanent error.
+pub const JSON_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// The longest line of a server-sent event stream; a longer one is a
+/// permanent error.
+pub const SSE_LINE_LIMIT: usize = 32 * 1024 * 1024;
+/// The most a server-sent event stream may carry in all; more is a
+/// permanent error.
+pub const SSE_STREAM_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Builds the HTTP client a runner keeps for its whole life, so connections
 /// are pooled across turns. Timeouts are set per request.
 pub fn client(runner: &str) -> Result<reqwest::Client, ConfigError> {
@@ -263,7 +275,10 @@ pub async fn check_status(
         return Ok(response);
     }
     let delay = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
+    let body = read_capped(response, ERROR_BODY_LIMIT)
+        .await
+        .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     let message = format!(
         "HTTP {} from {}: {}",
         status.as_u16(),
@@ -277,18 +292,59 @@ pub async fn check_status(
     }
 }
 
-/// Reads a reply body as JSON. A malformed body is a permanent error quoting
-/// its start; a failure while reading is classified by [`send_error`].
+/// Reads at most `limit` bytes of a reply body: the bytes, and whether the
+/// body was longer (its rest is not read).
+pub async fn read_capped(
+    mut response: Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// The error of a reply larger than `limit` bytes.
+pub fn too_large(url: &Url, limit: usize) -> RunError {
+    RunError::permanent(format!(
+        "the reply from {} is larger than {}; not read",
+        redact_url(url),
+        bytes_shown(limit)
+    ))
+}
+
+/// `limit` bytes for a message: `64 KiB`, `32 MiB`, `100 bytes`.
+pub fn bytes_shown(limit: usize) -> String {
+    if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+        format!("{} MiB", limit >> 20)
+    } else if limit >= 1 << 10 && limit % (1 << 10) == 0 {
+        format!("{} KiB", limit >> 10)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
+/// Reads a reply body (at most [`JSON_BODY_LIMIT`] bytes) as JSON. A
+/// malformed body is a permanent error quoting its start, so is a larger
+/// one; a failure while reading is classified by [`send_error`].
 pub async fn read_json(
     response: Response,
     url: &Url,
     limit: Duration,
     secrets: &[String],
 ) -> Result<Value, RunError> {
-    let bytes = response
-        .bytes()
+    let (bytes, cut) = read_capped(response, JSON_BODY_LIMIT)
         .await
         .map_err(|e| send_error(e, url, limit))?;
+    if cut {
+        return Err(too_large(url, JSON_BODY_LIMIT));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         RunError::permanent(format!(
             "malformed JSON from {} ({e}): {}",
