@@ -321,9 +321,9 @@ pub fn too_large(url: &Url, limit: usize) -> RunError {
 
 /// `limit` bytes for a message: `64 KiB`, `32 MiB`, `100 bytes`.
 pub fn bytes_shown(limit: usize) -> String {
-    if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+    if limit >= 1 << 20 && limit & ((1 << 20) - 1) == 0 {
         format!("{} MiB", limit >> 20)
-    } else if limit >= 1 << 10 && limit % (1 << 10) == 0 {
+    } else if limit >= 1 << 10 && limit & ((1 << 10) - 1) == 0 {
         format!("{} KiB", limit >> 10)
     } else {
         format!("{limit} bytes")
