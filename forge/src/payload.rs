@@ -192,10 +192,42 @@ fn build_runner(payload: &Map<String, Value>) -> Result<Arc<dyn Runner>, ConfigE
     registry::build_named("alquimia", Value::Object(picked), &context)
 }
 
+/// The OpenAI-compatible base URL of a LangChain `base_url` override. For
+/// ChatOllama and ChatGroq, LangChain's `base_url` is the provider's root
+/// (`http://host:11434`, `https://api.groq.com`) and the client adds `/v1`
+/// or `/openai/v1`; so do we, unless the path already ends with it.
+/// ChatOpenAI's `base_url` / `openai_api_base` already includes `/v1`, and
+/// Gemini's is taken as given too.
+fn openai_compatible_base(class_path: &str, url: String) -> String {
+    let suffix = if class_path.ends_with("ChatOllama") {
+        "/v1"
+    } else if class_path.ends_with("ChatGroq") {
+        "/openai/v1"
+    } else {
+        return url;
+    };
+    // An unparsable URL is left for the runner to report.
+    let Ok(mut parsed) = reqwest::Url::parse(url.trim()) else {
+        return url;
+    };
+    if parsed.cannot_be_a_base() {
+        return url;
+    }
+    let path = parsed.path().trim_end_matches('/').to_owned();
+    if path.ends_with(suffix) {
+        return url;
+    }
+    parsed.set_path(&format!("{path}{suffix}"));
+    parsed.to_string()
+}
+
 /// Maps `connector: {class_path, params}` onto the `openai` runner's
 /// configuration: the provider's OpenAI-compatible base URL (overridden by
 /// `params.base_url` or `params.openai_api_base`), `params.model`, the API key
-/// (`params.api_key`, else `LLM_API_KEY`), and the chat parameters. Each turn
+/// (`params.api_key`, else `LLM_API_KEY`; with neither, an explicitly empty
+/// `api_key`, so the `openai` runner sends no key rather than falling back to
+/// `OPENAI_API_KEY`: the host's key never goes to a URL a payload names), and
+/// the chat parameters. Each turn
 /// is sent on its own, prefixed with the dataset's context, as the reference
 /// deployment does.
 pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
@@ -237,7 +269,10 @@ pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
     };
     let model = string(&["model", "model_name"])
         .ok_or_else(|| err("`connector.params.model` is required".into()))?;
-    let base_url = string(&["base_url", "openai_api_base"]).unwrap_or_else(|| default_url.into());
+    let base_url = match string(&["base_url", "openai_api_base"]) {
+        Some(url) => openai_compatible_base(class_path, url),
+        None => default_url.into(),
+    };
     let api_key = string(&[
         "api_key",
         "groq_api_key",
@@ -269,9 +304,8 @@ pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
         "history": false,
         "params": passed,
     });
-    if let Some(key) = api_key {
-        config["api_key"] = Value::String(key);
-    }
+    // An empty key tells the `openai` runner "no key, no OPENAI_API_KEY fallback".
+    config["api_key"] = Value::String(api_key.unwrap_or_default());
     Ok(config)
 }
 
@@ -315,6 +349,52 @@ mod tests {
                 .contains("unknown class_path \"langchain_x.Chat\""),
             "{error}"
         );
+    }
+
+    #[test]
+    fn ollama_and_groq_base_urls_are_provider_roots() {
+        let base = |class: &str, url: &str| {
+            connector_config(&json!({
+                "class_path": class,
+                "params": {"model": "m", "api_key": "k", "base_url": url}
+            }))
+            .expect("valid")["base_url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let ollama = "langchain_ollama.chat_models.ChatOllama";
+        let groq = "langchain_groq.chat_models.ChatGroq";
+        assert_eq!(base(ollama, "http://gpu:11434"), "http://gpu:11434/v1");
+        assert_eq!(base(ollama, "http://gpu:11434/"), "http://gpu:11434/v1");
+        assert_eq!(base(ollama, "http://gpu:11434/v1"), "http://gpu:11434/v1");
+        assert_eq!(base(ollama, "http://gpu:11434/v1/"), "http://gpu:11434/v1/");
+        assert_eq!(base(ollama, "http://h/ollama"), "http://h/ollama/v1");
+        assert_eq!(
+            base(groq, "https://api.groq.com"),
+            "https://api.groq.com/openai/v1"
+        );
+        assert_eq!(
+            base(groq, "https://api.groq.com/openai/v1"),
+            "https://api.groq.com/openai/v1"
+        );
+        assert_eq!(
+            base(groq, "https://proxy/groq"),
+            "https://proxy/groq/openai/v1"
+        );
+        // OpenAI's base already includes /v1; Gemini's is taken as given.
+        assert_eq!(
+            base("langchain_openai.chat_models.ChatOpenAI", "http://h:8000"),
+            "http://h:8000"
+        );
+        assert_eq!(
+            base(
+                "langchain_google_genai.chat_models.ChatGoogleGenerativeAI",
+                "http://h/x"
+            ),
+            "http://h/x"
+        );
+        assert_eq!(base(ollama, "not a url"), "not a url");
     }
 
     #[test]

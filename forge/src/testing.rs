@@ -53,7 +53,8 @@
 //! session id and the query (so the choice does not depend on the order in
 //! which concurrent turns arrive), or into named queries: rejections with a
 //! status for the first N attempts, streams dropped on their first N reads,
-//! answers delayed on their first N reads. [`LoggedRequest`] records each
+//! answers delayed on their first N reads, infer replies delayed (after the
+//! turn was accepted) on the first N attempts. [`LoggedRequest`] records each
 //! request's arrival time, status, stream id and injected fault, so tests can
 //! check from the server's side what was sent and accepted.
 
@@ -113,7 +114,7 @@ pub struct LoggedRequest {
     /// one a stream request read.
     pub stream_id: Option<String>,
     /// The fault the [`FaultPlan`] injected into this request:
-    /// `reject 503`, `drop` or `delay`.
+    /// `reject 503`, `drop`, `delay` or `delay infer`.
     pub fault: Option<String>,
 }
 
@@ -143,6 +144,15 @@ pub enum Fault {
         /// The extra wait.
         delay: Duration,
         /// How many answers are delayed.
+        times: usize,
+    },
+    /// The first `times` Alquimia infer requests of the turn are accepted
+    /// (the turn is recorded and its stream created) but their reply waits
+    /// `delay`: an agent that took the turn while the client gave up.
+    DelayInfer {
+        /// The extra wait before the infer reply.
+        delay: Duration,
+        /// How many infer replies are delayed.
         times: usize,
     },
 }
@@ -557,7 +567,14 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
         |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
     let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
         (
-            infer(&state, &path, json_body.as_ref(), authorized, &mut logged),
+            infer(
+                &state,
+                &path,
+                json_body.as_ref(),
+                authorized,
+                &mut logged,
+                &mut extra,
+            ),
             None,
         )
     } else if parts.method == Method::GET && path.contains("/event/stream/") {
@@ -615,6 +632,7 @@ fn infer(
     body: Option<&Value>,
     authorized: bool,
     logged: &mut LoggedRequest,
+    extra: &mut Duration,
 ) -> Response<Body> {
     let segments: Vec<&str> = path
         .split_once("/event/infer/")
@@ -679,6 +697,12 @@ fn infer(
         },
     );
     logged.stream_id = Some(id.clone());
+    if let Some(Fault::DelayInfer { delay, times }) = fault {
+        if attempt <= times {
+            *extra = delay;
+            logged.fault = Some("delay infer".into());
+        }
+    }
     json_response(200, &json!({"stream_id": id}))
 }
 

@@ -79,6 +79,8 @@ fn expected(fault: Option<Fault>, retries: u32) -> (bool, usize, usize) {
             }
         }
         Some(Fault::Reject { .. }) => (false, 1, 0),
+        // Cut off during infer: the turn may be accepted, never sent twice.
+        Some(Fault::DelayInfer { .. }) => (false, 1, 0),
         Some(Fault::DropStream { times }) | Some(Fault::Delay { times, .. }) => {
             if times < attempts {
                 (true, 1, times + 1)
@@ -394,6 +396,74 @@ async fn timeouts_are_retried_per_runner() {
     let log = server.requests();
     let count = |q: &str| log.iter().filter(|r| r.query.as_deref() == Some(q)).count();
     assert_eq!((count("late"), count("busy")), (1, 2));
+}
+
+#[tokio::test]
+async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
+    let slow_infer = Fault::DelayInfer {
+        delay: Duration::from_millis(800),
+        times: ALWAYS,
+    };
+    let infers = |server: &TestServer, query: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| is_infer(r) && r.query.as_deref() == Some(query))
+            .count()
+    };
+
+    // The suite's timeout fires while the infer request waits for its reply.
+    let server = TestServer::builder()
+        .fault_plan(FaultPlan::new(0).on_query("slow", slow_infer))
+        .start()
+        .await;
+    let mut data = Dataset::new("s", "agent");
+    data.conversation.push(Batch::new("q1", "slow"));
+    data.conversation.push(Batch::new("q2", "next"));
+    let results = Engine::new(alquimia(&server.url()))
+        .policy(policy(200, 3, Duration::from_millis(20)))
+        .run_datasets(vec![data.clone()])
+        .await;
+    let conversation = &results[0].0.conversation;
+    assert!(
+        conversation[0]
+            .assistant
+            .contains("the agent may already have this turn"),
+        "{}",
+        conversation[0].assistant
+    );
+    assert_eq!(conversation[1].assistant, alquimia_answer("next", 2, "s"));
+    assert_eq!(infers(&server, "slow"), 1, "{:#?}", server.requests());
+    assert_eq!(server.turns("s"), vec!["slow", "next"]);
+
+    // The runner's own infer timeout fires while reading the reply.
+    let server = TestServer::builder()
+        .fault_plan(FaultPlan::new(0).on_query("slow", slow_infer))
+        .start()
+        .await;
+    let runner = Alquimia::new(AlquimiaConfig {
+        base_url: Some(server.url()),
+        api_key: Some(TestServer::DEFAULT_API_KEY.into()),
+        agent_id: Some("agent".into()),
+        channel_id: Some("web".into()),
+        api_version: None,
+    })
+    .unwrap()
+    .with_timeouts(Duration::from_millis(200), Duration::from_secs(5));
+    let results = Engine::new(Arc::new(runner))
+        .policy(policy(5_000, 3, Duration::from_millis(20)))
+        .run_datasets(vec![data])
+        .await;
+    let conversation = &results[0].0.conversation;
+    assert!(
+        conversation[0]
+            .assistant
+            .contains("the agent may already have this turn"),
+        "{}",
+        conversation[0].assistant
+    );
+    assert_eq!(conversation[1].assistant, alquimia_answer("next", 2, "s"));
+    assert_eq!(infers(&server, "slow"), 1, "{:#?}", server.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -384,6 +384,55 @@ async fn a_dropped_stream_reattaches_without_resending_the_turn() {
 }
 
 #[tokio::test]
+async fn datasets_sharing_a_session_id_keep_their_own_turns() {
+    // Fair-Forge best-of datasets: one session id and the same qa ids for
+    // several assistants.
+    let server = TestServer::start().await;
+    let mut first = dataset("s", &["first #dropfirst", "first again"]);
+    first.assistant_id = "a1".into();
+    let mut second = dataset("s", &["second #dropfirst", "second again"]);
+    second.assistant_id = "a2".into();
+    let results = Engine::new(Arc::new(alquimia(&server.url())))
+        .policy(retrying(2))
+        .concurrency(2)
+        .run_datasets(vec![first, second])
+        .await;
+    let answers = |i: usize| -> Vec<String> {
+        results[i]
+            .0
+            .conversation
+            .iter()
+            .map(|b| b.assistant.clone())
+            .collect()
+    };
+    let mut turns = server.turns("s");
+    for (i, name) in [(0, "first"), (1, "second")] {
+        let answers = answers(i);
+        assert_eq!(answers.len(), 2);
+        for (query, answer) in [format!("{name} #dropfirst"), format!("{name} again")]
+            .iter()
+            .zip(&answers)
+        {
+            // The turn number depends on how the two interleave.
+            let turn = turns.iter().position(|t| t == query).unwrap() + 1;
+            assert_eq!(answer, &alquimia_answer(query, turn, "s"), "{answers:?}");
+        }
+    }
+    let requests = server.requests();
+    assert_eq!(by_path(&requests, "/event/infer/").len(), 4);
+    turns.sort();
+    assert_eq!(
+        turns,
+        vec![
+            "first #dropfirst",
+            "first again",
+            "second #dropfirst",
+            "second again"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn alquimia_config_errors_and_env_fallbacks() {
     let _env = ENV_LOCK.lock().await;
     let server = TestServer::start().await;
@@ -584,6 +633,118 @@ async fn openai_errors_logprobs_and_no_key() {
         .await;
     assert_eq!(data.conversation[0].assistant, openai_answer("a", 1));
     assert_eq!(open.requests()[0].authorization(), None);
+}
+
+#[tokio::test]
+async fn payload_ollama_connector_never_sends_the_hosts_openai_key() {
+    let _env = ENV_LOCK.lock().await;
+    std::env::set_var("OPENAI_API_KEY", "sk-host-secret-openai-key");
+    std::env::remove_var("LLM_API_KEY");
+    let server = TestServer::builder().without_auth().start().await;
+    let payload = json!({
+        "datasets": [{
+            "session_id": "o", "assistant_id": "m",
+            "conversation": [{"qa_id": "1", "query": "hi"}]
+        }],
+        "connector": {
+            "class_path": "langchain_ollama.chat_models.ChatOllama",
+            "params": {"model": "llama", "base_url": format!("{}/v1", server.url())}
+        }
+    });
+    let value = serde_json::to_value(forge::payload::run(&payload, 1).await).unwrap();
+    std::env::remove_var("OPENAI_API_KEY");
+    assert_eq!(value["success"], true, "{value}");
+    assert_eq!(
+        value["datasets"][0]["conversation"][0]["assistant"],
+        openai_answer("hi", 1)
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].authorization(), None, "{:?}", requests[0]);
+
+    // A suite's `api_key: ""` is no key as well; a missing one still falls back.
+    std::env::set_var("OPENAI_API_KEY", "sk-host-secret-openai-key");
+    let mut config = openai_config(&server.url());
+    config.api_key = Some(String::new());
+    OpenAi::new(config.clone())
+        .unwrap()
+        .run_dataset(dataset("e", &["a"]))
+        .await;
+    config.api_key = None;
+    OpenAi::new(config)
+        .unwrap()
+        .run_dataset(dataset("f", &["b"]))
+        .await;
+    std::env::remove_var("OPENAI_API_KEY");
+    let requests = server.requests();
+    assert_eq!(requests[1].authorization(), None);
+    assert_eq!(
+        requests[2].authorization(),
+        Some("Bearer sk-host-secret-openai-key")
+    );
+}
+
+#[tokio::test]
+async fn error_bodies_echoing_the_key_at_the_snippet_boundary_never_show_it() {
+    let key = "sk-echoed-0123456789abcdefghijkl";
+    let leaks =
+        |message: &str| (0..=key.len() - 8).any(|start| message.contains(&key[start..start + 8]));
+    for offset in (270..=305).step_by(5) {
+        for status in [401, 200] {
+            // 401: the error body is quoted; 200: not JSON, quoted as malformed.
+            let body = format!("{} {key} is not valid", "x".repeat(offset)).into_bytes();
+            let url = support::fixed_server(status, body).await;
+            let mut openai = openai_config(&url);
+            openai.api_key = Some(key.into());
+            let mut alquimia_cfg = alquimia_config(&url);
+            alquimia_cfg.api_key = Some(key.into());
+            let http = forge::registry::build(
+                json!({"type": "http", "url": format!("{url}/x"),
+                       "headers": {"Authorization": format!("Bearer {key}")},
+                       "body": {"q": "{query}"}, "answer": "/a"}),
+                &forge::registry::BuildContext::default(),
+            )
+            .unwrap();
+            let runners: Vec<Arc<dyn Runner>> = vec![
+                Arc::new(OpenAi::new(openai).unwrap()),
+                Arc::new(Alquimia::new(alquimia_cfg).unwrap()),
+                http,
+            ];
+            for runner in runners {
+                let (data, _) = runner.run_dataset(dataset("s", &["q"])).await;
+                let message = &data.conversation[0].assistant;
+                assert!(message.starts_with("[ERROR]"), "{message}");
+                assert!(!leaks(message), "{offset} {status}: {message}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn reply_bodies_are_read_up_to_a_cap() {
+    use forge::runners::http_util::{read_capped, ERROR_BODY_LIMIT};
+    let url = support::fixed_server(500, vec![b'x'; 200_000]).await;
+    let response = reqwest::get(&url).await.unwrap();
+    let (body, cut) = read_capped(response, 1000).await.unwrap();
+    assert_eq!((body.len(), cut), (1000, true));
+    let response = reqwest::get(&url).await.unwrap();
+    let (body, cut) = read_capped(response, 200_000).await.unwrap();
+    assert_eq!((body.len(), cut), (200_000, false));
+
+    // An error body far past the cap: quoted from its start, and the key at
+    // its end (never read) cannot show.
+    let mut body = vec![b'y'; ERROR_BODY_LIMIT * 4];
+    body.extend_from_slice(b" key sk-0123456789abcdef");
+    let url = support::fixed_server(500, body).await;
+    let mut config = openai_config(&url);
+    config.api_key = Some("sk-0123456789abcdef".into());
+    let (data, _) = OpenAi::new(config)
+        .unwrap()
+        .run_dataset(dataset("s", &["q"]))
+        .await;
+    let message = &data.conversation[0].assistant;
+    assert!(message.starts_with("[ERROR] HTTP 500 from"), "{message}");
+    assert!(message.ends_with("yyy..."), "{message}");
 }
 
 #[tokio::test]

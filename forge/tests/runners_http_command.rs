@@ -308,6 +308,65 @@ async fn command_runner_failures() {
 }
 
 #[tokio::test]
+async fn command_runner_large_context_is_not_put_in_the_environment() {
+    let config = sh("printf '%s:%s' \"${FORGE_CONTEXT:-unset}\" \"$FORGE_QA_ID\"");
+    let mut data = dataset("s", &["x"]);
+    data.context = "c".repeat(256 * 1024);
+    let (data, summary) = run(runner(config.clone()), retrying(0), data).await;
+    assert_eq!(summary.successes, 1, "{:?}", data.conversation[0].assistant);
+    assert_eq!(data.conversation[0].assistant, "unset:q1");
+    let mut data = dataset("s", &["x"]);
+    data.context = "small".into();
+    let (data, _) = run(runner(config), retrying(0), data).await;
+    assert_eq!(data.conversation[0].assistant, "small:q1");
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+#[cfg(target_os = "linux")]
+fn is_dead(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn command_runner_timeout_kills_what_the_program_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!("sleep 30 & echo $! > '{}'; wait", pidfile.display());
+    for suite_timeout in [false, true] {
+        let mut config = sh(&script);
+        let mut policy = retrying(0);
+        if suite_timeout {
+            policy.timeout = Some(Duration::from_millis(300));
+        } else {
+            config["timeout"] = json!("300ms");
+        }
+        let (data, _) = run(runner(config), policy, dataset("s", &["x"])).await;
+        assert!(
+            data.conversation[0].assistant.contains("timed out"),
+            "{}",
+            data.conversation[0].assistant
+        );
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let pid = pid.trim();
+        let start = Instant::now();
+        while !is_dead(pid) && start.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            is_dead(pid),
+            "the program's child {pid} outlived the timeout"
+        );
+        std::fs::remove_file(&pidfile).unwrap();
+    }
+}
+
+#[tokio::test]
 async fn command_runner_timeout_kills_the_process() {
     let mut config = sh("sleep 5; echo late");
     config["timeout"] = json!("200ms");

@@ -27,14 +27,17 @@
 //! `{base}` is `base_url` followed by `/{api_version}` when one is set. The
 //! infer request times out after 60 s, the stream after 300 s.
 //!
-//! A turn the agent accepted is never sent twice: when the engine retries a
-//! turn whose stream dropped or timed out, the runner re-attaches to the
-//! stream it already has instead of sending the query again (within the
-//! stream timeout plus a minute of the turn's acceptance; an older entry is
-//! left over from a run that gave up, and the turn is sent afresh). A turn
-//! cut off by the suite's timeout *during* the infer request may have been
-//! accepted without the runner knowing its stream; that case cannot be told
-//! apart from a lost request.
+//! A turn the agent may have accepted is never sent twice: when the engine
+//! retries a turn whose stream dropped or timed out, the runner re-attaches
+//! to the stream it already has instead of sending the query again (within
+//! the stream timeout plus a minute of the turn's acceptance; an older entry
+//! is left over from a run that gave up, and the turn is sent afresh). An
+//! infer request that fails after it may have reached the agent (a timeout,
+//! a cut connection, an unreadable reply) is a permanent error; only a
+//! failure to connect, or a 429 / 502 / 503 / 504 answer, is retried. A turn
+//! cut off by the suite's timeout *during* the infer request leaves an
+//! "in flight" mark, and the retry fails at once ("the agent may already
+//! have this turn ...") instead of sending it again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -113,9 +116,10 @@ pub struct Alquimia {
     stream_base: Url,
     api_key: String,
     auth: HeaderValue,
-    /// Turns the agent accepted whose answer has not been read yet:
-    /// `(session_id, qa_id)` to the stream id and when the turn was accepted.
-    pending: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Turns sent whose answer has not been read yet, by
+    /// `(assistant_id, session_id, qa_id)`: datasets of different assistants
+    /// may share a session id and qa ids (Fair-Forge best-of datasets).
+    pending: Mutex<HashMap<PendingKey, Pending>>,
     infer_timeout: Duration,
     stream_timeout: Duration,
 }
@@ -128,6 +132,31 @@ impl std::fmt::Debug for Alquimia {
             .finish_non_exhaustive()
     }
 }
+
+/// The key of a turn in [`Alquimia`]'s pending map.
+type PendingKey = (String, String, String);
+
+/// Where a sent turn stands.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// The infer request is (or was, when the attempt was cut off by the
+    /// suite's timeout) on its way: the agent may have the turn, and we do
+    /// not know its stream. Since when.
+    InFlight(Instant),
+    /// The agent accepted the turn: its stream id, and when.
+    Accepted(String, Instant),
+}
+
+impl Pending {
+    fn since(&self) -> Instant {
+        match self {
+            Pending::InFlight(at) | Pending::Accepted(_, at) => *at,
+        }
+    }
+}
+
+/// Message of a turn whose earlier attempt was cut off during infer.
+pub const INFER_CUT_OFF: &str = "the agent may already have this turn (an earlier attempt was cut off during infer); not sending it twice";
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
@@ -201,11 +230,11 @@ impl Alquimia {
         &self.infer_url
     }
 
-    fn secret(&self) -> Option<&str> {
-        Some(&self.api_key)
+    fn secrets(&self) -> &[String] {
+        std::slice::from_ref(&self.api_key)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, Instant)>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -216,6 +245,11 @@ impl Alquimia {
     }
 
     /// Sends the turn; returns the stream id the agent answers on.
+    ///
+    /// Once the request may have been written, a failure is permanent: the
+    /// agent may have the turn, and sending it again could answer it twice.
+    /// Only a failure to connect and a 429 / 502 / 503 / 504 answer (the
+    /// agent did not take the turn) stay transient.
     async fn infer(&self, batch: &Batch, session: &Session<'_>) -> Result<String, RunError> {
         let url = &self.infer_url;
         let body = json!({
@@ -232,24 +266,25 @@ impl Alquimia {
             .json(&body)
             .send()
             .await
-            .map_err(|e| http_util::send_error(e, url, self.infer_timeout))?;
-        let response = http_util::check_status(response, url, self.secret()).await?;
-        let reply = http_util::read_json(response, url, self.infer_timeout, self.secret())
-            .await
-            .map_err(|mut e| {
-                // The agent answered the infer request: it has the turn, so
-                // sending it again could answer it twice.
-                if e.kind == ErrorKind::Transient {
-                    e.kind = ErrorKind::Permanent;
+            .map_err(|e| {
+                let connect = e.is_connect();
+                let error = http_util::send_error(e, url, self.infer_timeout);
+                if connect {
+                    error
+                } else {
+                    may_have_the_turn(error)
                 }
-                e
             })?;
+        let response = http_util::check_status(response, url, self.secrets()).await?;
+        let reply = http_util::read_json(response, url, self.infer_timeout, self.secrets())
+            .await
+            .map_err(may_have_the_turn)?;
         match reply.get("stream_id") {
             Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
             Some(Value::Number(id)) => Ok(id.to_string()),
             _ => Err(RunError::permanent(format!(
                 "No stream_id returned from agent: {}",
-                http_util::scrub(&http_util::snippet(&reply.to_string()), self.secret())
+                http_util::quote(&reply.to_string(), self.secrets())
             ))),
         }
     }
@@ -268,14 +303,43 @@ impl Alquimia {
             .send()
             .await
             .map_err(|e| http_util::send_error(e, &url, limit))?;
-        let response = http_util::check_status(response, &url, self.secret()).await?;
-        let mut events = response.bytes_stream().eventsource();
+        let response = http_util::check_status(response, &url, self.secrets()).await?;
+        // Caps what a stream may make us buffer: one line, and in all.
+        let (mut total, mut line) = (0usize, 0usize);
+        let capped = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(SseRead::Transport)?;
+            total += chunk.len();
+            line = match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+                Some(end) => chunk.len() - end - 1,
+                None => line + chunk.len(),
+            };
+            if line > http_util::SSE_LINE_LIMIT {
+                return Err(SseRead::TooLarge(format!(
+                    "an event line longer than {}",
+                    http_util::bytes_shown(http_util::SSE_LINE_LIMIT)
+                )));
+            }
+            if total > http_util::SSE_STREAM_LIMIT {
+                return Err(SseRead::TooLarge(format!(
+                    "more than {} in all",
+                    http_util::bytes_shown(http_util::SSE_STREAM_LIMIT)
+                )));
+            }
+            Ok(chunk)
+        });
+        let mut events = capped.eventsource();
         let mut answer: Option<String> = None;
         let mut done = false;
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(event) => event,
-                Err(EventStreamError::Transport(e)) => {
+                Err(EventStreamError::Transport(SseRead::TooLarge(what))) => {
+                    return Err(RunError::permanent(format!(
+                        "stream {stream_id} from {} sent {what}; not read",
+                        redact_url(&url)
+                    )))
+                }
+                Err(EventStreamError::Transport(SseRead::Transport(e))) => {
                     let error = http_util::send_error(e, &url, limit);
                     if error.kind == ErrorKind::Timeout {
                         return Err(error);
@@ -304,7 +368,7 @@ impl Alquimia {
                 RunError::permanent(format!(
                     "malformed JSON event from {} ({e}): {}",
                     redact_url(&url),
-                    http_util::scrub(&http_util::snippet(data), self.secret())
+                    http_util::quote(data, self.secrets())
                 ))
             })?;
             if let Some(content) = value
@@ -327,6 +391,38 @@ impl Alquimia {
     }
 }
 
+/// A failure while reading an answer stream.
+#[derive(Debug)]
+enum SseRead {
+    /// The connection failed.
+    Transport(reqwest::Error),
+    /// The stream broke a size limit (what it sent).
+    TooLarge(String),
+}
+
+impl std::fmt::Display for SseRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SseRead::Transport(e) => e.fmt(f),
+            SseRead::TooLarge(what) => f.write_str(what),
+        }
+    }
+}
+
+/// An infer failure after the request may have reached the agent: permanent,
+/// saying why it is not retried.
+fn may_have_the_turn(mut error: RunError) -> RunError {
+    if error.kind != ErrorKind::Permanent {
+        error.kind = ErrorKind::Permanent;
+        error.retry_after = None;
+        error.message = format!(
+            "{} (the agent may already have this turn; not sending it twice)",
+            error.message
+        );
+    }
+    error
+}
+
 /// `extra_data` of the infer request: the batch's `agentic` entries plus
 /// today's local date, unless `agentic` sets `date` itself.
 fn extra_data(agentic: Option<&Object>) -> Object {
@@ -343,13 +439,34 @@ fn extra_data(agentic: Option<&Object>) -> Object {
 #[async_trait::async_trait]
 impl Runner for Alquimia {
     async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
-        let key = (session.session_id.to_owned(), batch.qa_id.clone());
+        let key = (
+            session.assistant_id.to_owned(),
+            session.session_id.to_owned(),
+            batch.qa_id.clone(),
+        );
         let window = self.reattach_window();
-        let remembered = self
-            .pending()
-            .get(&key)
-            .filter(|(_, accepted)| accepted.elapsed() < window)
-            .map(|(stream_id, _)| stream_id.clone());
+        let remembered = {
+            let mut pending = self.pending();
+            match pending.get(&key) {
+                Some(Pending::InFlight(since)) if since.elapsed() < window => {
+                    // An earlier attempt was dropped (the suite's timeout)
+                    // while its infer request was on its way.
+                    return Err(RunError::permanent(INFER_CUT_OFF));
+                }
+                Some(Pending::Accepted(stream_id, since)) if since.elapsed() < window => {
+                    Some(stream_id.clone())
+                }
+                _ => {
+                    if pending.len() >= PENDING_PRUNE_AT {
+                        // Turns whose retries gave up leave entries behind.
+                        pending.retain(|_, entry| entry.since().elapsed() < window);
+                    }
+                    // Stays behind if this attempt is dropped during infer.
+                    pending.insert(key.clone(), Pending::InFlight(Instant::now()));
+                    None
+                }
+            }
+        };
         let stream_id = match remembered {
             Some(stream_id) => {
                 tracing::debug!(
@@ -360,17 +477,19 @@ impl Runner for Alquimia {
                 );
                 stream_id
             }
-            None => {
-                let stream_id = self.infer(batch, session).await?;
-                let mut pending = self.pending();
-                if pending.len() >= PENDING_PRUNE_AT {
-                    // Turns whose retries gave up leave entries behind.
-                    pending.retain(|_, (_, accepted)| accepted.elapsed() < window);
+            None => match self.infer(batch, session).await {
+                Ok(stream_id) => {
+                    self.pending().insert(
+                        key.clone(),
+                        Pending::Accepted(stream_id.clone(), Instant::now()),
+                    );
+                    stream_id
                 }
-                pending.insert(key.clone(), (stream_id.clone(), Instant::now()));
-                drop(pending);
-                stream_id
-            }
+                Err(error) => {
+                    self.pending().remove(&key);
+                    return Err(error);
+                }
+            },
         };
         let result = self.stream(&stream_id).await;
         match &result {

@@ -19,13 +19,17 @@
 //! written to the program's stdin, which is then closed; with `input: arg`
 //! the query is the last argument unless an argument already holds
 //! `{query}`. The child also gets `FORGE_SESSION_ID`, `FORGE_QA_ID`,
-//! `FORGE_ASSISTANT_ID` and `FORGE_CONTEXT`.
+//! `FORGE_ASSISTANT_ID` and `FORGE_CONTEXT` (left out when the context is
+//! over 64 KiB, so a large one cannot make the program fail to start; use
+//! `{context}` on stdin-free programs with care for the same reason).
 //!
 //! The answer is stdout (UTF-8, invalid bytes replaced), without one
 //! trailing newline. A non-zero exit (or death by a signal) is a permanent
 //! failure carrying the end of stderr; so is an empty answer, and a program
 //! that cannot be started names the program. Past `timeout` (or the suite's
-//! timeout) the process is killed and the turn fails with a timeout, not
+//! timeout) the process is killed (on Unix its whole process group: the
+//! program runs in a group of its own, so what it started dies with it)
+//! and the turn fails with a timeout, not
 //! retried unless `retry_timeouts: true` (the program may have acted on the
 //! turn).
 
@@ -49,6 +53,10 @@ use crate::suite::DurationValue;
 
 /// The most of stderr quoted in an error message, in characters (its end).
 pub const STDERR_CHARS: usize = 500;
+
+/// The largest context passed in `FORGE_CONTEXT`, in bytes; a larger one is
+/// left out (the environment's size is limited: spawning would fail).
+pub const CONTEXT_ENV_LIMIT: usize = 64 * 1024;
 
 /// Where the query goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -80,8 +88,7 @@ struct CommandConfig {
 }
 
 /// The `command` runner. Build it from a suite's `runner: {type: command, ...}`
-/// or with [`Command::from_value`].
-#[derive(Debug)]
+/// or with [`Command::from_value`]. Its `Debug` output hides `env` values.
 pub struct Command {
     program: PathBuf,
     args: Vec<String>,
@@ -90,6 +97,35 @@ pub struct Command {
     cwd: Option<PathBuf>,
     timeout: Option<Duration>,
     retry: Retry,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: BTreeMap<&str, &str> = self.env.keys().map(|k| (k.as_str(), "***")).collect();
+        f.debug_struct("Command")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("input", &self.input)
+            .field("env", &env)
+            .field("cwd", &self.cwd)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed: the turn's future
+/// dropped on a timeout takes the program and everything it started with it.
+#[cfg(unix)]
+struct KillGroup(Option<nix::unistd::Pid>);
+
+#[cfg(unix)]
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 impl Command {
@@ -147,7 +183,6 @@ impl Command {
             .env("FORGE_SESSION_ID", session.session_id)
             .env("FORGE_QA_ID", &batch.qa_id)
             .env("FORGE_ASSISTANT_ID", session.assistant_id)
-            .env("FORGE_CONTEXT", session.context)
             .stdin(if self.input == Input::Stdin {
                 Stdio::piped()
             } else {
@@ -156,12 +191,30 @@ impl Command {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if session.context.len() <= CONTEXT_ENV_LIMIT {
+            command.env("FORGE_CONTEXT", session.context);
+        } else {
+            tracing::debug!(
+                session = session.session_id,
+                bytes = session.context.len(),
+                "context over 64 KiB: FORGE_CONTEXT not set"
+            );
+        }
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
+        #[cfg(unix)]
+        command.process_group(0);
         let mut child = command
             .spawn()
             .map_err(|e| RunError::permanent(format!("cannot start `{}`: {e}", self.name())))?;
+        #[cfg(unix)]
+        let mut group = KillGroup(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(nix::unistd::Pid::from_raw),
+        );
         let stdin = child.stdin.take();
         let query = batch.query.as_bytes();
         let write = async move {
@@ -172,6 +225,11 @@ impl Command {
             }
         };
         let (_, output) = tokio::join!(write, child.wait_with_output());
+        // Finished on its own: what it left running is its own business.
+        #[cfg(unix)]
+        {
+            group.0 = None;
+        }
         let output = output.map_err(|e| {
             RunError::permanent(format!("cannot read the output of `{}`: {e}", self.name()))
         })?;
@@ -253,6 +311,18 @@ inventory::submit! { RunnerType { name: "command", build } }
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_env_values() {
+        let runner = Command::from_value(
+            serde_json::json!({"program": "true", "env": {"API_KEY": "sk-very-secret"}}),
+            &BuildContext::default(),
+        )
+        .unwrap();
+        let shown = format!("{runner:?}");
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+        assert!(shown.contains("API_KEY"), "{shown}");
+    }
 
     #[test]
     fn stderr_tail_and_config() {

@@ -196,11 +196,12 @@ impl Http {
 
     /// `text` with every header value replaced by `***`.
     fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.secrets {
-            text = http_util::scrub(&text, Some(secret));
-        }
-        text
+        http_util::scrub_all(text, &self.secrets)
+    }
+
+    /// A reply quoted in a message: secrets scrubbed, then cut.
+    fn quote(&self, text: &str) -> String {
+        http_util::quote(text, &self.secrets)
     }
 
     fn scrubbed(&self, mut error: RunError) -> RunError {
@@ -235,7 +236,7 @@ impl Http {
             RunError::permanent(format!(
                 "malformed JSON from {} ({e}): {}",
                 redact_url(url),
-                self.scrub(&http_util::snippet(&text))
+                self.quote(&text)
             ))
         };
         let answer = match (&self.answer, parsed) {
@@ -244,7 +245,7 @@ impl Http {
                 return Err(RunError::permanent(format!(
                     "the reply from {} is JSON, not a string: set `answer` to a JSON pointer to the answer: {}",
                     redact_url(url),
-                    self.scrub(&http_util::snippet(&other.to_string()))
+                    self.quote(&other.to_string())
                 )))
             }
             (None, Err(_)) => text.into_owned(),
@@ -254,7 +255,7 @@ impl Http {
                     RunError::permanent(format!(
                         "{what} at `answer` pointer {pointer} in the reply from {}: {}",
                         redact_url(url),
-                        self.scrub(&http_util::snippet(&reply.to_string()))
+                        self.quote(&reply.to_string())
                     ))
                 };
                 let answer = match reply.pointer(pointer) {
@@ -365,18 +366,23 @@ impl Runner for Http {
             .send()
             .await
             .map_err(|e| self.scrubbed(http_util::send_error(e, &url, self.timeout)))?;
-        let response = http_util::check_status(response, &url, None)
+        let response = http_util::check_status(response, &url, &self.secrets)
             .await
             .map_err(|e| self.scrubbed(e))?;
         // The agent answered: it has the turn, so a failure from here on must
         // not send it again.
-        let bytes = response.bytes().await.map_err(|e| {
-            let mut error = self.scrubbed(http_util::send_error(e, &url, self.timeout));
-            if error.kind == ErrorKind::Transient {
-                error.kind = ErrorKind::Permanent;
-            }
-            error
-        })?;
+        let (bytes, cut) = http_util::read_capped(response, http_util::JSON_BODY_LIMIT)
+            .await
+            .map_err(|e| {
+                let mut error = self.scrubbed(http_util::send_error(e, &url, self.timeout));
+                if error.kind == ErrorKind::Transient {
+                    error.kind = ErrorKind::Permanent;
+                }
+                error
+            })?;
+        if cut {
+            return Err(self.scrubbed(http_util::too_large(&url, http_util::JSON_BODY_LIMIT)));
+        }
         self.extract(&bytes, &url)
     }
 

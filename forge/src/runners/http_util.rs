@@ -23,6 +23,18 @@ use crate::error::{humanize, ConfigError, ErrorKind, RunError};
 /// The longest part of a server's reply quoted in an error message, in characters.
 pub const SNIPPET_CHARS: usize = 300;
 
+/// The most of an error reply's body read (to quote its start); the rest is
+/// left unread.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// The largest JSON reply read; a larger one is a permanent error.
+pub const JSON_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// The longest line of a server-sent event stream; a longer one is a
+/// permanent error.
+pub const SSE_LINE_LIMIT: usize = 32 * 1024 * 1024;
+/// The most a server-sent event stream may carry in all; more is a
+/// permanent error.
+pub const SSE_STREAM_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Builds the HTTP client a runner keeps for its whole life, so connections
 /// are pooled across turns. Timeouts are set per request.
 pub fn client(runner: &str) -> Result<reqwest::Client, ConfigError> {
@@ -134,6 +146,22 @@ pub fn scrub(text: &str, secret: Option<&str>) -> String {
     }
 }
 
+/// `text` with every secret of `secrets` replaced by `***`.
+pub fn scrub_all(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        text = scrub(&text, Some(secret));
+    }
+    text
+}
+
+/// A reply quoted in an error message: `secrets` scrubbed from the whole
+/// text first, then cut to a [`snippet`] (cutting first could leave the start
+/// of a secret that straddles the cut).
+pub fn quote(text: &str, secrets: &[String]) -> String {
+    snippet(&scrub_all(text, secrets))
+}
+
 /// At most [`SNIPPET_CHARS`] characters of a reply body, whitespace collapsed,
 /// for an error message.
 pub fn snippet(body: &str) -> String {
@@ -145,19 +173,25 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
+/// The longest `Retry-After` delay honoured; a longer (or unrepresentable)
+/// one is ignored, as if the header were missing.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The delay a `Retry-After` header asks for: delay-seconds or an HTTP date
-/// (a date in the past gives zero).
+/// (a date in the past gives zero). Absurd values (beyond
+/// [`MAX_RETRY_AFTER`], too large to represent, negative) are ignored.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let sane = |delay: Duration| (delay <= MAX_RETRY_AFTER).then_some(delay);
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return sane(Duration::from_secs(seconds));
     }
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return Duration::try_from_secs_f64(seconds).ok().and_then(sane);
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    sane(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Whether an HTTP status means the server did not take the request and a
@@ -230,23 +264,26 @@ pub fn send_error(error: reqwest::Error, url: &Url, limit: Duration) -> RunError
 
 /// Passes a successful response through; turns an error status into a
 /// [`RunError`]: transient with its `Retry-After` for 429, 502, 503 and 504,
-/// permanent otherwise, with a snippet of the body (`secret` scrubbed).
+/// permanent otherwise, with a snippet of the body (`secrets` scrubbed).
 pub async fn check_status(
     response: Response,
     url: &Url,
-    secret: Option<&str>,
+    secrets: &[String],
 ) -> Result<Response, RunError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
     let delay = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
+    let body = read_capped(response, ERROR_BODY_LIMIT)
+        .await
+        .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     let message = format!(
         "HTTP {} from {}: {}",
         status.as_u16(),
         redact_url(url),
-        scrub(&snippet(&body), secret)
+        quote(&body, secrets)
     );
     if is_transient_status(status) {
         Err(RunError::transient(message).with_retry_after(delay))
@@ -255,23 +292,64 @@ pub async fn check_status(
     }
 }
 
-/// Reads a reply body as JSON. A malformed body is a permanent error quoting
-/// its start; a failure while reading is classified by [`send_error`].
+/// Reads at most `limit` bytes of a reply body: the bytes, and whether the
+/// body was longer (its rest is not read).
+pub async fn read_capped(
+    mut response: Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// The error of a reply larger than `limit` bytes.
+pub fn too_large(url: &Url, limit: usize) -> RunError {
+    RunError::permanent(format!(
+        "the reply from {} is larger than {}; not read",
+        redact_url(url),
+        bytes_shown(limit)
+    ))
+}
+
+/// `limit` bytes for a message: `64 KiB`, `32 MiB`, `100 bytes`.
+pub fn bytes_shown(limit: usize) -> String {
+    if limit >= 1 << 20 && limit & ((1 << 20) - 1) == 0 {
+        format!("{} MiB", limit >> 20)
+    } else if limit >= 1 << 10 && limit & ((1 << 10) - 1) == 0 {
+        format!("{} KiB", limit >> 10)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
+/// Reads a reply body (at most [`JSON_BODY_LIMIT`] bytes) as JSON. A
+/// malformed body is a permanent error quoting its start, so is a larger
+/// one; a failure while reading is classified by [`send_error`].
 pub async fn read_json(
     response: Response,
     url: &Url,
     limit: Duration,
-    secret: Option<&str>,
+    secrets: &[String],
 ) -> Result<Value, RunError> {
-    let bytes = response
-        .bytes()
+    let (bytes, cut) = read_capped(response, JSON_BODY_LIMIT)
         .await
         .map_err(|e| send_error(e, url, limit))?;
+    if cut {
+        return Err(too_large(url, JSON_BODY_LIMIT));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         RunError::permanent(format!(
             "malformed JSON from {} ({e}): {}",
             redact_url(url),
-            scrub(&snippet(&String::from_utf8_lossy(&bytes)), secret)
+            quote(&String::from_utf8_lossy(&bytes), secrets)
         ))
     })
 }
@@ -312,6 +390,27 @@ mod tests {
     }
 
     #[test]
+    fn ignores_absurd_retry_after_values() {
+        let mut headers = HeaderMap::new();
+        for absurd in [
+            "99999999999999999999",
+            "1e30",
+            "1e400",
+            "-1",
+            "-0.5",
+            "NaN",
+            "inf",
+            "999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(absurd));
+            assert_eq!(retry_after(&headers), None, "{absurd}");
+        }
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1.5"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
     fn redacts_secrets_from_urls() {
         let url =
             Url::parse("https://user:pw@h.example/v1/x?api_key=SECRET&chat_history=50").unwrap();
@@ -330,6 +429,20 @@ mod tests {
         assert_eq!(snippet(&long).chars().count(), SNIPPET_CHARS + 3);
         assert_eq!(snippet("  a \n b "), "a b");
         assert_eq!(scrub("bad key sk-123456", Some("sk-123456")), "bad key ***");
+    }
+
+    #[test]
+    fn quotes_never_show_part_of_a_secret_cut_at_the_snippet_boundary() {
+        let key = "sk-live-0123456789abcdefghij".to_owned();
+        for offset in SNIPPET_CHARS - 30..=SNIPPET_CHARS + 5 {
+            let body = format!("{} {key} rejected", "e".repeat(offset));
+            let quoted = quote(&body, std::slice::from_ref(&key));
+            for start in 0..=key.len() - 8 {
+                for end in start + 8..=key.len() {
+                    assert!(!quoted.contains(&key[start..end]), "{offset}: {quoted}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! runner:
 //!   type: openai
 //!   base_url: http://localhost:11434/v1   # default https://api.openai.com/v1, or OPENAI_BASE_URL
-//!   api_key: ${OPENAI_API_KEY}            # optional (Ollama needs none); falls back to OPENAI_API_KEY
+//!   api_key: ${OPENAI_API_KEY}            # optional (Ollama needs none); falls back to OPENAI_API_KEY when missing; "" means no key
 //!   model: llama3.2                       # required
 //!   system_prompt: You are terse.         # optional
 //!   history: true                         # default: earlier turns are sent as chat history
@@ -64,7 +64,10 @@ pub struct OpenAiConfig {
     /// The API's base URL (default [`DEFAULT_BASE_URL`], or `OPENAI_BASE_URL`).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// The API key (or `OPENAI_API_KEY`); none sends no `Authorization` header.
+    /// The API key. Missing (`None`): `OPENAI_API_KEY`, when set. An empty
+    /// (or blank) key means "no key" with **no** environment fallback, so a
+    /// caller that must not send the host's key anywhere (the payload API's
+    /// connectors) can say so. No key sends no `Authorization` header.
     #[serde(default)]
     pub api_key: Option<String>,
     /// The model name (required).
@@ -154,7 +157,11 @@ impl OpenAi {
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base = http_util::parse_base_url("openai", "base_url", &base_url)?;
         let url = http_util::join_segments(&base, ["chat", "completions"]);
-        let api_key = http_util::setting_or_env(config.api_key, API_KEY_ENV);
+        let api_key = match config.api_key {
+            // Explicitly no key: never the environment's.
+            Some(key) if key.trim().is_empty() => None,
+            key => http_util::setting_or_env(key, API_KEY_ENV),
+        };
         let auth = match &api_key {
             Some(key) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
@@ -243,7 +250,7 @@ impl Runner for OpenAi {
             body.insert(key.clone(), value.clone());
         }
         let url = &self.url;
-        let secret = self.api_key.as_deref();
+        let secrets = self.api_key.as_slice();
         let mut request = self
             .client
             .post(url.clone())
@@ -256,8 +263,8 @@ impl Runner for OpenAi {
             .send()
             .await
             .map_err(|e| http_util::send_error(e, url, self.timeout))?;
-        let response = http_util::check_status(response, url, secret).await?;
-        let reply = http_util::read_json(response, url, self.timeout, secret).await?;
+        let response = http_util::check_status(response, url, secrets).await?;
+        let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
         let choice = reply.pointer("/choices/0");
         let answer = choice
             .and_then(|c| c.pointer("/message/content"))
@@ -267,7 +274,7 @@ impl Runner for OpenAi {
             return Err(RunError::permanent(format!(
                 "no answer (choices[0].message.content) in the reply from {}: {}",
                 redact_url(url),
-                http_util::scrub(&http_util::snippet(&reply.to_string()), secret)
+                http_util::quote(&reply.to_string(), secrets)
             )));
         };
         let mut result = Reply::text(answer);
