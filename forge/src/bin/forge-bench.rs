@@ -186,6 +186,14 @@ fn process_cpu_s(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// A suite's YAML up to its `datasets:` key: the Alquimia runner at `url`.
+fn suite_header(name: &str, url: &str, concurrency: usize) -> String {
+    format!(
+        "name: {name}\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n",
+        forge::testing::TestServer::DEFAULT_API_KEY
+    )
+}
+
 fn write_suite(
     path: &Path,
     url: &str,
@@ -194,10 +202,7 @@ fn write_suite(
     concurrency: usize,
 ) -> Result<(), String> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
-    let mut text = format!(
-        "name: bench\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n",
-        forge::testing::TestServer::DEFAULT_API_KEY
-    );
+    let mut text = suite_header("bench", url, concurrency);
     for s in 0..sessions {
         text.push_str(&format!(
             "  - session_id: s{s}\n    assistant_id: bench\n    conversation:\n"
@@ -238,10 +243,7 @@ fn write_jsonl_suite(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let text = format!(
-        "name: big\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n  - file: {file_name}\n",
-        forge::testing::TestServer::DEFAULT_API_KEY
-    );
+    let text = suite_header("big", url, concurrency) + &format!("  - file: {file_name}\n");
     std::fs::write(path, text).map_err(|e| e.to_string())
 }
 
