@@ -269,7 +269,17 @@ pub(crate) async fn run_dataset<R: Runner + ?Sized>(
             BatchOutcome::failure(batch, INTERRUPTED, 0.0)
         } else {
             let session = Session::with_policy(&dataset, &done, policy);
-            runner.run_batch(batch, &session).await
+            // `call` panics are caught per attempt; this catches a panic in
+            // a runner's own `run_batch`, keeping a copy to report it on.
+            let copy = batch.clone();
+            let started = Instant::now();
+            AssertUnwindSafe(runner.run_batch(batch, &session))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let error = panicked(&*panic);
+                    BatchOutcome::failure(copy, &error.message, millis(started.elapsed()))
+                })
         };
         if outcome.success {
             successes += 1;
@@ -432,6 +442,37 @@ mod tests {
             }
             Ok(Reply::text("fine"))
         }
+    }
+
+    struct Careless;
+
+    #[async_trait::async_trait]
+    impl Runner for Careless {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            Ok(Reply::text("fine"))
+        }
+        async fn run_batch(&self, batch: Batch, _: &Session<'_>) -> BatchOutcome {
+            assert!(batch.qa_id != "q2", "no q2 here");
+            BatchOutcome::success(batch, 1.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_batch_fails_its_turn_and_keeps_the_batch() {
+        let mut dataset = Dataset::new("s", "a");
+        for id in ["q1", "q2", "q3"] {
+            let mut batch = Batch::new(id, "hi");
+            batch.ground_truth_assistant = format!("truth {id}");
+            dataset.conversation.push(batch);
+        }
+        let results = Engine::new(Arc::new(Careless))
+            .run_datasets(vec![dataset])
+            .await;
+        let (dataset, summary) = &results[0];
+        assert_eq!((summary.successes, summary.failures), (2, 1));
+        let failed = &dataset.conversation[1];
+        assert_eq!(failed.assistant, "[ERROR] runner panicked: no q2 here");
+        assert_eq!(failed.ground_truth_assistant, "truth q2");
     }
 
     #[tokio::test]
