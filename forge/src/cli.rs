@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::report::{self, Reported};
-use crate::run::{run_suites, BatchRecord};
+use crate::run::{run_suites, BatchRecord, SuiteResult};
 use crate::suite;
 
 /// Exit status of a run in which some batch failed.
@@ -255,19 +255,39 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     // What is left of the suites is no longer needed: free it
     // (turns were moved into the results) before the reports are built.
     drop(suites);
-    let reported: Vec<Reported<'_>> = secrets
-        .iter()
-        .cloned()
-        .zip(&results)
-        .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
-        .map(|(secrets, result)| Reported { result, secrets })
-        .collect();
+    let mut results = results;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
+    // The suites with something to report, and their secrets.
+    let chosen: Vec<(Vec<String>, usize)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
+        .map(|(i, _)| (secrets[i].clone(), i))
+        .collect();
+    fn view<'a>(results: &'a [SuiteResult], chosen: &[(Vec<String>, usize)]) -> Vec<Reported<'a>> {
+        chosen
+            .iter()
+            .map(|(secrets, i)| Reported {
+                result: &results[*i],
+                secrets: secrets.clone(),
+            })
+            .collect()
+    }
+    let written = report::write_summaries(&out, &view(&results, &chosen)).and_then(|_| {
+        // The answered datasets are on disk now; JUnit needs only the
+        // records, so free them first: it halves the peak of a large run.
+        for result in &mut results {
+            if let crate::schema::Response::Success(run) = &mut result.response {
+                run.datasets = Vec::new();
+            }
+        }
+        report::write_junit(&out, &view(&results, &chosen), &[])
+    });
     let mut status = ExitCode::SUCCESS;
-    match report::write_all(&out, &reported, &[]) {
+    match written {
         Ok(_) => eprintln!("forge: reports written to {}", out.display()),
         Err(error) => {
             eprintln!("forge: {error}");

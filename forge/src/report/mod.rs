@@ -38,6 +38,13 @@ pub fn write_all(
     suites: &[Reported<'_>],
     load_errors: &[(String, String)],
 ) -> Result<Vec<PathBuf>, ReportError> {
+    let mut written = write_summaries(dir, suites)?;
+    written.push(write_junit(dir, suites, load_errors)?);
+    Ok(written)
+}
+
+/// Writes `<suite>.json` per suite into `dir` (created if need be).
+pub fn write_summaries(dir: &Path, suites: &[Reported<'_>]) -> Result<Vec<PathBuf>, ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| ReportError {
         path: dir.to_owned(),
         message: e.to_string(),
@@ -48,10 +55,23 @@ pub fn write_all(
         summary::write(&path, suite)?;
         written.push(path);
     }
+    Ok(written)
+}
+
+/// Writes `junit.xml` into `dir` (created if need be). It reads only the
+/// suites' records, so a caller may free the answered datasets first.
+pub fn write_junit(
+    dir: &Path,
+    suites: &[Reported<'_>],
+    load_errors: &[(String, String)],
+) -> Result<PathBuf, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReportError {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })?;
     let path = dir.join("junit.xml");
     junit::write(&path, suites, load_errors)?;
-    written.push(path);
-    Ok(written)
+    Ok(path)
 }
 
 /// Replaces every secret in `text` by `[REDACTED]`.
