@@ -83,7 +83,7 @@ pub fn parse(payload: &Value) -> Result<Request, String> {
             return Err("No datasets provided: `datasets` is empty".into())
         }
         Some(value @ Value::Array(_)) => {
-            datasets_from_value("datasets", value.clone()).map_err(|e| e.to_string())?
+            datasets_from_value("datasets", value).map_err(|e| e.to_string())?
         }
         Some(other) => {
             return Err(format!(

@@ -124,7 +124,7 @@ impl Dataset {
     ///
     /// `label` names the dataset in errors (for example `datasets[2]` or a
     /// file name); the session id is added when the value has one.
-    pub fn from_value(label: &str, value: Value) -> Result<Dataset, DatasetError> {
+    pub fn from_value(label: &str, value: &Value) -> Result<Dataset, DatasetError> {
         let session = value
             .get("session_id")
             .and_then(Value::as_str)
@@ -195,10 +195,10 @@ pub(crate) fn missing_field(message: &str) -> Option<&str> {
 }
 
 /// Reads datasets from a JSON value holding one dataset or a list of them.
-pub fn datasets_from_value(label: &str, value: Value) -> Result<Vec<Dataset>, DatasetError> {
+pub fn datasets_from_value(label: &str, value: &Value) -> Result<Vec<Dataset>, DatasetError> {
     match value {
         Value::Array(items) => items
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(index, item)| Dataset::from_value(&format!("{label}[{index}]"), item))
             .collect(),
@@ -208,7 +208,7 @@ pub fn datasets_from_value(label: &str, value: Value) -> Result<Vec<Dataset>, Da
             field: ".".to_owned(),
             message: format!(
                 "expected a dataset object or a list of datasets, found {}",
-                json_kind(&other)
+                json_kind(other)
             ),
         }),
     }

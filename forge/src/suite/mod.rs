@@ -455,7 +455,7 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
                     },
                     message: format!("invalid JSON: {e}"),
                 })?;
-                let dataset = Dataset::from_value(&format!("{label}:{}", index + 1), value)
+                let dataset = Dataset::from_value(&format!("{label}:{}", index + 1), &value)
                     .map_err(|source| SuiteError::Dataset {
                         location: Location {
                             file: path.to_owned(),
@@ -470,7 +470,7 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
         }
         "yaml" | "yml" => {
             let value: Value = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, e))?;
-            datasets_from_value(&label, value).map_err(dataset_error)
+            datasets_from_value(&label, &value).map_err(dataset_error)
         }
         _ => load_json_datasets(path, &label, &text),
     }
