@@ -159,44 +159,32 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         }
     };
     let mut suites = suites;
-    let filter = args.filter.clone();
-    // What selection needs of each dataset, apart from the suites, which
-    // the run takes the turns out of.
-    type Tests = (Arc<[String]>, Vec<bool>);
-    let tests: Vec<Vec<Tests>> = suites
+    // Which batches run, decided once: the run takes the turns out of the
+    // suites, so selection must not need them.
+    let runs_batch: Vec<Vec<Vec<bool>>> = suites
         .iter()
         .map(|suite| {
             suite
                 .datasets
                 .iter()
-                .map(|d| (Arc::clone(&d.test_names), d.ignored.clone()))
+                .map(|d| {
+                    d.test_names
+                        .iter()
+                        .zip(&d.ignored)
+                        .map(|(name, ignored)| {
+                            !ignored && args.filter.as_deref().is_none_or(|f| name.contains(f))
+                        })
+                        .collect()
+                })
                 .collect()
         })
         .collect();
-    let selected = |id: crate::run::BatchId| {
-        let (names, ignored) = &tests[id.suite][id.dataset];
-        !ignored[id.batch]
-            && filter
-                .as_deref()
-                .is_none_or(|f| names[id.batch].contains(f))
-    };
-    let total: usize = suites
+    let selected = |id: crate::run::BatchId| runs_batch[id.suite][id.dataset][id.batch];
+    let total = runs_batch
         .iter()
-        .enumerate()
-        .flat_map(|(s, suite)| {
-            suite
-                .datasets
-                .iter()
-                .enumerate()
-                .flat_map(move |(d, data)| {
-                    (0..data.test_names.len()).map(move |b| crate::run::BatchId {
-                        suite: s,
-                        dataset: d,
-                        batch: b,
-                    })
-                })
-        })
-        .filter(|id| selected(*id))
+        .flatten()
+        .flatten()
+        .filter(|s| **s)
         .count();
 
     if total == 0 {
