@@ -298,9 +298,10 @@ async fn run_suite(
             })
             .collect();
         let session_ids: Vec<String> = jobs.iter().map(|j| j.dataset.session_id.clone()).collect();
+        // The runs of a repeated batch seen so far: how many, and each by run.
         let pending = std::sync::Mutex::new(std::collections::HashMap::<
             (usize, usize),
-            Vec<Option<RunRecord>>,
+            (usize, Vec<Option<RunRecord>>),
         >::new());
         move |job: usize, batch: usize, outcome: &BatchOutcome| {
             let (d, run) = job_of[job];
@@ -310,14 +311,16 @@ async fn run_suite(
                 vec![record]
             } else {
                 let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
-                let slots = pending
+                let (seen, slots) = pending
                     .entry((d, batch))
-                    .or_insert_with(|| vec![None; meta.runs]);
-                slots[run] = Some(record);
-                if slots.iter().any(Option::is_none) {
+                    .or_insert_with(|| (0, vec![None; meta.runs]));
+                if slots[run].replace(record).is_none() {
+                    *seen += 1;
+                }
+                if *seen < meta.runs {
                     return;
                 }
-                let done = pending.remove(&(d, batch)).unwrap_or_default();
+                let (_, done) = pending.remove(&(d, batch)).unwrap_or_default();
                 done.into_iter().flatten().collect()
             };
             let id = BatchId {

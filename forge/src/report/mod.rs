@@ -49,6 +49,7 @@ pub fn write_summaries(dir: &Path, suites: &[Reported<'_>]) -> Result<Vec<PathBu
         path: dir.to_owned(),
         message: e.to_string(),
     })?;
+    remove_stale(dir);
     let mut written = Vec::with_capacity(suites.len() + 1);
     for suite in suites {
         let path = dir.join(format!("{}.json", suite.result.name));
@@ -69,6 +70,7 @@ pub fn write_junit(
         path: dir.to_owned(),
         message: e.to_string(),
     })?;
+    remove_stale(dir);
     let path = dir.join("junit.xml");
     junit::write(&path, suites, load_errors)?;
     Ok(path)
@@ -85,17 +87,81 @@ pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
     text
 }
 
-/// Opens `<path>.tmp` for writing; [`finish`] renames it over `path`, so a
-/// reader never sees half a report.
+/// Opens a temporary file beside `path` for writing; [`finish`] renames it
+/// over `path`, so a reader never sees half a report. Its name,
+/// `.<file name>.forge-<pid>-<n>.tmp`, is unique to this process and write,
+/// so two writers never share one, and [`remove_stale`] can tell whose it is.
 pub(crate) fn create(
     path: &Path,
 ) -> Result<(PathBuf, std::io::BufWriter<std::fs::File>), ReportError> {
-    let tmp = path.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| ReportError {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}{TMP_MARK}{}-{n}.tmp", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| ReportError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
     Ok((tmp, std::io::BufWriter::with_capacity(1 << 16, file)))
+}
+
+/// What marks a report's temporary file, followed by the writer's pid.
+const TMP_MARK: &str = ".forge-";
+
+/// Removes the temporary report files in `dir` left by a forge process that
+/// no longer runs (killed while writing, with `kill -9`, say). Files of
+/// live processes (another run writing into the same directory) are kept.
+pub(crate) fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(tmp_file_pid) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The pid in a temporary report file's name, `None` for other files.
+fn tmp_file_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = rest.rsplit_once(TMP_MARK)?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` still runs.
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    use nix::errno::Errno;
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks that the process exists; EPERM means it does, as
+    // another user's.
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(Errno::ESRCH)
+    )
+}
+
+/// Whether process `pid` still runs: without a way to ask (not on unix),
+/// every writer counts as alive and nothing is removed.
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 /// Flushes the writer and moves the finished file into place.

@@ -1,18 +1,26 @@
 //! Placeholders in runner templates: `{query}`, `{session_id}`, `{qa_id}`,
 //! `{context}`, `{assistant_id}`, `{language}` and `{turn}` (1-based position
 //! in the session), shared by the `echo`, `http` and `command` runners.
+//! `{{` writes a literal `{` (values a suite takes from the environment are
+//! escaped so, and never expanded).
 
 use crate::runner::Session;
 use crate::schema::Batch;
 
 /// Replaces each `{name}` of `template` for which `value` has a value, in
-/// one pass, so substituted text is never expanded again.
+/// one pass, so substituted text is never expanded again; `{{` is a literal
+/// `{`.
 pub fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
+        if let Some(escaped) = after.strip_prefix('{') {
+            out.push('{');
+            rest = escaped;
+            continue;
+        }
         match after
             .find('}')
             .and_then(|close| Some((close, value(&after[..close])?)))
@@ -60,6 +68,10 @@ mod tests {
         assert_eq!(
             fill("Q: {query} ({turn}) {other} {", value),
             "Q: {turn} & {query} (2) {other} {"
+        );
+        assert_eq!(
+            fill("{{query} {{{query}", value),
+            "{query} {{turn} & {query}"
         );
     }
 }

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use env::interpolate;
+pub use env::{interpolate, EnvError};
 
 use crate::error::{DatasetError, Location, SuiteError};
 use crate::execute::{Backoff, Policy, RateLimit};
@@ -166,8 +166,8 @@ impl Suite {
         }
         let mut runner = serde_json::to_value(&file.runner)
             .map_err(|e| invalid(at("runner:"), format!("invalid `runner`: {e}")))?;
-        if let Err(var) = env::interpolate_value(&mut runner) {
-            return Err(unset_variable(path, text, &var));
+        if let Err(error) = env::interpolate_runner(&mut runner) {
+            return Err(env_error(path, text, &error));
         }
         let base = path.parent().unwrap_or(Path::new("")).to_owned();
         let suite_expect = file.expect.clone().unwrap_or_default();
@@ -176,7 +176,14 @@ impl Suite {
             spec.resolve()
                 .map_err(|message| invalid(at(needle), message))
         };
-        repeat_at(suite_repeat, "repeat:")?;
+        suite_repeat.resolve().map_err(|message| {
+            // The suite-level key the message is about.
+            let key = ["min_passes", "pass_rate", "repeat"]
+                .into_iter()
+                .find(|key| message.contains(&format!("`{key}`")))
+                .unwrap_or("repeat");
+            invalid(at(&format!("{key}:")), message)
+        })?;
         let mut datasets: Vec<Loaded> = Vec::new();
         for entry in file.datasets {
             match entry {
@@ -221,7 +228,7 @@ impl Suite {
                 } => {
                     let file_path = match env::interpolate(&file) {
                         Ok(f) => base.join(f),
-                        Err(var) => return Err(unset_variable(path, text, &var)),
+                        Err(error) => return Err(env_error(path, text, &error)),
                     };
                     if !file_path.is_file() {
                         return Err(invalid(
@@ -320,6 +327,14 @@ impl Suite {
                 ));
             }
         }
+        check_count(file.concurrency, "concurrency", 1, MAX_CONCURRENCY, &at)?;
+        check_count(
+            file.retries.map(|r| r as usize),
+            "retries",
+            0,
+            MAX_RETRIES,
+            &at,
+        )?;
         if file.timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(invalid(
                 at("timeout:"),
@@ -594,14 +609,36 @@ pub(crate) fn check_unique_names(suites: &[Suite]) -> Result<(), SuiteError> {
     Ok(())
 }
 
+/// The most sessions a suite may run at once (`concurrency`).
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// The most retries of one turn (`retries`).
+pub const MAX_RETRIES: usize = 100;
+
+/// A located error when the count `key` is set outside `min..=max`.
+fn check_count(
+    value: Option<usize>,
+    key: &str,
+    min: usize,
+    max: usize,
+    at: &dyn Fn(&str) -> Location,
+) -> Result<(), SuiteError> {
+    match value {
+        Some(value) if value < min || value > max => Err(invalid(
+            at(&format!("{key}:")),
+            format!("`{key}` {value} is outside {min}..={max}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn invalid(location: Location, message: String) -> SuiteError {
     SuiteError::Invalid { location, message }
 }
 
-fn unset_variable(path: &Path, text: &str, var: &str) -> SuiteError {
+fn env_error(path: &Path, text: &str, error: &env::EnvError) -> SuiteError {
     invalid(
-        locate(path, text, &format!("${{{var}")),
-        format!("environment variable {var} is not set (use ${{{var}:-default}} for a default)"),
+        locate(path, text, &format!("${{{}", error.variable())),
+        error.to_string(),
     )
 }
 

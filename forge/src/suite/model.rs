@@ -47,6 +47,10 @@ impl SuiteFile {
     }
 }
 
+/// The most runs `repeat` may ask for: each run is a session of its own,
+/// held in memory with its records until every run of a batch is in.
+pub(crate) const MAX_REPEAT: usize = 10_000;
+
 /// `repeat: N` with `pass_rate: 0.8` or `min_passes: 4`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RepeatSpec {
@@ -74,30 +78,33 @@ impl RepeatSpec {
 
     /// The checks that hold whatever the other levels say.
     pub fn check_alone(self) -> Result<(), String> {
-        if self.repeat == Some(0) {
-            return Err("`repeat` must be at least 1".into());
+        match self.repeat {
+            Some(0) => return Err("`repeat` must be at least 1".into()),
+            Some(runs) if runs > MAX_REPEAT => {
+                return Err(format!(
+                    "`repeat` {runs} is more than the most allowed, {MAX_REPEAT}"
+                ))
+            }
+            _ => {}
         }
         match (self.pass_rate, self.min_passes) {
             (Some(_), Some(_)) => Err("give `pass_rate` or `min_passes`, not both".into()),
-            (Some(rate), None) if !(0.0..=1.0).contains(&rate) => {
-                Err(format!("`pass_rate` {rate} is outside 0..=1"))
-            }
+            (Some(rate), None) if !(rate > 0.0 && rate <= 1.0) => Err(format!(
+                "`pass_rate` {rate} is outside 0 (excluded) to 1: a gate of 0 passes a batch whose every run failed"
+            )),
+            (None, Some(0)) => Err(
+                "`min_passes` must be at least 1: 0 passes a batch whose every run failed".into(),
+            ),
             _ => Ok(()),
         }
     }
 
     /// (runs, passes needed), checked.
     pub fn resolve(self) -> Result<(usize, usize), String> {
+        self.check_alone()?;
         let runs = self.repeat.unwrap_or(1);
-        if runs == 0 {
-            return Err("`repeat` must be at least 1".into());
-        }
         let needed = match (self.pass_rate, self.min_passes) {
-            (Some(_), Some(_)) => return Err("give `pass_rate` or `min_passes`, not both".into()),
-            (Some(rate), None) if (0.0..=1.0).contains(&rate) => {
-                ((rate * runs as f64) - 1e-9).ceil().max(0.0) as usize
-            }
-            (Some(rate), None) => return Err(format!("`pass_rate` {rate} is outside 0..=1")),
+            (Some(rate), _) => ((rate * runs as f64) - 1e-9).ceil().max(1.0) as usize,
             (None, Some(min)) if min <= runs => min,
             (None, Some(min)) => {
                 return Err(format!("`min_passes` {min} is more than `repeat` {runs}"))
