@@ -28,7 +28,9 @@ fn every_failing_check_says_which_and_why() {
         "check `regex` failed: /#\\d{5}/ does not match the answer",
         "check `is_json` failed: the answer is not JSON",
         "check `is_json` failed: the answer does not match the schema: 7 is not of type \"string\" at /city",
-        "check `max_latency_ms` failed: took 0 ms, more than 0 ms",
+        // "took N ms": how long the turn took is the machine's business.
+        "check `max_latency_ms` failed: took ",
+        " ms, more than 0 ms",
         "check `similarity` failed: token_f1 similarity to the ground truth is 0.000, below 0.5",
         "0 of 3 runs passed, 3 needed",
         "run 2: check `equals` failed",
