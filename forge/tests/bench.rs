@@ -13,7 +13,10 @@ fn forge_bench_runs_at_a_tiny_size() {
         .expect("run forge-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
-    assert!(stdout.contains("S=2 sessions x T=3 turns = 6 batches"), "{stdout}");
+    assert!(
+        stdout.contains("S=2 sessions x T=3 turns = 6 batches"),
+        "{stdout}"
+    );
     for row in ["\nrun ", "\nharness ", "\nload: ", "\nrun 4"] {
         assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
     }

@@ -306,10 +306,7 @@ async fn raw_server(reply: &'static [u8]) -> (String, Arc<Mutex<Vec<String>>>) {
             let mut request = Vec::new();
             let mut buf = [0u8; 4096];
             // Read the head, then the body its content-length announces.
-            loop {
-                let Ok(n) = stream.read(&mut buf).await else {
-                    break;
-                };
+            while let Ok(n) = stream.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
