@@ -135,41 +135,6 @@ pub struct LoggedRequest {
 /// A fault the server injects into one turn (see [`FaultPlan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// The first `times` infer / chat requests of the turn answer HTTP
-    /// `status` (`usize::MAX`: always), with `Retry-After: retry_after`
-    /// seconds for 429 and 503. A rejected turn is not accepted.
-    Reject {
-        /// The status.
-        status: u16,
-        /// How many attempts are rejected.
-        times: usize,
-        /// The `Retry-After` of a 429 or 503, in seconds.
-        retry_after: u64,
-    },
-    /// The first `times` reads of the turn's Alquimia stream send one event,
-    /// then cut the connection.
-    DropStream {
-        /// How many reads are cut.
-        times: usize,
-    },
-    /// The first `times` answers of the turn (Alquimia stream reads, chat
-    /// requests) wait `delay` first. A delayed stream stays readable.
-    Delay {
-        /// The extra wait.
-        delay: Duration,
-        /// How many answers are delayed.
-        times: usize,
-    },
-    /// The first `times` Alquimia infer requests of the turn are accepted
-    /// (the turn is recorded and its stream created) but their reply waits
-    /// `delay`: an agent that took the turn while the client gave up.
-    DelayInfer {
-        /// The extra wait before the infer reply.
-        delay: Duration,
-        /// How many infer replies are delayed.
-        times: usize,
-    },
-
     // Protocol faults: what real servers send.
     /// The turn's Alquimia stream also sends `data:` lines that are not JSON
     /// (`data: ping`, `data: not-json`, `data: {`) before and between its
@@ -208,6 +173,42 @@ pub enum Fault {
         line_bytes: usize,
         /// How many huge lines.
         lines: usize,
+    },
+
+    // Faults of the turn's acceptance and timing.
+    /// The first `times` infer / chat requests of the turn answer HTTP
+    /// `status` (`usize::MAX`: always), with `Retry-After: retry_after`
+    /// seconds for 429 and 503. A rejected turn is not accepted.
+    Reject {
+        /// The status.
+        status: u16,
+        /// How many attempts are rejected.
+        times: usize,
+        /// The `Retry-After` of a 429 or 503, in seconds.
+        retry_after: u64,
+    },
+    /// The first `times` reads of the turn's Alquimia stream send one event,
+    /// then cut the connection.
+    DropStream {
+        /// How many reads are cut.
+        times: usize,
+    },
+    /// The first `times` answers of the turn (Alquimia stream reads, chat
+    /// requests) wait `delay` first. A delayed stream stays readable.
+    Delay {
+        /// The extra wait.
+        delay: Duration,
+        /// How many answers are delayed.
+        times: usize,
+    },
+    /// The first `times` Alquimia infer requests of the turn are accepted
+    /// (the turn is recorded and its stream created) but their reply waits
+    /// `delay`: an agent that took the turn while the client gave up.
+    DelayInfer {
+        /// The extra wait before the infer reply.
+        delay: Duration,
+        /// How many infer replies are delayed.
+        times: usize,
     },
 }
 
