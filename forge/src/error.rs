@@ -44,8 +44,9 @@ impl ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The system under test did not accept the turn (HTTP 429/502/503/504, a
-    /// refused or reset connection): sending it again is safe.
+    /// The system under test did not accept the turn (an HTTP status of the
+    /// runner's `retry_on`, by default 408/409/429/5xx; a refused or reset
+    /// connection), or the turn's stream can be read again: retrying is safe.
     Transient,
     /// Retrying will not help (HTTP 400/401, a malformed reply, an empty answer).
     Permanent,

@@ -15,6 +15,7 @@
 //!     agent_id: Some("agent".into()),
 //!     channel_id: Some("web".into()),
 //!     api_version: None,
+//!     retry_on: None,
 //! })
 //! .unwrap();
 //! let mut dataset = Dataset::new("s1", "agent");
@@ -31,7 +32,12 @@
 //!   <key>` (401 with a JSON error otherwise), records the turn and answers
 //!   `{"stream_id": "..."}`.
 //! - `GET /event/stream/{id}`: `text/event-stream` whose events carry the
-//!   answer in `response.data.content`, growing over three events.
+//!   answer in `response.data.content`, growing over three events. The
+//!   stream looks like a real server's: CRLF line ends, a `:` comment and
+//!   `retry:` first, `event:` and `id:` lines, each event's JSON over two
+//!   `data:` lines, `: keep-alive` comments between events, `data: [DONE]`
+//!   at the end, and the body sent in several chunks cut inside line ends
+//!   and inside events.
 //! - `POST /chat/completions`: checks the key, records the messages and
 //!   answers [`openai_answer`] for the last user message.
 //!
@@ -54,9 +60,12 @@
 //! which concurrent turns arrive), or into named queries: rejections with a
 //! status for the first N attempts, streams dropped on their first N reads,
 //! answers delayed on their first N reads, infer replies delayed (after the
-//! turn was accepted) on the first N attempts. [`LoggedRequest`] records each
-//! request's arrival time, status, stream id and injected fault, so tests can
-//! check from the server's side what was sent and accepted.
+//! turn was accepted) on the first N attempts, keep-alive `data:` lines that
+//! are not JSON, stream requests whose kept-alive connection is closed under
+//! the client, redirects, huge event lines. [`LoggedRequest`] records each
+//! request's arrival time, status, stream id, injected fault and place on its
+//! connection, so tests can check from the server's side what was sent and
+//! accepted.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -69,7 +78,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -108,19 +117,65 @@ pub struct LoggedRequest {
     pub query: Option<String>,
     /// When the request arrived, since the server started.
     pub at: Duration,
-    /// The status the server answered (a dropped stream still says 200).
+    /// The status the server answered (a dropped stream still says 200; 0
+    /// when the connection was closed without an answer).
     pub status: u16,
     /// The stream id: the one an accepted infer request returned, or the
     /// one a stream request read.
     pub stream_id: Option<String>,
     /// The fault the [`FaultPlan`] injected into this request:
-    /// `reject 503`, `drop`, `delay` or `delay infer`.
+    /// `reject 503`, `drop`, `delay`, `delay infer`, `keep-alives`, `close`,
+    /// `redirect 307` or `huge lines`.
     pub fault: Option<String>,
+    /// Which request this was on its connection: 1 on a new connection,
+    /// more on a kept-alive one.
+    pub connection_request: usize,
 }
 
 /// A fault the server injects into one turn (see [`FaultPlan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    // Protocol faults: what real servers send.
+    /// The turn's Alquimia stream also sends `data:` lines that are not JSON
+    /// (`data: ping`, `data: not-json`, `data: {`) before and between its
+    /// events. Without `answer` it sends no answer event; without `done`, no
+    /// `[DONE]` (the body just ends).
+    KeepAlives {
+        /// Whether the answer events are sent.
+        answer: bool,
+        /// Whether `data: [DONE]` ends the stream.
+        done: bool,
+    },
+    /// The infer reply says `Connection: keep-alive`; the first `times`
+    /// requests for the turn's Alquimia stream then get no answer: the
+    /// server closes the connection they came on (usually the one kept
+    /// alive), as a server closing an idle connection under the client does.
+    CloseKeptAlive {
+        /// How many stream requests see their connection closed.
+        times: usize,
+    },
+    /// The first `times` infer / chat requests of the turn answer with a
+    /// redirect `status` (301, 302, 303, 307 or 308) to the same path and
+    /// query on `to` (another server), or on this server when `to` is `None`.
+    Redirect {
+        /// The redirect status.
+        status: u16,
+        /// Where to: another server's address, or `None` for this one.
+        to: Option<SocketAddr>,
+        /// How many requests are redirected.
+        times: usize,
+    },
+    /// The turn's Alquimia stream first sends `lines` answer events whose
+    /// `data:` line is `line_bytes` bytes long (without its line end), then
+    /// its usual events.
+    HugeLines {
+        /// The length of each huge line.
+        line_bytes: usize,
+        /// How many huge lines.
+        lines: usize,
+    },
+
+    // Faults of the turn's acceptance and timing.
     /// The first `times` infer / chat requests of the turn answer HTTP
     /// `status` (`usize::MAX`: always), with `Retry-After: retry_after`
     /// seconds for 429 and 503. A rejected turn is not accepted.
@@ -229,6 +284,7 @@ impl LoggedRequest {
 
 /// A turn the server accepted and whose answer a stream will deliver.
 struct PendingStream {
+    id: u64,
     session_id: String,
     query: String,
     answer: String,
@@ -461,18 +517,41 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, cancel: Cancellat
         let state = Arc::clone(&state);
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let connection = Arc::new(Connection::default());
+            let close = connection.close.clone();
             let service = hyper::service::service_fn(move |request| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(handle(state, request).await) }
+                let connection = Arc::clone(&connection);
+                async move { Ok::<_, Infallible>(handle(state, &connection, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
+            // Closing drops the connection, and with it the socket.
             tokio::select! {
                 _ = connection => {}
                 _ = cancel.cancelled() => {}
+                _ = close.cancelled() => {}
             }
         });
     }
+}
+
+/// One client connection.
+#[derive(Default)]
+struct Connection {
+    /// Requests received on it so far.
+    requests: AtomicUsize,
+    /// Closes it (without answering the request in hand).
+    close: CancellationToken,
+}
+
+/// What a handler asks of [`handle`] besides its response.
+#[derive(Default)]
+struct Effects {
+    /// An extra wait before the response.
+    extra: Duration,
+    /// Close the connection instead of answering.
+    close: bool,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -517,7 +596,12 @@ fn status_marker(query: &str) -> Option<u16> {
     })
 }
 
-async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<State>,
+    connection: &Connection,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let connection_request = connection.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let body = match body.collect().await {
@@ -550,6 +634,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
         status: 0,
         stream_id: None,
         fault: None,
+        connection_request,
     };
     let authorized = match &state.api_key {
         None => true,
@@ -562,7 +647,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
                 == Some(key.as_str())
         }
     };
-    let mut extra = Duration::ZERO;
+    let mut effects = Effects::default();
     let delayed =
         |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
     let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
@@ -573,29 +658,38 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
                 json_body.as_ref(),
                 authorized,
                 &mut logged,
-                &mut extra,
+                &mut effects,
             ),
             None,
         )
     } else if parts.method == Method::GET && path.contains("/event/stream/") {
-        delayed(stream(&state, &path, authorized, &mut logged, &mut extra))
+        delayed(stream(&state, &path, authorized, &mut logged, &mut effects))
     } else if parts.method == Method::POST && path.ends_with("/chat/completions") {
         delayed(chat(
             &state,
             json_body.as_ref(),
             authorized,
             &mut logged,
-            &mut extra,
+            &mut effects,
         ))
     } else {
         (error_response(404, "no such endpoint"), None)
     };
     // Logged before the latency, so the log keeps the arrival order.
-    logged.status = response.status().as_u16();
+    logged.status = if effects.close {
+        0
+    } else {
+        response.status().as_u16()
+    };
     if state.log {
         lock(&state.requests).push(logged);
     }
-    let latency = latency.unwrap_or_default() + extra;
+    if effects.close {
+        // The connection task drops the connection, and this handler with it.
+        connection.close.cancel();
+        std::future::pending::<()>().await;
+    }
+    let latency = latency.unwrap_or_default() + effects.extra;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -632,7 +726,7 @@ fn infer(
     body: Option<&Value>,
     authorized: bool,
     logged: &mut LoggedRequest,
-    extra: &mut Duration,
+    effects: &mut Effects,
 ) -> Response<Body> {
     let segments: Vec<&str> = path
         .split_once("/event/infer/")
@@ -663,6 +757,9 @@ fn infer(
     if let Some(rejection) = rejection(fault, attempt, logged) {
         return rejection;
     }
+    if let Some(redirect) = redirection(fault, attempt, logged) {
+        return redirect;
+    }
     if query.contains("#badjson") {
         return Response::new(full("this is not json"));
     }
@@ -675,10 +772,8 @@ fn infer(
     if query.contains("#nostream") {
         return json_response(200, &json!({"status": "accepted"}));
     }
-    let id = format!(
-        "stream-{}",
-        state.next_stream.fetch_add(1, Ordering::Relaxed)
-    );
+    let number = state.next_stream.fetch_add(1, Ordering::Relaxed);
+    let id = format!("stream-{number}");
     let answer = if query.contains("#empty") {
         String::new()
     } else {
@@ -687,6 +782,7 @@ fn infer(
     lock(&state.streams).insert(
         id.clone(),
         PendingStream {
+            id: number,
             session_id: session.to_owned(),
             query: query.to_owned(),
             answer,
@@ -699,11 +795,17 @@ fn infer(
     logged.stream_id = Some(id.clone());
     if let Some(Fault::DelayInfer { delay, times }) = fault {
         if attempt <= times {
-            *extra = delay;
+            effects.extra = delay;
             logged.fault = Some("delay infer".into());
         }
     }
-    json_response(200, &json!({"stream_id": id}))
+    let mut response = json_response(200, &json!({"stream_id": id}));
+    if let Some(Fault::CloseKeptAlive { .. }) = fault {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    response
 }
 
 /// The planned fault of a turn and which attempt (1-based) this request is.
@@ -749,22 +851,150 @@ fn rejection(
     Some(response)
 }
 
-/// One SSE event carrying `content`.
-fn sse_event(content: &str) -> String {
-    let event = json!({"response": {"data": {"content": content}}, "status": "streaming"});
-    format!("data: {event}\n\n")
+/// The redirect a [`Fault::Redirect`] asks for on this attempt: to the same
+/// path and query, on another server or on this one.
+fn redirection(
+    fault: Option<Fault>,
+    attempt: usize,
+    logged: &mut LoggedRequest,
+) -> Option<Response<Body>> {
+    let Some(Fault::Redirect { status, to, times }) = fault else {
+        return None;
+    };
+    if attempt > times {
+        return None;
+    }
+    logged.fault = Some(format!("redirect {status}"));
+    let mut target = match to {
+        Some(addr) => format!("http://{addr}{}", logged.path),
+        None => logged.path.clone(),
+    };
+    if let Some(query) = &logged.query_string {
+        target = format!("{target}?{query}");
+    }
+    let mut response = error_response(status, "moved");
+    if let Ok(location) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Some(response)
 }
 
-/// `answer` growing over three events: a third, two thirds, all of it.
-fn sse_events(answer: &str) -> Vec<String> {
+/// One SSE event carrying `content`, the way a real server writes it: an
+/// `event:` and an `id:` line, the JSON over two `data:` lines, CRLF.
+fn sse_event(id: usize, content: &str) -> String {
+    let content = Value::String(content.to_owned());
+    format!(
+        "event: message\r\nid: {id}\r\ndata: {{\"status\": \"streaming\",\r\ndata: \"response\": {{\"data\": {{\"content\": {content}}}}}}}\r\n\r\n"
+    )
+}
+
+/// The contents of the events delivering `answer`, growing over three
+/// events: a third, two thirds, all of it.
+fn sse_contents(answer: &str) -> Vec<String> {
     let chars: Vec<char> = answer.chars().collect();
     let cuts = [chars.len() / 3, chars.len() * 2 / 3, chars.len()];
-    let mut events: Vec<String> = cuts
+    let mut contents: Vec<String> = cuts
         .iter()
-        .map(|&cut| sse_event(&chars[..cut].iter().collect::<String>()))
+        .map(|&cut| chars[..cut].iter().collect::<String>())
         .collect();
-    events.dedup();
-    events
+    contents.dedup();
+    contents
+}
+
+/// Data lines that are not JSON, as keep-alives of some servers.
+const KEEP_ALIVES: &str = "data: ping\r\n\r\ndata: not-json\r\n\r\nevent: ping\r\ndata: {\r\n\r\n";
+
+/// What a stream body is made of.
+enum Piece {
+    /// Bytes, sent as their own chunk.
+    Data(Bytes),
+    /// The connection is cut (after a short wait, so what came before
+    /// reaches the client first).
+    Cut,
+}
+
+/// A huge answer event's line of `line_bytes` bytes, in 1 MiB pieces.
+fn huge_event(line_bytes: usize, id: usize, pieces: &mut Vec<Piece>) {
+    const HEAD: &str = "data: {\"response\": {\"data\": {\"content\": \"";
+    const TAIL: &str = "\"}}}";
+    const MIB: usize = 1 << 20;
+    let filler = Bytes::from(vec![b'x'; MIB]);
+    pieces.push(Piece::Data(Bytes::from(format!(
+        "event: message\r\nid: {id}\r\n{HEAD}"
+    ))));
+    let mut left = line_bytes.saturating_sub(HEAD.len() + TAIL.len());
+    while left > 0 {
+        let take = left.min(MIB);
+        pieces.push(Piece::Data(filler.slice(..take)));
+        left -= take;
+    }
+    pieces.push(Piece::Data(Bytes::from(format!("{TAIL}\r\n\r\n"))));
+}
+
+/// The body of stream `id` delivering `answer` (see the module docs), cut
+/// into several chunks: inside the first CRLF and in the middle of each
+/// event.
+fn sse_body(id: u64, answer: &str, fault: Option<Fault>, cut: bool) -> Vec<Piece> {
+    let (noise, with_answer, done) = match fault {
+        Some(Fault::KeepAlives { answer, done }) => (KEEP_ALIVES, answer, done),
+        _ => ("", true, true),
+    };
+    let mut pieces = vec![
+        Piece::Data(Bytes::from(format!(": stream-{id}\r"))),
+        Piece::Data(Bytes::from(format!("\nretry: 3000\r\n{noise}"))),
+    ];
+    let mut count = 0;
+    if let Some(Fault::HugeLines { line_bytes, lines }) = fault {
+        for _ in 0..lines {
+            count += 1;
+            huge_event(line_bytes, count, &mut pieces);
+        }
+    }
+    let contents = if with_answer {
+        sse_contents(answer)
+    } else {
+        Vec::new()
+    };
+    for (i, content) in contents.iter().enumerate() {
+        // Cut in the middle, even inside a character.
+        let event = Bytes::from(sse_event(count + i + 1, content));
+        let middle = event.len() / 2;
+        pieces.push(Piece::Data(event.slice(..middle)));
+        pieces.push(Piece::Data(event.slice(middle..)));
+        pieces.push(Piece::Data(Bytes::from(format!(
+            ": keep-alive\r\n\r\n{noise}"
+        ))));
+        if cut && i == 0 {
+            pieces.push(Piece::Cut);
+            return pieces;
+        }
+    }
+    if done {
+        pieces.push(Piece::Data(Bytes::from_static(b"data: [DONE]\r\n\r\n")));
+    }
+    pieces
+}
+
+/// A streamed body of `pieces`, each its own chunk.
+fn piecewise(pieces: Vec<Piece>) -> Body {
+    let frames = futures_util::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+        let frame = match pieces.next()? {
+            Piece::Data(bytes) => {
+                // Pending once, so each piece is flushed on its own.
+                tokio::task::yield_now().await;
+                Ok(Frame::data(bytes))
+            }
+            Piece::Cut => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "stream dropped on purpose",
+                ))
+            }
+        };
+        Some((frame, pieces))
+    });
+    BodyExt::boxed(StreamBody::new(frames))
 }
 
 /// The stream's response, and whether it delivers a turn (so the latency applies).
@@ -773,7 +1003,7 @@ fn stream(
     path: &str,
     authorized: bool,
     logged: &mut LoggedRequest,
-    extra: &mut Duration,
+    effects: &mut Effects,
 ) -> (Response<Body>, bool) {
     if !authorized {
         return (error_response(401, "invalid or missing API key"), false);
@@ -782,7 +1012,7 @@ fn stream(
         .split_once("/event/stream/")
         .map(|(_, id)| id)
         .unwrap_or_default();
-    let (answer, drop) = {
+    let (number, answer, drop, fault) = {
         let mut streams = lock(&state.streams);
         let Some(pending) = streams.get_mut(id) else {
             return (error_response(404, "no such stream"), false);
@@ -800,46 +1030,32 @@ fn stream(
                 logged.fault = Some("drop".into());
             }
             Some(Fault::Delay { delay, times }) if pending.reads <= times => {
-                *extra = delay;
+                effects.extra = delay;
                 keep = true;
                 logged.fault = Some("delay".into());
             }
+            Some(Fault::CloseKeptAlive { times }) if pending.reads <= times => {
+                effects.close = true;
+                keep = true;
+                logged.fault = Some("close".into());
+            }
+            Some(Fault::KeepAlives { answer: false, .. }) => {
+                // No answer: a retry re-attaches and gets the same.
+                keep = true;
+                logged.fault = Some("keep-alives".into());
+            }
+            Some(Fault::KeepAlives { .. }) => logged.fault = Some("keep-alives".into()),
+            Some(Fault::HugeLines { .. }) => logged.fault = Some("huge lines".into()),
             _ => {}
         }
         let answer = pending.answer.clone();
+        let (number, fault) = (pending.id, pending.fault);
         if !keep {
             streams.remove(id);
         }
-        (answer, drop)
+        (number, answer, drop, fault)
     };
-    let events = sse_events(&answer);
-    let body = if drop {
-        let first = events.into_iter().next().unwrap_or_default();
-        let frames = futures_util::stream::unfold(0u8, move |step| {
-            let first = first.clone();
-            async move {
-                match step {
-                    0 => Some((Ok(Frame::data(Bytes::from(first))), 1)),
-                    1 => {
-                        // Let the first event reach the client, then cut.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        Some((
-                            Err(std::io::Error::new(
-                                std::io::ErrorKind::ConnectionReset,
-                                "stream dropped on purpose",
-                            )),
-                            2,
-                        ))
-                    }
-                    _ => None,
-                }
-            }
-        });
-        BodyExt::boxed(StreamBody::new(frames))
-    } else {
-        full(events.concat())
-    };
-    let mut response = Response::new(body);
+    let mut response = Response::new(piecewise(sse_body(number, &answer, fault, drop)));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -864,7 +1080,7 @@ fn chat(
     body: Option<&Value>,
     authorized: bool,
     logged: &mut LoggedRequest,
-    extra: &mut Duration,
+    effects: &mut Effects,
 ) -> (Response<Body>, bool) {
     let messages = body
         .and_then(|b| b.get("messages"))
@@ -898,9 +1114,12 @@ fn chat(
     if let Some(rejection) = rejection(fault, attempt, logged) {
         return (rejection, false);
     }
+    if let Some(redirect) = redirection(fault, attempt, logged) {
+        return (redirect, false);
+    }
     if let Some(Fault::Delay { delay, times }) = fault {
         if attempt <= times {
-            *extra = delay;
+            effects.extra = delay;
             logged.fault = Some("delay".into());
         }
     }
@@ -946,9 +1165,100 @@ mod tests {
         assert_eq!(status_marker("#4291"), None);
         assert_eq!(status_marker("#200 #401"), Some(401));
         assert_eq!(status_marker("#nostream"), None);
-        let events = sse_events("abcdef");
-        assert_eq!(events.len(), 3);
-        assert!(events[2].contains("\"abcdef\""));
+        assert_eq!(sse_contents("abcdef"), ["ab", "abcd", "abcdef"]);
+        assert_eq!(sse_contents(""), [""]);
         assert_eq!(question("Context:\nc\n\nQuestion: q"), "q");
+    }
+
+    /// The data of the events of a stream body, decoded chunk by chunk, and
+    /// whether it ends with a cut.
+    fn decoded(pieces: Vec<Piece>) -> (Vec<String>, bool) {
+        let mut decoder = crate::runners::sse::Decoder::new(Default::default());
+        let mut data = Vec::new();
+        let mut cut = false;
+        for piece in pieces {
+            match piece {
+                Piece::Data(bytes) => data.extend(decoder.feed(&bytes).unwrap()),
+                Piece::Cut => cut = true,
+            }
+        }
+        assert!(data
+            .iter()
+            .all(|e| e.event == "message" || e.event == "ping"));
+        (data.into_iter().map(|e| e.data).collect(), cut)
+    }
+
+    fn content(data: &str) -> String {
+        let value: Value = serde_json::from_str(data).unwrap();
+        value["response"]["data"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn stream_bodies_look_like_a_real_servers() {
+        let answer = "ünïcode answer";
+        let pieces = sse_body(3, answer, None, false);
+        assert!(pieces.len() > 8, "sent in several chunks");
+        let text: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| match p {
+                Piece::Data(b) => b.to_vec(),
+                Piece::Cut => Vec::new(),
+            })
+            .collect();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.starts_with(": stream-3\r\nretry: 3000\r\n"), "{text}");
+        assert!(
+            text.contains("event: message\r\nid: 1\r\ndata: {"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\ndata: [DONE]\r\n\r\n"), "{text}");
+        assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
+        let (data, cut) = decoded(pieces);
+        assert!(!cut);
+        assert_eq!(data.len(), 4);
+        assert_eq!(content(&data[2]), answer);
+        assert_eq!(data[3], "[DONE]");
+
+        // Dropped: the first event, then a cut.
+        let (data, cut) = decoded(sse_body(3, answer, None, true));
+        assert!(cut);
+        assert_eq!(data.len(), 1);
+
+        // Keep-alives: non-JSON data around the events.
+        let noisy = Some(Fault::KeepAlives {
+            answer: true,
+            done: true,
+        });
+        let (data, _) = decoded(sse_body(3, answer, noisy, false));
+        let json: Vec<&String> = data
+            .iter()
+            .filter(|d| serde_json::from_str::<Value>(d).is_ok())
+            .collect();
+        assert_eq!(json.len(), 3);
+        assert!(data.contains(&"ping".to_owned()) && data.contains(&"not-json".to_owned()));
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        let silent = Some(Fault::KeepAlives {
+            answer: false,
+            done: false,
+        });
+        let (data, _) = decoded(sse_body(3, answer, silent, false));
+        assert!(data
+            .iter()
+            .all(|d| serde_json::from_str::<Value>(d).is_err()));
+        assert!(!data.contains(&"[DONE]".to_owned()));
+
+        // Huge lines: exactly `line_bytes` long, then the usual events.
+        let huge = Some(Fault::HugeLines {
+            line_bytes: 3 << 20,
+            lines: 2,
+        });
+        let pieces = sse_body(3, answer, huge, false);
+        let (data, _) = decoded(pieces);
+        assert_eq!(data.len(), 6);
+        assert_eq!(data[0].len() + "data: ".len(), 3 << 20);
+        assert_eq!(content(&data[4]), answer);
     }
 }

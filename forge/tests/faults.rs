@@ -22,6 +22,7 @@ fn alquimia(url: &str) -> Arc<dyn Runner> {
             agent_id: Some("agent".into()),
             channel_id: Some("web".into()),
             api_version: None,
+            retry_on: None,
         })
         .unwrap(),
     )
@@ -66,9 +67,23 @@ fn is_stream(r: &LoggedRequest) -> bool {
 fn expected(fault: Option<Fault>, retries: u32) -> (bool, usize, usize) {
     let attempts = retries as usize + 1;
     match fault {
-        None => (true, 1, 1),
+        None
+        | Some(Fault::KeepAlives {
+            answer: true,
+            done: _,
+        }) => (true, 1, 1),
+        // `[DONE]` and no answer: final.
+        Some(Fault::KeepAlives {
+            answer: false,
+            done: true,
+        }) => (false, 1, 1),
+        // The body ends with no answer: re-attached on every attempt.
+        Some(Fault::KeepAlives {
+            answer: false,
+            done: false,
+        }) => (false, 1, attempts),
         Some(Fault::Reject {
-            status: 429 | 502 | 503 | 504,
+            status: 408 | 409 | 429 | 500..=599,
             times,
             ..
         }) => {
@@ -81,13 +96,16 @@ fn expected(fault: Option<Fault>, retries: u32) -> (bool, usize, usize) {
         Some(Fault::Reject { .. }) => (false, 1, 0),
         // Cut off during infer: the turn may be accepted, never sent twice.
         Some(Fault::DelayInfer { .. }) => (false, 1, 0),
-        Some(Fault::DropStream { times }) | Some(Fault::Delay { times, .. }) => {
+        Some(Fault::DropStream { times })
+        | Some(Fault::Delay { times, .. })
+        | Some(Fault::CloseKeptAlive { times }) => {
             if times < attempts {
                 (true, 1, times + 1)
             } else {
                 (false, 1, attempts)
             }
         }
+        other => panic!("no expectation for {other:?}"),
     }
 }
 
@@ -122,6 +140,14 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
         .share(
             5,
             Fault::Reject {
+                status: 400,
+                times: ALWAYS,
+                retry_after: 0,
+            },
+        )
+        .share(
+            5,
+            Fault::Reject {
                 status: 502,
                 times: ALWAYS,
                 retry_after: 0,
@@ -134,6 +160,14 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
             Fault::Delay {
                 delay: Duration::from_millis(1500),
                 times: 1,
+            },
+        )
+        .share(6, Fault::CloseKeptAlive { times: 1 })
+        .share(
+            6,
+            Fault::KeepAlives {
+                answer: true,
+                done: true,
             },
         );
     let server = TestServer::builder().fault_plan(plan.clone()).start().await;
@@ -154,7 +188,13 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
                 .map(|b| plan.fault(&d.session_id, &b.query))
         })
         .collect();
-    for kind in ["Reject", "DropStream", "Delay"] {
+    for kind in [
+        "Reject",
+        "DropStream",
+        "Delay",
+        "CloseKeptAlive",
+        "KeepAlives",
+    ] {
         assert!(
             faults
                 .iter()
@@ -231,9 +271,9 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
                 );
             } else {
                 match fault {
-                    Some(Fault::Reject { status: 500, .. }) => {
+                    Some(Fault::Reject { status: 400, .. }) => {
                         assert!(
-                            batch.assistant.starts_with("[ERROR] HTTP 500 from"),
+                            batch.assistant.starts_with("[ERROR] HTTP 400 from"),
                             "{context}"
                         );
                         assert!(
@@ -241,9 +281,14 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
                             "not retried: {context}"
                         );
                     }
-                    Some(Fault::Reject { status: 502, .. }) => {
+                    Some(Fault::Reject {
+                        status: status @ (500 | 502),
+                        ..
+                    }) => {
                         assert!(
-                            batch.assistant.starts_with("[ERROR] HTTP 502 from"),
+                            batch
+                                .assistant
+                                .starts_with(&format!("[ERROR] HTTP {status} from")),
                             "{context}"
                         );
                         assert!(batch.assistant.ends_with("(after 4 attempts)"), "{context}");
@@ -447,6 +492,7 @@ async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
         agent_id: Some("agent".into()),
         channel_id: Some("web".into()),
         api_version: None,
+        retry_on: None,
     })
     .unwrap()
     .with_timeouts(Duration::from_millis(200), Duration::from_secs(5));

@@ -25,6 +25,7 @@ fn alquimia_config(url: &str) -> AlquimiaConfig {
         agent_id: Some("agent-7".to_owned()),
         channel_id: Some("web".to_owned()),
         api_version: None,
+        retry_on: None,
     }
 }
 

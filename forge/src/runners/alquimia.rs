@@ -9,6 +9,7 @@
 //!   agent_id: my-agent
 //!   channel_id: web
 //!   api_version: v1                  # optional
+//!   retry_on: [429, 503]             # optional: statuses retried (default 408, 409, 429, 5xx)
 //! ```
 //!
 //! Per turn:
@@ -22,7 +23,10 @@
 //! 2. `GET {base}/event/stream/{stream_id}?response_only=true` with
 //!    `Accept: text/event-stream`; the answer is `response.data.content` of
 //!    the last event carrying one (answers grow over several events). The
-//!    stream ends when the body ends or with a `[DONE]` event.
+//!    stream ends when the body ends or with a `[DONE]` event. Events are
+//!    decoded by [`super::sse`]: comments, `event:`, `id:` and `retry:` lines
+//!    are ignored, and so is an event whose data is not JSON (keep-alives
+//!    such as `data: ping`), as the reference client does.
 //!
 //! `{base}` is `base_url` followed by `/{api_version}` when one is set. The
 //! infer request times out after 60 s, the stream after 300 s.
@@ -34,23 +38,26 @@
 //! is left over from a run that gave up, and the turn is sent afresh). An
 //! infer request that fails after it may have reached the agent (a timeout,
 //! a cut connection, an unreadable reply) is a permanent error; only a
-//! failure to connect, or a 429 / 502 / 503 / 504 answer, is retried. A turn
-//! cut off by the suite's timeout *during* the infer request leaves an
-//! "in flight" mark, and the retry fails at once ("the agent may already
-//! have this turn ...") instead of sending it again.
+//! failure to connect, or an answer with a status of `retry_on` (by default
+//! 408, 409, 429 and 5xx: the agent answered, and not with a stream), is
+//! retried. A turn cut off by the suite's timeout *during* the infer request
+//! leaves an "in flight" mark, and the retry fails at once ("the agent may
+//! already have this turn ...") instead of sending it again. Re-attaching is
+//! always safe, so any failure to get or read the stream before its end (a
+//! refused, reset or closed connection, a status of `retry_on`) is
+//! transient, a timeout too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::StreamExt;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http_util::{self, redact_url};
+use super::http_util::{self, redact_url, RetryOn};
+use super::sse;
 use crate::error::{ConfigError, ErrorKind, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Runner, Session};
@@ -91,6 +98,10 @@ pub struct AlquimiaConfig {
     /// The API version path segment(s), such as `v1`; empty for none.
     #[serde(default)]
     pub api_version: Option<String>,
+    /// The HTTP statuses retried (default [`RetryOn::default`]: 408, 409,
+    /// 429 and 5xx).
+    #[serde(default)]
+    pub retry_on: Option<RetryOn>,
 }
 
 impl std::fmt::Debug for AlquimiaConfig {
@@ -104,6 +115,7 @@ impl std::fmt::Debug for AlquimiaConfig {
             .field("agent_id", &self.agent_id)
             .field("channel_id", &self.channel_id)
             .field("api_version", &self.api_version)
+            .field("retry_on", &self.retry_on)
             .finish()
     }
 }
@@ -122,6 +134,7 @@ pub struct Alquimia {
     pending: Mutex<HashMap<PendingKey, Pending>>,
     infer_timeout: Duration,
     stream_timeout: Duration,
+    retry_on: RetryOn,
 }
 
 impl std::fmt::Debug for Alquimia {
@@ -208,6 +221,7 @@ impl Alquimia {
             pending: Mutex::new(HashMap::new()),
             infer_timeout: INFER_TIMEOUT,
             stream_timeout: STREAM_TIMEOUT,
+            retry_on: config.retry_on.unwrap_or_default(),
         })
     }
 
@@ -248,8 +262,8 @@ impl Alquimia {
     ///
     /// Once the request may have been written, a failure is permanent: the
     /// agent may have the turn, and sending it again could answer it twice.
-    /// Only a failure to connect and a 429 / 502 / 503 / 504 answer (the
-    /// agent did not take the turn) stay transient.
+    /// Only a failure to connect and an answer with a status of `retry_on`
+    /// (the agent answered without taking the turn) stay transient.
     async fn infer(&self, batch: &Batch, session: &Session<'_>) -> Result<String, RunError> {
         let url = &self.infer_url;
         let body = json!({
@@ -275,7 +289,8 @@ impl Alquimia {
                     may_have_the_turn(error)
                 }
             })?;
-        let response = http_util::check_status(response, url, self.secrets()).await?;
+        let response =
+            http_util::check_status(response, url, self.secrets(), &self.retry_on).await?;
         let reply = http_util::read_json(response, url, self.infer_timeout, self.secrets())
             .await
             .map_err(may_have_the_turn)?;
@@ -290,10 +305,26 @@ impl Alquimia {
     }
 
     /// Reads the answer from stream `stream_id`.
+    ///
+    /// Reading a stream again is always safe, so a failure before its end is
+    /// transient (a timeout stays [`ErrorKind::Timeout`]); a refused
+    /// redirect, a status outside `retry_on`, a stream over the size caps and
+    /// `[DONE]` (or an answer event) with an empty answer are permanent.
     async fn stream(&self, stream_id: &str) -> Result<String, RunError> {
         let mut url = http_util::join_segments(&self.stream_base, [stream_id]);
         url.query_pairs_mut().append_pair("response_only", "true");
         let limit = self.stream_timeout;
+        let dropped = |e: reqwest::Error| {
+            let redirect = e.is_redirect();
+            let error = http_util::send_error(e, &url, limit);
+            if redirect || error.kind == ErrorKind::Timeout {
+                return error;
+            }
+            RunError::transient(format!(
+                "stream {stream_id} dropped before it ended: {}",
+                error.message
+            ))
+        };
         let response = self
             .client
             .get(url.clone())
@@ -302,80 +333,36 @@ impl Alquimia {
             .timeout(limit)
             .send()
             .await
-            .map_err(|e| http_util::send_error(e, &url, limit))?;
-        let response = http_util::check_status(response, &url, self.secrets()).await?;
-        // Caps what a stream may make us buffer: one line, and in all.
-        let (mut total, mut line) = (0usize, 0usize);
-        let capped = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(SseRead::Transport)?;
-            total += chunk.len();
-            line = match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
-                Some(end) => chunk.len() - end - 1,
-                None => line + chunk.len(),
-            };
-            if line > http_util::SSE_LINE_LIMIT {
-                return Err(SseRead::TooLarge(format!(
-                    "an event line longer than {}",
-                    http_util::bytes_shown(http_util::SSE_LINE_LIMIT)
-                )));
-            }
-            if total > http_util::SSE_STREAM_LIMIT {
-                return Err(SseRead::TooLarge(format!(
-                    "more than {} in all",
-                    http_util::bytes_shown(http_util::SSE_STREAM_LIMIT)
-                )));
-            }
-            Ok(chunk)
-        });
-        let mut events = capped.eventsource();
+            .map_err(dropped)?;
+        let mut response =
+            http_util::check_status(response, &url, self.secrets(), &self.retry_on).await?;
+        let mut decoder = sse::Decoder::new(sse::Limits::default());
         let mut answer: Option<String> = None;
         let mut done = false;
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(EventStreamError::Transport(SseRead::TooLarge(what))) => {
-                    return Err(RunError::permanent(format!(
-                        "stream {stream_id} from {} sent {what}; not read",
-                        redact_url(&url)
-                    )))
-                }
-                Err(EventStreamError::Transport(SseRead::Transport(e))) => {
-                    let error = http_util::send_error(e, &url, limit);
-                    if error.kind == ErrorKind::Timeout {
-                        return Err(error);
-                    }
-                    return Err(RunError::transient(format!(
-                        "stream {stream_id} dropped before it ended: {}",
-                        error.message
-                    )));
-                }
-                Err(e) => {
-                    return Err(RunError::permanent(format!(
-                        "malformed event stream from {}: {e}",
-                        redact_url(&url)
-                    )))
-                }
-            };
-            let data = event.data.trim();
-            if data.is_empty() {
-                continue;
-            }
-            if data == "[DONE]" {
-                done = true;
-                break;
-            }
-            let value: Value = serde_json::from_str(data).map_err(|e| {
+        'read: while let Some(chunk) = response.chunk().await.map_err(dropped)? {
+            let events = decoder.feed(&chunk).map_err(|what| {
                 RunError::permanent(format!(
-                    "malformed JSON event from {} ({e}): {}",
-                    redact_url(&url),
-                    http_util::quote(data, self.secrets())
+                    "stream {stream_id} from {} sent {what}; not read",
+                    redact_url(&url)
                 ))
             })?;
-            if let Some(content) = value
-                .pointer("/response/data/content")
-                .and_then(Value::as_str)
-            {
-                answer = Some(content.to_owned());
+            for event in events {
+                let data = event.data.trim();
+                if data == "[DONE]" {
+                    done = true;
+                    break 'read;
+                }
+                // Keep-alives (`data: ping`) and other non-JSON data are
+                // skipped, as the reference client does.
+                let Ok(value) = serde_json::from_str::<Value>(data) else {
+                    continue;
+                };
+                if let Some(content) = value
+                    .pointer("/response/data/content")
+                    .and_then(Value::as_str)
+                {
+                    answer = Some(content.to_owned());
+                }
             }
         }
         match answer {
@@ -387,24 +374,6 @@ impl Alquimia {
             None => Err(RunError::transient(format!(
                 "Empty response from agent: stream {stream_id} ended before any answer"
             ))),
-        }
-    }
-}
-
-/// A failure while reading an answer stream.
-#[derive(Debug)]
-enum SseRead {
-    /// The connection failed.
-    Transport(reqwest::Error),
-    /// The stream broke a size limit (what it sent).
-    TooLarge(String),
-}
-
-impl std::fmt::Display for SseRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SseRead::Transport(e) => e.fmt(f),
-            SseRead::TooLarge(what) => f.write_str(what),
         }
     }
 }
@@ -532,6 +501,7 @@ mod tests {
             agent_id: Some("ag".into()),
             channel_id: Some("web".into()),
             api_version: Some("/v2/".into()),
+            retry_on: None,
         })
         .unwrap();
         assert_eq!(

@@ -16,6 +16,7 @@
 //!   agentic: /output/tools                # optional: an object merged into the batch's agentic
 //!   timeout: 60s                          # per request (default 300s)
 //!   retry_timeouts: false                 # default: a timed-out turn is not sent again
+//!   retry_on: [429, 502, 503, 504]        # statuses retried (this is the default)
 //! ```
 //!
 //! Placeholders `{query}`, `{session_id}`, `{qa_id}`, `{context}`,
@@ -33,10 +34,15 @@
 //! Failures: HTTP 429 (with `Retry-After`), 502, 503, 504 and refused or
 //! reset connections are transient; any other error status, a malformed
 //! reply, a missing or empty answer are permanent, and so is a connection
-//! lost after the reply's status arrived (the agent has the turn). A timeout
-//! (the runner's own or the suite's) is not retried unless `retry_timeouts:
-//! true`: the agent may have accepted the turn. Header values never appear in
-//! error messages.
+//! lost after the reply's status arrived (the agent has the turn). Unlike
+//! `alquimia` and `openai`, 500 and the other 5xx are not retried by default:
+//! an unknown agent may fail after acting on the turn (a tool call, a stored
+//! message); `retry_on` sets the retried statuses for an endpoint known to be
+//! safe to call again. A timeout (the runner's own or the suite's) is not
+//! retried unless `retry_timeouts: true`: the agent may have accepted the
+//! turn. Header values never appear in error messages. Redirects are followed
+//! within the URL's origin only, so headers and the body never reach another
+//! server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +52,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http_util::{self, redact_url, redact_url_str};
+use super::http_util::{self, redact_url, redact_url_str, RetryOn};
 use super::template::{fill, placeholder};
 use crate::error::{ConfigError, ErrorKind, RunError};
 use crate::execute::{attempt_batch_with, Retry};
@@ -57,6 +63,10 @@ use crate::suite::DurationValue;
 
 /// Default timeout of one request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The statuses retried unless `retry_on` says otherwise: throttling and a
+/// gateway that could not reach the agent.
+pub const DEFAULT_RETRY_ON: [u16; 4] = [429, 502, 503, 504];
 
 /// The `http` runner's configuration, as written in a suite.
 #[derive(Clone, Deserialize)]
@@ -77,6 +87,8 @@ struct HttpConfig {
     timeout: Option<DurationValue>,
     #[serde(default)]
     retry_timeouts: bool,
+    #[serde(default)]
+    retry_on: Option<RetryOn>,
 }
 
 /// The `http` runner. Build it from a suite's `runner: {type: http, ...}` or
@@ -91,6 +103,7 @@ pub struct Http {
     agentic: Option<String>,
     timeout: Duration,
     retry: Retry,
+    retry_on: RetryOn,
     /// Header values, scrubbed from every message.
     secrets: Vec<String>,
 }
@@ -176,6 +189,10 @@ impl Http {
         }
         check_pointer("answer", &config.answer)?;
         check_pointer("agentic", &config.agentic)?;
+        let retry_on = match config.retry_on {
+            Some(retry_on) => retry_on,
+            None => RetryOn::new(DEFAULT_RETRY_ON).map_err(err)?,
+        };
         Ok(Http {
             client: http_util::client("http")?,
             method,
@@ -190,6 +207,7 @@ impl Http {
             } else {
                 Retry::TransientOnly
             },
+            retry_on,
             secrets,
         })
     }
@@ -366,7 +384,7 @@ impl Runner for Http {
             .send()
             .await
             .map_err(|e| self.scrubbed(http_util::send_error(e, &url, self.timeout)))?;
-        let response = http_util::check_status(response, &url, &self.secrets)
+        let response = http_util::check_status(response, &url, &self.secrets, &self.retry_on)
             .await
             .map_err(|e| self.scrubbed(e))?;
         // The agent answered: it has the turn, so a failure from here on must

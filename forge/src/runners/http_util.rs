@@ -7,9 +7,15 @@
 //!
 //! | failure | kind |
 //! | --- | --- |
-//! | connection refused / reset / aborted, HTTP 429, 502, 503, 504 | transient (with `Retry-After`) |
+//! | connection refused / reset / aborted | transient |
+//! | an HTTP status of the runner's [`RetryOn`] set (by default 408, 409, 429 and 5xx) | transient (with `Retry-After`) |
 //! | the request timed out | timeout |
-//! | any other HTTP 4xx / 5xx, a malformed reply | permanent |
+//! | any other HTTP 4xx / 5xx, a malformed reply, a refused redirect | permanent |
+//!
+//! The shared [`client`] follows a redirect only within the origin (scheme,
+//! host and port) of the request, at most [`MAX_REDIRECTS`] times: a
+//! redirect elsewhere is an error naming both origins, so no header, key or
+//! body configured for one server reaches another.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -35,15 +41,51 @@ pub const SSE_LINE_LIMIT: usize = 32 * 1024 * 1024;
 /// permanent error.
 pub const SSE_STREAM_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The most redirects a request follows (each within its origin).
+pub const MAX_REDIRECTS: usize = 5;
+
 /// Builds the HTTP client a runner keeps for its whole life, so connections
-/// are pooled across turns. Timeouts are set per request.
+/// are pooled across turns. Timeouts are set per request. It follows
+/// same-origin redirects only (see [`redirect_policy`]).
 pub fn client(runner: &str) -> Result<reqwest::Client, ConfigError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
+        .redirect(redirect_policy())
         .build()
         .map_err(|e| ConfigError::new(runner, format!("cannot build the HTTP client: {e}")))
+}
+
+/// A redirect the client did not follow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectRefused {
+    /// To another origin (scheme, host or port): the origin asked, the one
+    /// redirected to.
+    #[error("{0} redirected to another origin, {1}; not followed")]
+    CrossOrigin(String, String),
+    /// More than [`MAX_REDIRECTS`] in a row (the origin).
+    #[error("{0} redirected more than {MAX_REDIRECTS} times; not followed")]
+    TooMany(String),
+}
+
+/// The redirect policy of [`client`]: same origin (scheme, host and port as
+/// the request's first URL) only, at most [`MAX_REDIRECTS`] times.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        let from = first.origin().ascii_serialization();
+        let to = attempt.url().origin().ascii_serialization();
+        if attempt.url().origin() != first.origin() {
+            attempt.error(RedirectRefused::CrossOrigin(from, to))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(RedirectRefused::TooMany(from))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// Parses a base URL from a runner's configuration: it must be an absolute
@@ -194,10 +236,82 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     sane(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// Whether an HTTP status means the server did not take the request and a
-/// later retry may succeed.
+/// Whether an HTTP status is in the default [`RetryOn`] set: 408, 409, 429
+/// or 5xx, the statuses the official OpenAI and Anthropic clients retry.
 pub fn is_transient_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+    RetryOn::default().contains(status)
+}
+
+/// The HTTP statuses a runner answers with a transient error (retried by the
+/// suite's `retries`): a runner's `retry_on: [429, 503]` setting. The
+/// default is 408, 409, 429 and every status from 500 to 599.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RetryOn {
+    /// Bit `n` is status `n` (100..=599).
+    bits: [u64; 10],
+}
+
+impl RetryOn {
+    /// Exactly `statuses`; an error names the first one outside 100..=599.
+    pub fn new(statuses: impl IntoIterator<Item = u16>) -> Result<Self, String> {
+        let mut set = RetryOn { bits: [0; 10] };
+        for status in statuses {
+            if !(100..=599).contains(&status) {
+                return Err(not_a_status(status));
+            }
+            set.bits[usize::from(status / 64)] |= 1 << (status % 64);
+        }
+        Ok(set)
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(&self, status: StatusCode) -> bool {
+        let status = status.as_u16();
+        self.bits
+            .get(usize::from(status / 64))
+            .is_some_and(|word| word & (1 << (status % 64)) != 0)
+    }
+
+    /// The statuses of the set, in order.
+    pub fn statuses(&self) -> Vec<u16> {
+        (100..=599)
+            .filter(|&s| self.bits[usize::from(s / 64)] & (1 << (s % 64)) != 0)
+            .collect()
+    }
+}
+
+fn not_a_status(status: impl std::fmt::Display) -> String {
+    format!("{status} is not an HTTP status (100..=599)")
+}
+
+impl Default for RetryOn {
+    /// 408, 409, 429 and 500..=599.
+    fn default() -> Self {
+        let mut set = RetryOn { bits: [0; 10] };
+        for status in [408u16, 409, 429].into_iter().chain(500..=599) {
+            set.bits[usize::from(status / 64)] |= 1 << (status % 64);
+        }
+        set
+    }
+}
+
+impl std::fmt::Debug for RetryOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.statuses()).finish()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RetryOn {
+    /// A list of statuses, such as `[429, 503]`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let statuses: Vec<i64> = serde::Deserialize::deserialize(deserializer)?;
+        let statuses = statuses
+            .into_iter()
+            .map(|s| u16::try_from(s).map_err(|_| not_a_status(s)))
+            .collect::<Result<Vec<u16>, String>>()
+            .and_then(RetryOn::new);
+        statuses.map_err(serde::de::Error::custom)
+    }
 }
 
 /// The I/O error kinds of a connection that failed before or while the
@@ -263,12 +377,14 @@ pub fn send_error(error: reqwest::Error, url: &Url, limit: Duration) -> RunError
 }
 
 /// Passes a successful response through; turns an error status into a
-/// [`RunError`]: transient with its `Retry-After` for 429, 502, 503 and 504,
-/// permanent otherwise, with a snippet of the body (`secrets` scrubbed).
+/// [`RunError`]: transient with its `Retry-After` for a status of
+/// `retry_on`, permanent otherwise, with a snippet of the body (`secrets`
+/// scrubbed).
 pub async fn check_status(
     response: Response,
     url: &Url,
     secrets: &[String],
+    retry_on: &RetryOn,
 ) -> Result<Response, RunError> {
     let status = response.status();
     if status.is_success() {
@@ -285,7 +401,7 @@ pub async fn check_status(
         redact_url(url),
         quote(&body, secrets)
     );
-    if is_transient_status(status) {
+    if retry_on.contains(status) {
         Err(RunError::transient(message).with_retry_after(delay))
     } else {
         Err(RunError::permanent(message))
@@ -442,6 +558,44 @@ mod tests {
                     assert!(!quoted.contains(&key[start..end]), "{offset}: {quoted}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn retry_on_sets() {
+        let default = RetryOn::default();
+        for status in [408, 409, 429, 500, 501, 502, 503, 504, 599] {
+            assert!(
+                default.contains(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+            assert!(is_transient_status(StatusCode::from_u16(status).unwrap()));
+        }
+        for status in [200, 301, 400, 401, 403, 404, 422, 499, 600, 999] {
+            assert!(
+                !default.contains(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+        let custom: RetryOn = serde_json::from_value(serde_json::json!([429, 503])).unwrap();
+        assert_eq!(custom.statuses(), [429, 503]);
+        assert!(!custom.contains(StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(format!("{custom:?}"), "[429, 503]");
+        let none: RetryOn = serde_json::from_value(serde_json::json!([])).unwrap();
+        assert!(!none.contains(StatusCode::SERVICE_UNAVAILABLE));
+        for (bad, want) in [
+            (
+                serde_json::json!([700]),
+                "700 is not an HTTP status (100..=599)",
+            ),
+            (serde_json::json!([99]), "99 is not an HTTP status"),
+            (serde_json::json!([-1]), "-1 is not an HTTP status"),
+            (serde_json::json!([70000]), "70000 is not an HTTP status"),
+            (serde_json::json!(["503"]), "invalid type: string"),
+            (serde_json::json!(503), "invalid type: integer"),
+        ] {
+            let error = serde_json::from_value::<RetryOn>(bad.clone()).unwrap_err();
+            assert!(error.to_string().contains(want), "{bad}: {error}");
         }
     }
 

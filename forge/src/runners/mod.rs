@@ -9,7 +9,8 @@
 //! | `command` | [`command`] | a local program (query on stdin, answer on stdout) |
 //! | `echo`, `replay` | [`offline`] | nothing: offline answers |
 //!
-//! [`http_util`] holds the HTTP helpers the network runners share.
+//! [`http_util`] holds the HTTP helpers the network runners share; [`sse`]
+//! decodes the server-sent events of the `alquimia` stream.
 
 pub mod alquimia;
 pub mod command;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod http_util;
 pub mod offline;
 pub mod openai;
+pub mod sse;
 pub mod template;

@@ -10,6 +10,7 @@
 //!   system_prompt: You are terse.         # optional
 //!   history: true                         # default: earlier turns are sent as chat history
 //!   params: {temperature: 0, max_tokens: 256}   # passed through into the request body
+//!   retry_on: [429, 503]                  # optional: statuses retried (default 408, 409, 429, 5xx)
 //! ```
 //!
 //! Each turn is one non-streaming `POST {base_url}/chat/completions`. With
@@ -26,6 +27,11 @@
 //!
 //! The answer is `choices[0].message.content`; `choices[0].logprobs`, when the
 //! reply has it, goes to the batch's `logprobs`.
+//!
+//! A reply with a status of `retry_on` (by default 408, 409, 429 and 5xx, as
+//! the official OpenAI clients do), a refused or reset connection and a
+//! timeout are retried by the suite's `retries`: a chat completion is
+//! stateless.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +41,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http_util::{self, redact_url};
+use super::http_util::{self, redact_url, RetryOn};
 use crate::error::{ConfigError, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Runner, Session};
@@ -81,6 +87,10 @@ pub struct OpenAiConfig {
     /// Extra request body entries: `temperature`, `max_tokens`, ...
     #[serde(default)]
     pub params: Object,
+    /// The HTTP statuses retried (default [`RetryOn::default`]: 408, 409,
+    /// 429 and 5xx).
+    #[serde(default)]
+    pub retry_on: Option<RetryOn>,
 }
 
 impl OpenAiConfig {
@@ -93,6 +103,7 @@ impl OpenAiConfig {
             system_prompt: None,
             history: true,
             params: Object::new(),
+            retry_on: None,
         }
     }
 }
@@ -109,6 +120,7 @@ impl std::fmt::Debug for OpenAiConfig {
             .field("system_prompt", &self.system_prompt)
             .field("history", &self.history)
             .field("params", &self.params)
+            .field("retry_on", &self.retry_on)
             .finish()
     }
 }
@@ -124,6 +136,7 @@ pub struct OpenAi {
     history: bool,
     params: Object,
     timeout: Duration,
+    retry_on: RetryOn,
 }
 
 impl std::fmt::Debug for OpenAi {
@@ -182,6 +195,7 @@ impl OpenAi {
             history: config.history,
             params: config.params,
             timeout: REQUEST_TIMEOUT,
+            retry_on: config.retry_on.unwrap_or_default(),
         })
     }
 
@@ -263,7 +277,7 @@ impl Runner for OpenAi {
             .send()
             .await
             .map_err(|e| http_util::send_error(e, url, self.timeout))?;
-        let response = http_util::check_status(response, url, secrets).await?;
+        let response = http_util::check_status(response, url, secrets, &self.retry_on).await?;
         let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
         let choice = reply.pointer("/choices/0");
         let answer = choice

@@ -26,9 +26,10 @@
 //! - `timeout` bounds each attempt of a turn; a timed-out attempt fails with
 //!   `timed out after 30s`.
 //! - `retries` re-tries a turn that the system under test did not accept:
-//!   HTTP 429 (honouring `Retry-After`, capped at `backoff.max`), 502, 503,
-//!   504, a refused or reset connection, a stream dropped before its final
-//!   event. Timeouts are retried by the `alquimia` runner (which re-attaches
+//!   an HTTP status of the runner's `retry_on` set (by default 408, 409, 429
+//!   and 5xx; 429, 502, 503, 504 for `http`), honouring `Retry-After`
+//!   (capped at `backoff.max`), a refused or reset connection, a stream
+//!   dropped before its final event. Timeouts are retried by the `alquimia` runner (which re-attaches
 //!   to the stream of an accepted turn instead of sending it again) and the
 //!   `openai` runner (stateless requests), not by `http` and `command`
 //!   (whose turn may have been accepted; their `retry_timeouts: true` opts
