@@ -158,7 +158,8 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
         .share(
             10,
             Fault::Delay {
-                delay: Duration::from_millis(1500),
+                // Far past the timeout: only the timeout ends the wait.
+                delay: Duration::from_secs(60),
                 times: 1,
             },
         )
@@ -173,7 +174,7 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
     let server = TestServer::builder().fault_plan(plan.clone()).start().await;
     let input = datasets(8, 5);
     let results = Engine::new(alquimia(&server.url()))
-        .policy(policy(400, retries, Duration::from_secs(2)))
+        .policy(policy(3_000, retries, Duration::from_secs(2)))
         .concurrency(3)
         .run_datasets(input.clone())
         .await;
@@ -349,34 +350,83 @@ async fn retry_after_is_honoured() {
         gap >= Duration::from_millis(990),
         "Retry-After: 1 ignored: {gap:?}"
     );
+}
 
-    // `backoff.max` caps a long Retry-After.
-    let plan = FaultPlan::new(0).on_query(
-        "slow down",
-        Fault::Reject {
-            status: 429,
-            times: 1,
-            retry_after: 30,
-        },
-    );
-    let server = TestServer::builder().fault_plan(plan).start().await;
-    let mut data = Dataset::new("s", "agent");
-    data.conversation.push(Batch::new("q1", "slow down"));
-    let start = Instant::now();
-    let results = Engine::new(alquimia(&server.url()))
+/// A runner on tokio's clock: it records when each attempt starts and
+/// fails the first `fails` attempts of every turn as transient, asking for
+/// `retry_after`.
+struct Clocked {
+    fails: usize,
+    retry_after: Option<Duration>,
+    attempts: std::sync::Mutex<Vec<(String, tokio::time::Instant)>>,
+}
+
+impl Clocked {
+    fn new(fails: usize, retry_after: Option<Duration>) -> Arc<Clocked> {
+        Arc::new(Clocked {
+            fails,
+            retry_after,
+            attempts: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The gaps between consecutive attempt starts, in start order.
+    fn gaps(&self) -> Vec<Duration> {
+        let mut starts: Vec<_> = self.attempts.lock().unwrap().iter().map(|a| a.1).collect();
+        starts.sort();
+        starts.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+#[forge::async_trait]
+impl Runner for Clocked {
+    async fn call(
+        &self,
+        batch: &Batch,
+        session: &forge::Session<'_>,
+    ) -> Result<forge::Reply, forge::RunError> {
+        let key = format!("{}/{}", session.session_id, batch.qa_id);
+        let earlier = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let earlier = attempts.iter().filter(|(k, _)| *k == key).count();
+            attempts.push((key, tokio::time::Instant::now()));
+            earlier
+        };
+        if earlier < self.fails {
+            return Err(forge::RunError::transient("busy").with_retry_after(self.retry_after));
+        }
+        Ok(forge::Reply::text(batch.query.clone()))
+    }
+}
+
+// The clock is the subject: tokio's paused clock, which moves only when
+// every task waits, so the gaps below are exact on any machine.
+#[tokio::test(start_paused = true)]
+async fn backoff_max_caps_a_long_retry_after() {
+    let runner = Clocked::new(1, Some(Duration::from_secs(30)));
+    let results = Engine::new(runner.clone())
         .policy(policy(5_000, 1, Duration::from_millis(100)))
-        .run_datasets(vec![data])
+        .run_datasets(datasets(1, 1))
         .await;
-    assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(!results[0].0.conversation[0]
-        .assistant
-        .starts_with("[ERROR]"));
+    assert_eq!(results[0].1.successes, 1);
+    assert_eq!(runner.gaps(), [Duration::from_millis(100)]);
+
+    // Under `max`, the server's delay is waited exactly.
+    let runner = Clocked::new(2, Some(Duration::from_millis(70)));
+    let results = Engine::new(runner.clone())
+        .policy(policy(5_000, 2, Duration::from_secs(1)))
+        .run_datasets(datasets(1, 1))
+        .await;
+    assert_eq!(results[0].1.successes, 1);
+    assert_eq!(runner.gaps(), [Duration::from_millis(70); 2]);
 }
 
 #[tokio::test]
 async fn timeouts_are_retried_per_runner() {
+    // Far past the timeout, which alone ends the wait: an ordinary turn
+    // has the whole timeout, however busy the machine.
     let delayed = Fault::Delay {
-        delay: Duration::from_millis(800),
+        delay: Duration::from_secs(60),
         times: 1,
     };
     let plan = FaultPlan::new(0).on_query("late", delayed).on_query(
@@ -400,7 +450,7 @@ async fn timeouts_are_retried_per_runner() {
     )
     .unwrap();
     let results = Engine::new(openai)
-        .policy(policy(300, 2, Duration::from_millis(50)))
+        .policy(policy(3_000, 2, Duration::from_millis(50)))
         .run_datasets(vec![data.clone()])
         .await;
     let conversation = &results[0].0.conversation;
@@ -432,11 +482,11 @@ async fn timeouts_are_retried_per_runner() {
     )
     .unwrap();
     let results = Engine::new(http)
-        .policy(policy(300, 2, Duration::from_millis(50)))
+        .policy(policy(3_000, 2, Duration::from_millis(50)))
         .run_datasets(vec![data])
         .await;
     let conversation = &results[0].0.conversation;
-    assert_eq!(conversation[0].assistant, "[ERROR] timed out after 300ms");
+    assert_eq!(conversation[0].assistant, "[ERROR] timed out after 3s");
     assert_eq!(conversation[1].assistant, openai_answer("busy", 1));
     let log = server.requests();
     let count = |q: &str| log.iter().filter(|r| r.query.as_deref() == Some(q)).count();
@@ -446,7 +496,7 @@ async fn timeouts_are_retried_per_runner() {
 #[tokio::test]
 async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
     let slow_infer = Fault::DelayInfer {
-        delay: Duration::from_millis(800),
+        delay: Duration::from_secs(60),
         times: ALWAYS,
     };
     let infers = |server: &TestServer, query: &str| {
@@ -466,7 +516,7 @@ async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
     data.conversation.push(Batch::new("q1", "slow"));
     data.conversation.push(Batch::new("q2", "next"));
     let results = Engine::new(alquimia(&server.url()))
-        .policy(policy(200, 3, Duration::from_millis(20)))
+        .policy(policy(3_000, 3, Duration::from_millis(20)))
         .run_datasets(vec![data.clone()])
         .await;
     let conversation = &results[0].0.conversation;
@@ -495,9 +545,9 @@ async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
         retry_on: None,
     })
     .unwrap()
-    .with_timeouts(Duration::from_millis(200), Duration::from_secs(5));
+    .with_timeouts(Duration::from_secs(3), Duration::from_secs(30));
     let results = Engine::new(Arc::new(runner))
-        .policy(policy(5_000, 3, Duration::from_millis(20)))
+        .policy(policy(30_000, 3, Duration::from_millis(20)))
         .run_datasets(vec![data])
         .await;
     let conversation = &results[0].0.conversation;
@@ -512,38 +562,25 @@ async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
     assert_eq!(infers(&server, "slow"), 1, "{:#?}", server.requests());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_spaces_requests_across_sessions() {
-    let server = TestServer::start().await;
-    let openai = forge::registry::build(
-        json!({"type": "openai", "base_url": format!("{}/v1", server.url()),
-               "api_key": TestServer::DEFAULT_API_KEY, "model": "m"}),
-        &forge::registry::BuildContext::default(),
-    )
-    .unwrap();
-    let mut policy = policy(5_000, 0, Duration::from_millis(50));
+#[tokio::test(start_paused = true)]
+async fn rate_limit_spaces_attempts_across_sessions() {
+    // 4 sessions of 4 turns at 20/s, retries included: every attempt waits
+    // for its own slot, 50 ms after the one before.
+    let runner = Clocked::new(1, None);
+    let mut policy = policy(5_000, 1, Duration::from_millis(1));
     policy.rate_limit = forge::execute::RateLimit::per_second(20);
-    let start = Instant::now();
-    let results = Engine::new(openai)
+    let results = Engine::new(runner.clone())
         .policy(policy)
         .concurrency(4)
         .run_datasets(datasets(4, 4))
         .await;
-    let elapsed = start.elapsed();
     assert!(results.iter().all(|(_, s)| s.successes == 4));
-    // 16 requests at 20/s: the last starts at least 15 x 50 ms after the first.
-    assert!(elapsed >= Duration::from_millis(740), "{elapsed:?}");
-    let log = server.requests();
-    assert_eq!(log.len(), 16);
-    // Request k cannot start before slot k, 50 ms x k after the first.
-    for (k, request) in log.iter().enumerate() {
-        let since_first = request.at - log[0].at;
-        let slot = Duration::from_millis(50 * k as u64);
-        assert!(
-            since_first + Duration::from_millis(20) >= slot,
-            "request {k} arrived {since_first:?} after the first"
-        );
-    }
+    let gaps = runner.gaps();
+    assert_eq!(gaps.len(), 31, "16 turns, each tried twice");
+    assert!(
+        gaps.iter().all(|gap| *gap == Duration::from_millis(50)),
+        "{gaps:?}"
+    );
 }
 
 #[test]
