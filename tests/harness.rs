@@ -424,3 +424,250 @@ async fn the_harness_against_a_real_alquimia_server() {
     }
     server.shutdown().await;
 }
+
+/// How long any awaited event may take before a test fails.
+const BOUND: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The harness running in the background, its stdout and stderr collected
+/// on threads.
+struct Running {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(project: &Project, env: &[(&str, &str)]) -> Running {
+        use std::io::{BufRead, Read};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_forge-harness"))
+            .env("FORGE_SUITES_DIR", project.dir.path().join("suites"))
+            .env("FORGE_OUT_DIR", project.out())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the harness");
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            text
+        });
+        let err = child.stderr.take().expect("stderr");
+        let (send, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Waits for a stderr line containing `text`.
+    async fn wait_for_line(&mut self, text: &str) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < BOUND {
+            while let Ok(line) = self.stderr.try_recv() {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no stderr line with {text:?}: {:?}", self.seen);
+    }
+
+    /// Waits for the harness to exit (killing it past the bound); returns
+    /// its status, stdout and stderr.
+    async fn exit(mut self) -> (std::process::ExitStatus, String, String) {
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > BOUND {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.seen.extend(self.stderr.try_iter());
+                panic!("the harness did not exit after the signal: {:?}", self.seen);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        while let Ok(line) = self.stderr.recv_timeout(BOUND) {
+            self.seen.push(line);
+        }
+        let stdout = self.stdout.join().expect("stdout reader");
+        (status, stdout, self.seen.join("\n"))
+    }
+}
+
+/// Waits until `ready` holds, polling; fails past the bound.
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+const SLOW: &str = r#"
+name: slow
+runner:
+  type: alquimia
+  base_url: ${AGENT_URL}
+  api_key: ${AGENT_KEY}
+  agent_id: bot
+  channel_id: web
+concurrency: 2
+timeout: 30s
+datasets:
+  - session_id: s1
+    assistant_id: bot
+    conversation: [{qa_id: t1, query: a1}, {qa_id: t2, query: a2}, {qa_id: t3, query: a3}, {qa_id: t4, query: a4}]
+  - session_id: s2
+    assistant_id: bot
+    conversation: [{qa_id: t1, query: b1}, {qa_id: t2, query: b2}, {qa_id: t3, query: b3}, {qa_id: t4, query: b4}]
+  - session_id: s3
+    assistant_id: bot
+    conversation: [{qa_id: t1, query: c1}, {qa_id: t2, query: c2}, {qa_id: t3, query: c3}, {qa_id: t4, query: c4}]
+"#;
+
+const INTERRUPTED: &str = "run interrupted before this turn was sent";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_the_harness_and_writes_partial_reports_of_this_run() {
+    use forge::testing::TestServer;
+    // 12 turns of 1 s, 2 sessions at once: the whole run would take 6 s.
+    let server = TestServer::builder()
+        .latency(std::time::Duration::from_secs(1))
+        .start()
+        .await;
+    let project = Project::new(&[("slow.yaml", SLOW)]);
+    // The reports of an earlier run, which must not survive this one.
+    std::fs::create_dir_all(project.out()).expect("out dir");
+    std::fs::write(project.out().join("junit.xml"), "<stale/>").expect("stale junit");
+    std::fs::write(project.out().join("slow.json"), r#"{"stale": true}"#).expect("stale json");
+
+    let url = server.url();
+    let running = Running::start(
+        &project,
+        &[
+            ("AGENT_URL", url.as_str()),
+            ("AGENT_KEY", TestServer::DEFAULT_API_KEY),
+        ],
+    );
+    wait_until("the first turn", || server.turns_started() >= 1).await;
+    running.signal("TERM");
+    let (status, stdout, stderr) = running.exit().await;
+    assert_eq!(status.code(), Some(101), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("interrupted; partial reports written"),
+        "{stderr}"
+    );
+
+    let report = project.report("slow");
+    assert_eq!(report["success"], true, "{report}");
+    assert_eq!(report["total_datasets"], 3);
+    let mut statuses = Vec::new();
+    for dataset in report["datasets"].as_array().expect("datasets") {
+        let turns = dataset["conversation"].as_array().expect("turns");
+        assert_eq!(turns.len(), 4, "every turn is recorded: {dataset}");
+        for turn in turns {
+            statuses.push(turn["assistant"].as_str().expect("answer").to_owned());
+        }
+    }
+    let interrupted = statuses
+        .iter()
+        .filter(|a| a.as_str() == format!("[ERROR] {INTERRUPTED}"))
+        .count();
+    let answered = statuses
+        .iter()
+        .filter(|a| !a.starts_with("[ERROR]"))
+        .count();
+    assert!(answered >= 1, "the turn in flight finished: {statuses:?}");
+    assert!(interrupted >= 1, "the run stopped early: {statuses:?}");
+    assert_eq!(answered + interrupted, 12, "{statuses:?}");
+    let accepted: usize = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| server.turns(s).len())
+        .sum();
+    assert_eq!(accepted, answered, "every accepted turn is in the report");
+
+    let junit = std::fs::read_to_string(project.out().join("junit.xml")).expect("junit");
+    let parsed = quick_junit::Report::deserialize_from_str(&junit)
+        .unwrap_or_else(|e| panic!("junit.xml is not valid: {e}\n{junit}"));
+    let suite = parsed
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "slow")
+        .expect("the suite in junit.xml");
+    assert_eq!(suite.tests, 12);
+    assert_eq!(suite.failures, interrupted);
+    assert!(junit.contains(INTERRUPTED), "{junit}");
+    // libtest saw the interrupted batches fail.
+    assert!(
+        stdout.contains(&format!("{} failed", interrupted)),
+        "{stdout}"
+    );
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn is_dead(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_the_harness_at_once_and_kills_its_programs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pidfile = dir.path().join("pid");
+    let suite = format!(
+        "name: stuck\nrunner:\n  type: command\n  program: sh\n  args: [-c, \"sleep 1000 & echo $! > '{}'; wait\"]\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation: [{{qa_id: q1, query: hi}}]\n",
+        pidfile.display()
+    );
+    let project = Project::new(&[("stuck.yaml", &suite)]);
+    let mut running = Running::start(&project, &[]);
+    let read_pid = || {
+        let text = std::fs::read_to_string(&pidfile).ok()?;
+        (text.ends_with('\n') && !text.trim().is_empty()).then(|| text.trim().to_owned())
+    };
+    wait_until("the program's pid", || read_pid().is_some()).await;
+    let pid = read_pid().expect("pid");
+    struct Reap(String);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0]).status();
+        }
+    }
+    let _reap = Reap(pid.clone());
+    running.signal("INT");
+    running.wait_for_line("stopping").await;
+    assert!(!is_dead(&pid), "the first signal lets the turn go on");
+    running.signal("TERM");
+    let (status, stdout, stderr) = running.exit().await;
+    assert_eq!(status.code(), Some(130), "{stdout}\n{stderr}");
+    wait_until("the program's child to die", || is_dead(&pid)).await;
+}

@@ -235,7 +235,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     };
 
     let cancel = CancellationToken::new();
-    tokio::spawn(stop_on_signal(cancel.clone()));
+    crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
     let results = run_suites(&mut suites, &selected, Arc::new(sink), cancel.clone()).await;
     progress.finish_and_clear();
@@ -335,17 +335,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// First Ctrl-C or SIGTERM: stop sending new turns, let the ones in flight
-/// finish, write the reports. A second one exits at once.
-async fn stop_on_signal(cancel: CancellationToken) {
-    wait_for_signal().await;
-    eprintln!("forge: stopping: finishing turns in flight (press Ctrl-C again to abort)");
-    cancel.cancel();
-    wait_for_signal().await;
-    std::process::exit(130);
-}
-
-#[cfg(unix)]
+#[cfg(all(unix, feature = "serve"))]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -361,7 +351,7 @@ async fn wait_for_signal() {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "serve"))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -7,6 +7,11 @@
 //! system under test cannot have accepted the turn: [`ErrorKind::Transient`]
 //! errors, and [`ErrorKind::Timeout`] for runners that opt in (see [`Retry`]).
 //! A [`Permanent`](ErrorKind::Permanent) error fails the turn at once.
+//!
+//! Once the run's cancellation token fires (the first Ctrl-C or SIGTERM),
+//! a turn waiting for its backoff delay or its rate-limit slot stops
+//! waiting: it fails as interrupted, with its last error, and no further
+//! attempt is sent.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -179,13 +184,20 @@ pub async fn attempt_batch_with<R: Runner + ?Sized>(
     retry: Retry,
 ) -> BatchOutcome {
     let policy = session.policy;
+    let cancel = session.cancel;
     let start = Instant::now();
     let mut attempts = 0u32;
+    let mut last_error = None;
     loop {
-        attempts += 1;
         if let Some(limit) = &policy.rate_limit {
-            limit.acquire().await;
+            if !unless_cancelled(cancel, limit.acquire()).await {
+                return interrupted(batch, last_error, attempts, start);
+            }
         }
+        if cancel.is_some_and(CancellationToken::is_cancelled) {
+            return interrupted(batch, last_error, attempts, start);
+        }
+        attempts += 1;
         // A panicking runner fails its turn, not the run.
         let call = AssertUnwindSafe(runner.call(&batch, session)).catch_unwind();
         let result = match policy.timeout {
@@ -210,7 +222,11 @@ pub async fn attempt_batch_with<R: Runner + ?Sized>(
                     %error,
                     "retrying"
                 );
-                tokio::time::sleep(policy.backoff.delay(attempts, error.retry_after)).await;
+                let delay = policy.backoff.delay(attempts, error.retry_after);
+                if !unless_cancelled(cancel, tokio::time::sleep(delay)).await {
+                    return interrupted(batch, Some(error), attempts, start);
+                }
+                last_error = Some(error);
             }
             Err(error) => {
                 let message = if attempts > 1 {
@@ -224,6 +240,45 @@ pub async fn attempt_batch_with<R: Runner + ?Sized>(
             }
         }
     }
+}
+
+/// Waits for `wait` unless `cancel` fires first: `false` when it did.
+async fn unless_cancelled(
+    cancel: Option<&CancellationToken>,
+    wait: impl std::future::Future<Output = ()>,
+) -> bool {
+    match cancel {
+        Some(cancel) => tokio::select! {
+            biased;
+            () = cancel.cancelled() => false,
+            () = wait => true,
+        },
+        None => {
+            wait.await;
+            true
+        }
+    }
+}
+
+/// The outcome of a turn the run's interruption stopped before its next
+/// attempt: [`INTERRUPTED`] when nothing was sent, else its last error.
+fn interrupted(
+    batch: Batch,
+    last_error: Option<RunError>,
+    attempts: u32,
+    start: Instant,
+) -> BatchOutcome {
+    let message = match last_error {
+        None => INTERRUPTED.to_owned(),
+        Some(error) => format!(
+            "{} (after {attempts} attempt{}; run interrupted before a retry)",
+            error.message,
+            if attempts == 1 { "" } else { "s" }
+        ),
+    };
+    let mut outcome = BatchOutcome::failure(batch, &message, millis(start.elapsed()));
+    outcome.attempts = attempts;
+    outcome
 }
 
 /// The error of a runner call that panicked, with the panic's message.
@@ -268,7 +323,7 @@ pub(crate) async fn run_dataset<R: Runner + ?Sized>(
         let outcome = if cancel.is_some_and(CancellationToken::is_cancelled) {
             BatchOutcome::failure(batch, INTERRUPTED, 0.0)
         } else {
-            let session = Session::with_policy(&dataset, &done, policy);
+            let session = Session::with_policy(&dataset, &done, policy).cancelled_by(cancel);
             // `call` panics are caught per attempt; this catches a panic in
             // a runner's own `run_batch`, keeping a copy to report it on.
             let copy = batch.clone();
@@ -491,6 +546,97 @@ mod tests {
             "[ERROR] runner panicked: boom on q2"
         );
         assert_eq!(dataset.conversation[2].assistant, "fine");
+    }
+
+    /// Throttled on every call, asked to come back in 30 s; counts calls
+    /// and tells the test about each one.
+    struct Throttled {
+        calls: std::sync::atomic::AtomicUsize,
+        called: tokio::sync::Notify,
+    }
+
+    impl Throttled {
+        fn new() -> Arc<Self> {
+            Arc::new(Throttled {
+                calls: std::sync::atomic::AtomicUsize::new(0),
+                called: tokio::sync::Notify::new(),
+            })
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Runner for Throttled {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.called.notify_one();
+            Err(RunError::transient("HTTP 429 Too Many Requests")
+                .with_retry_after(Some(Duration::from_secs(30))))
+        }
+    }
+
+    fn two_turns(session: &str) -> Dataset {
+        let mut dataset = Dataset::new(session, "a");
+        dataset.conversation.push(Batch::new("q1", "hi"));
+        dataset.conversation.push(Batch::new("q2", "again"));
+        dataset
+    }
+
+    // Paused time: a wait the cancellation does not end would be skipped
+    // over by the clock and the retries would be sent.
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_ends_a_pending_backoff_wait() {
+        let runner = Throttled::new();
+        let cancel = CancellationToken::new();
+        let engine = Engine::new(runner.clone())
+            .policy(Policy {
+                retries: 10,
+                ..Policy::default()
+            })
+            .cancel_on(cancel.clone());
+        let run = tokio::spawn(async move { engine.run_datasets(vec![two_turns("s")]).await });
+        runner.called.notified().await;
+        cancel.cancel();
+        let results = run.await.unwrap();
+        assert_eq!(runner.calls(), 1, "a retry was sent after the cancellation");
+        let turns = &results[0].0.conversation;
+        assert_eq!(
+            turns[0].assistant,
+            "[ERROR] HTTP 429 Too Many Requests (after 1 attempt; run interrupted before a retry)"
+        );
+        assert_eq!(turns[1].assistant, format!("[ERROR] {INTERRUPTED}"));
+        assert_eq!(results[0].1.failures, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_ends_a_pending_rate_limit_wait() {
+        let runner = Throttled::new();
+        let cancel = CancellationToken::new();
+        let engine = Engine::new(runner.clone())
+            .policy(Policy {
+                rate_limit: RateLimit::new(1, Duration::from_secs(3600)),
+                ..Policy::default()
+            })
+            .concurrency(2)
+            .cancel_on(cancel.clone());
+        let run = tokio::spawn(async move {
+            engine
+                .run_datasets(vec![two_turns("a"), two_turns("b")])
+                .await
+        });
+        // One session got the hour's only slot; the other waits for the next.
+        runner.called.notified().await;
+        cancel.cancel();
+        let results = run.await.unwrap();
+        assert_eq!(runner.calls(), 1, "a turn was sent after the cancellation");
+        let interrupted = results
+            .iter()
+            .flat_map(|(d, _)| &d.conversation)
+            .filter(|b| b.assistant == format!("[ERROR] {INTERRUPTED}"))
+            .count();
+        assert_eq!(interrupted, 3);
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! order, a selected batch's earlier turns first (unreported). Sessions with no
 //! selected batch are not contacted, and `--list` sends nothing at all. After
 //! the run, `<suite>.json` and `junit.xml` are written under `$FORGE_OUT_DIR`.
+//!
+//! Ctrl-C and SIGTERM work as in `forge run`: the first stops new work (turns
+//! not yet sent fail as interrupted, turns in flight finish) and the partial
+//! reports of this run are written; a second exits at once with 130.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,15 +107,17 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
     for (slot, id) in index.iter().enumerate() {
         slots.insert(*id, slot);
     }
+    let cancel = CancellationToken::new();
     let engine = {
         let board = Arc::clone(&board);
         let selected = selected.clone();
         let slots = slots.clone();
+        let cancel = cancel.clone();
         let mut suites = suites;
         std::thread::spawn(move || {
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
-            let results = execute(&mut suites, &selected, &slots, &board);
+            let results = execute(&mut suites, &selected, &slots, &board, cancel);
             (suites, results)
         })
     };
@@ -138,6 +144,9 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error:
         let out = report::out_dir(&root);
         let written = report::write_all(&out, &reported, &broken_selected)?;
         eprintln!("forge: reports written to {}", out.display());
+        if cancel.is_cancelled() {
+            eprintln!("forge: interrupted; partial reports written");
+        }
         written
     } else {
         Vec::new()
@@ -154,6 +163,7 @@ fn execute(
     selected: &[bool],
     slots: &std::collections::HashMap<BatchId, usize>,
     board: &Arc<Board>,
+    cancel: CancellationToken,
 ) -> Vec<SuiteResult> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -180,12 +190,11 @@ fn execute(
         }
     };
     let is_selected = |id: BatchId| slots.get(&id).is_some_and(|&slot| selected[slot]);
-    runtime.block_on(run_suites(
-        suites,
-        &is_selected,
-        Arc::new(sink),
-        CancellationToken::new(),
-    ))
+    runtime.block_on(async {
+        // Watching before the first turn is sent, so no signal is missed.
+        crate::interrupt::stop_on_signal(cancel.clone());
+        run_suites(suites, &is_selected, Arc::new(sink), cancel).await
+    })
 }
 
 fn verdict(record: &BatchRecord) -> Result<(), String> {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod execute;
 pub mod expect;
 pub mod harness;
+mod interrupt;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod payload;

@@ -50,6 +50,8 @@ pub struct Session<'a> {
     /// The session's earlier turns, already answered, in order.
     pub history: &'a [Batch],
     pub(crate) policy: &'a Policy,
+    /// The run's interruption: pending retries end when it fires.
+    pub(crate) cancel: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 impl<'a> Session<'a> {
@@ -71,7 +73,17 @@ impl<'a> Session<'a> {
             context: &dataset.context,
             history,
             policy,
+            cancel: None,
         }
+    }
+
+    /// This session, interrupted by `cancel` (see [`crate::execute`]).
+    pub(crate) fn cancelled_by(
+        mut self,
+        cancel: Option<&'a tokio_util::sync::CancellationToken>,
+    ) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// The policy (timeout, retries) this turn runs under.

@@ -1,29 +1,152 @@
-//! SIGTERM during `forge run`: turns in flight finish, nothing else is sent,
-//! and the partial report lists every batch exactly once.
+//! Ctrl-C and SIGTERM during `forge run`: the first signal stops new work
+//! (turns in flight finish, pending retries end), the reports are written and
+//! list every batch exactly once; a second signal exits at once and takes the
+//! `command` runner's programs with it.
+//!
+//! Every wait here is on an event (the server's request log, a line on
+//! forge's stderr, a file a program writes), bounded so a regression fails
+//! instead of hanging.
 
 #![cfg(unix)]
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use forge::testing::{alquimia_answer, TestServer};
+use forge::testing::{alquimia_answer, Fault, FaultPlan, TestServer};
 use serde_json::Value;
 
 const INTERRUPTED: &str = "[ERROR] run interrupted before this turn was sent";
 
+/// How long any awaited event may take before the test fails.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// A running `forge run`, its stderr read line by line on a thread.
+struct Forge {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Vec<String>,
+}
+
+impl Forge {
+    fn run(suite: &Path, out: &Path) -> Forge {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .arg("run")
+            .arg(suite)
+            .arg("--out")
+            .arg(out)
+            .arg("--quiet")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn forge");
+        let stderr = child.stderr.take().expect("stderr");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Forge {
+            child,
+            lines,
+            stderr: Vec::new(),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Waits for a stderr line containing `text`.
+    async fn wait_for_line(&mut self, text: &str) {
+        let start = Instant::now();
+        while start.elapsed() < BOUND {
+            while let Ok(line) = self.lines.try_recv() {
+                let found = line.contains(text);
+                self.stderr.push(line);
+                if found {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no stderr line with {text:?}: {:?}", self.stderr);
+    }
+
+    /// Waits for forge to exit (killing it past the bound) and returns its
+    /// status and whole stderr.
+    async fn exit(mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if start.elapsed() > BOUND {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.stderr.extend(self.lines.try_iter());
+                panic!("forge did not exit after the signal: {:?}", self.stderr);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // The reader thread ends at EOF, once forge (and anything holding
+        // its stderr) is gone.
+        while let Ok(line) = self.lines.recv_timeout(BOUND) {
+            self.stderr.push(line);
+        }
+        (status, self.stderr.join("\n"))
+    }
+}
+
+/// Waits until `ready` holds, polling; fails past the bound.
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn alquimia_suite(server: &TestServer, name: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\nrunner:\n  type: alquimia\n  base_url: {}\n  api_key: {}\n  agent_id: a\n  channel_id: web\n{extra}datasets:\n",
+        server.url(),
+        TestServer::DEFAULT_API_KEY
+    )
+}
+
+fn infer_requests(server: &TestServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/event/infer/"))
+        .count()
+}
+
+fn read_report(out: &Path, suite: &str) -> Value {
+    let text = std::fs::read_to_string(out.join(format!("{suite}.json"))).expect("report");
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_writes_a_valid_partial_report() {
+    // 20 turns of 1 s, 2 sessions at once: the whole run would take 10 s.
     let server = TestServer::builder()
-        .latency(Duration::from_millis(300))
+        .latency(Duration::from_secs(1))
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut suite = format!(
-        "name: interrupted\nrunner:\n  type: alquimia\n  base_url: {}\n  api_key: {}\n  agent_id: a\n  channel_id: web\nconcurrency: 2\ntimeout: 10s\ndatasets:\n",
-        server.url(),
-        TestServer::DEFAULT_API_KEY
-    );
+    let mut suite = alquimia_suite(&server, "interrupted", "concurrency: 2\ntimeout: 30s\n");
     for s in 1..=4 {
         suite.push_str(&format!(
             "  - session_id: s{s}\n    assistant_id: a\n    conversation:\n"
@@ -38,40 +161,18 @@ async fn sigterm_writes_a_valid_partial_report() {
     std::fs::write(&path, suite).unwrap();
     let out = dir.path().join("out");
 
-    let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .arg("run")
-        .arg(&path)
-        .arg("--out")
-        .arg(&out)
-        .arg("--quiet")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let elapsed = start.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    let forge = Forge::run(&path, &out);
+    // Both sessions have a turn in flight.
+    wait_until("two turns started", || infer_requests(&server) >= 2).await;
+    forge.signal("TERM");
+    let (status, stderr) = forge.exit().await;
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     assert!(
         stderr.contains("interrupted; partial reports written"),
         "{stderr}"
     );
-    // 20 turns of 300 ms, 2 sessions at once, would take 3 s.
-    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
 
-    let text = std::fs::read_to_string(out.join("interrupted.json")).unwrap();
-    let report: Value = serde_json::from_str(&text).unwrap();
+    let report = read_report(&out, "interrupted");
     assert_eq!(report["success"], true);
     assert_eq!(report["total_datasets"], 4);
     let datasets = report["datasets"].as_array().unwrap();
@@ -123,4 +224,108 @@ async fn sigterm_writes_a_valid_partial_report() {
     assert!(interrupted >= 2, "the run stopped early: {interrupted}");
     // Every turn the server accepted has its answer in the report.
     assert_eq!(sent.len(), answered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_signal_ends_a_pending_backoff_wait() {
+    // Throttled forever, and asked to come back in 30 s each time.
+    let plan = FaultPlan::new(1).on_query(
+        "throttled",
+        Fault::Reject {
+            status: 429,
+            times: usize::MAX,
+            retry_after: 30,
+        },
+    );
+    let server = TestServer::builder().fault_plan(plan).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut suite = alquimia_suite(&server, "backoff", "retries: 10\n");
+    suite.push_str(
+        "  - session_id: s\n    assistant_id: a\n    conversation:\n      - {qa_id: q1, query: throttled}\n      - {qa_id: q2, query: later}\n",
+    );
+    let path = dir.path().join("suite.yaml");
+    std::fs::write(&path, suite).unwrap();
+    let out = dir.path().join("out");
+
+    let forge = Forge::run(&path, &out);
+    wait_until("the first attempt", || {
+        server.requests().iter().any(|r| r.status == 429)
+    })
+    .await;
+    forge.signal("INT");
+    // Without the fix the next attempt waits out the 30 s backoff: the
+    // bounded wait in `exit` fails first.
+    let (status, stderr) = forge.exit().await;
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    let attempts = server
+        .requests()
+        .iter()
+        .filter(|r| r.query.as_deref() == Some("throttled"))
+        .count();
+    assert_eq!(attempts, 1, "a retry was sent after the signal");
+    assert!(server.turns("s").is_empty());
+
+    let report = read_report(&out, "backoff");
+    let turns = report["datasets"][0]["conversation"].as_array().unwrap();
+    let first = turns[0]["assistant"].as_str().unwrap();
+    assert!(first.starts_with("[ERROR] "), "{first}");
+    assert!(first.contains("429"), "the last error is kept: {first}");
+    assert!(first.contains("interrupted"), "{first}");
+    assert_eq!(turns[1]["assistant"], INTERRUPTED);
+    assert_eq!(report["summaries"][0]["failures"], 2);
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn is_dead(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// Kills a leftover process when the test ends, whatever its outcome.
+struct Reap(Option<String>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
+}
+
+fn read_pid(file: &PathBuf) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let pid = text.trim();
+    (!pid.is_empty() && text.ends_with('\n')).then(|| pid.to_owned())
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_and_kills_running_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    // The program leaves a child in its process group and waits for it.
+    let suite = format!(
+        "name: stuck\nrunner:\n  type: command\n  program: sh\n  args: [-c, \"sleep 1000 & echo $! > '{}'; wait\"]\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation:\n      - {{qa_id: q1, query: hi}}\n      - {{qa_id: q2, query: again}}\n",
+        pidfile.display()
+    );
+    let path = dir.path().join("suite.yaml");
+    std::fs::write(&path, suite).unwrap();
+    let out = dir.path().join("out");
+
+    let mut forge = Forge::run(&path, &out);
+    wait_until("the program's pid", || read_pid(&pidfile).is_some()).await;
+    let pid = read_pid(&pidfile).unwrap();
+    let _reap = Reap(Some(pid.clone()));
+    forge.signal("TERM");
+    // The first signal lets the turn in flight go on.
+    forge.wait_for_line("stopping").await;
+    assert!(!is_dead(&pid));
+    forge.signal("INT");
+    let (status, stderr) = forge.exit().await;
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    wait_until("the program's child to die", || is_dead(&pid)).await;
 }

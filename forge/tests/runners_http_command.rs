@@ -368,15 +368,10 @@ async fn command_runner_timeout_kills_what_the_program_started() {
 
 #[tokio::test]
 async fn command_runner_timeout_kills_the_process() {
-    let mut config = sh("sleep 5; echo late");
+    // Well past the test's patience: only the kill ends the turn.
+    let mut config = sh("sleep 600; echo late");
     config["timeout"] = json!("200ms");
-    let start = Instant::now();
     let (data, summary) = run(runner(config), retrying(2), dataset("s", &["x"])).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
     assert_eq!(summary.failures, 1);
     assert_eq!(
         data.conversation[0].assistant,
@@ -386,20 +381,117 @@ async fn command_runner_timeout_kills_the_process() {
     // The suite's timeout kills it too.
     let mut policy = retrying(2);
     policy.timeout = Some(Duration::from_millis(200));
-    let start = Instant::now();
     let (data, _) = run(
-        runner(sh("sleep 5; echo late")),
+        runner(sh("sleep 600; echo late")),
         policy,
         dataset("s", &["x"]),
     )
     .await;
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
     assert_eq!(
         data.conversation[0].assistant,
         "[ERROR] timed out after 200ms"
     );
+}
+
+/// Waits until process `pid` is gone; fails after 20 s.
+#[cfg(target_os = "linux")]
+async fn wait_dead(pid: &str, what: &str) {
+    let start = Instant::now();
+    while !is_dead(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} {pid} is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn command_runner_output_past_the_cap_fails_the_turn() {
+    // A finite 40 MB: without the cap it would be the answer.
+    let (data, summary) = run(
+        runner(sh("head -c 40000000 /dev/zero")),
+        retrying(2),
+        dataset("s", &["x"]),
+    )
+    .await;
+    assert_eq!(summary.failures, 1);
+    assert_eq!(
+        data.conversation[0].assistant,
+        "[ERROR] `sh` printed more than 32 MiB on stdout and was killed"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn command_runner_kills_a_program_that_prints_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!("echo $$ > '{}'; exec yes", pidfile.display());
+    let (data, summary) = run(runner(sh(&script)), retrying(0), dataset("s", &["x"])).await;
+    assert_eq!(summary.failures, 1);
+    assert!(
+        data.conversation[0]
+            .assistant
+            .contains("printed more than 32 MiB on stdout and was killed"),
+        "{}",
+        data.conversation[0].assistant
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    wait_dead(pid.trim(), "`yes`").await;
+}
+
+#[tokio::test]
+async fn command_runner_keeps_the_end_of_a_long_stderr() {
+    // 1 MiB of stderr, then the line that explains the failure.
+    let script =
+        "head -c 1048576 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'the real reason' >&2; exit 4";
+    let (data, _) = run(runner(sh(script)), retrying(0), dataset("s", &["x"])).await;
+    let answer = &data.conversation[0].assistant;
+    assert!(
+        answer.starts_with("[ERROR] `sh` exited with status 4: ...")
+            && answer.ends_with("xxx\nthe real reason"),
+        "{}",
+        &answer[answer.len().saturating_sub(200)..]
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn command_runner_does_not_wait_for_what_holds_its_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    // The background sleep keeps stdout open long after `sh` answered and
+    // exited; the turn's timeout is far shorter than the sleep.
+    let script = format!("sleep 600 & echo $! > '{}'; echo hi", pidfile.display());
+    let mut config = sh(&script);
+    config["timeout"] = json!("30s");
+    let (data, summary) = run(runner(config), retrying(0), dataset("s", &["x"])).await;
+    assert_eq!(summary.successes, 1, "{}", data.conversation[0].assistant);
+    assert_eq!(data.conversation[0].assistant, "hi");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    wait_dead(pid.trim(), "the program's child").await;
+}
+
+#[tokio::test]
+async fn command_runner_safe_forms_pass_the_query_as_data() {
+    let hostile = "a; echo injected $(echo pwned)";
+    // As a positional parameter the script quotes (the README's safe form).
+    let positional = json!({
+        "type": "command", "program": "sh",
+        "args": ["-c", "printf '%s' \"$1\"", "sh", "{query}"],
+    });
+    // On stdin (the default).
+    for config in [positional, sh("cat")] {
+        let (data, _) = run(runner(config), retrying(0), dataset("s", &[hostile])).await;
+        assert_eq!(data.conversation[0].assistant, hostile);
+    }
+    // Substituted into a shell script, the query is run (the README's warning).
+    let (data, _) = run(
+        runner(sh("echo {query}")),
+        retrying(0),
+        dataset("s", &[hostile]),
+    )
+    .await;
+    assert_eq!(data.conversation[0].assistant, "a\ninjected pwned");
 }

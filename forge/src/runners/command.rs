@@ -27,11 +27,27 @@
 //! trailing newline. A non-zero exit (or death by a signal) is a permanent
 //! failure carrying the end of stderr; so is an empty answer, and a program
 //! that cannot be started names the program. Past `timeout` (or the suite's
-//! timeout) the process is killed (on Unix its whole process group: the
-//! program runs in a group of its own, so what it started dies with it)
-//! and the turn fails with a timeout, not
+//! timeout) the process is killed and the turn fails with a timeout, not
 //! retried unless `retry_timeouts: true` (the program may have acted on the
 //! turn).
+//!
+//! Output is bounded: stdout past [`STDOUT_LIMIT`] (32 MiB, the HTTP
+//! runners' reply cap) fails the turn and kills the program; of stderr only
+//! the last [`STDERR_KEEP`] bytes are kept, for the error message.
+//!
+//! On Unix the program runs in a process group of its own, and the group is
+//! killed once the turn is over: on a timeout, on too much output, and once
+//! the program has exited (what it left running dies with it). A child left
+//! holding the program's stdout or stderr does not hold up the turn: after
+//! the program exits its pipes get [`PIPE_GRACE`] to close, then the group
+//! is killed and what was read is the output. When forge itself aborts (a
+//! second Ctrl-C or SIGTERM), the groups of the programs still running are
+//! killed before it exits.
+//!
+//! Placeholders are substituted into `args` verbatim: `sh -c "echo {query}"`
+//! runs whatever shell syntax the query holds. Give the query on stdin, or
+//! as an argument of its own (`args: ["{query}"]` to a program that is not a
+//! shell, or `args: [-c, 'echo "$1"', sh, "{query}"]`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,8 +57,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::http_util::{bytes_shown, JSON_BODY_LIMIT};
 use super::template::{fill, placeholder};
 use crate::error::{humanize, ConfigError, ErrorKind, RunError};
 use crate::execute::{attempt_batch_with, Retry};
@@ -57,6 +74,18 @@ pub const STDERR_CHARS: usize = 500;
 /// The largest context passed in `FORGE_CONTEXT`, in bytes; a larger one is
 /// left out (the environment's size is limited: spawning would fail).
 pub const CONTEXT_ENV_LIMIT: usize = 64 * 1024;
+
+/// The most a program may print on stdout, in bytes: more fails the turn
+/// and kills the program. The HTTP runners' reply cap.
+pub const STDOUT_LIMIT: usize = JSON_BODY_LIMIT;
+
+/// How much of the end of stderr is kept, in bytes (the rest is read and
+/// dropped).
+pub const STDERR_KEEP: usize = 64 * 1024;
+
+/// How long a program's pipes may stay open after it exited (held by
+/// something it left running) before its process group is killed.
+pub const PIPE_GRACE: Duration = Duration::from_millis(250);
 
 /// Where the query goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -114,16 +143,174 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// Kills a process group when dropped, unless disarmed: the turn's future
-/// dropped on a timeout takes the program and everything it started with it.
+/// The process groups of the programs running now, killed by
+/// [`kill_running`]; `None` once forge is aborting.
 #[cfg(unix)]
-struct KillGroup(Option<nix::unistd::Pid>);
+static RUNNING: std::sync::Mutex<Option<std::collections::BTreeSet<i32>>> =
+    std::sync::Mutex::new(Some(std::collections::BTreeSet::new()));
+
+#[cfg(unix)]
+fn running() -> std::sync::MutexGuard<'static, Option<std::collections::BTreeSet<i32>>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(unix)]
+fn kill_group(group: i32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(group),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Kills the process group of every program the `command` runner is running,
+/// and of any started from now on: forge is about to exit.
+pub(crate) fn kill_running() {
+    #[cfg(unix)]
+    for group in running().take().unwrap_or_default() {
+        kill_group(group);
+    }
+}
+
+/// A program's process group, killed when dropped: the turn's future
+/// dropped on a timeout takes the program and everything it started with
+/// it, and so does a turn that is over. Registered for [`kill_running`]
+/// meanwhile.
+#[cfg(unix)]
+struct KillGroup(Option<i32>);
+
+#[cfg(unix)]
+impl KillGroup {
+    fn new(child: &tokio::process::Child) -> Self {
+        let Some(group) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+            return KillGroup(None);
+        };
+        match running().as_mut() {
+            Some(groups) => {
+                groups.insert(group);
+            }
+            // forge is aborting: this one goes too.
+            None => kill_group(group),
+        }
+        KillGroup(Some(group))
+    }
+}
 
 #[cfg(unix)]
 impl Drop for KillGroup {
     fn drop(&mut self) {
         if let Some(group) = self.0.take() {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            kill_group(group);
+            if let Some(groups) = running().as_mut() {
+                groups.remove(&group);
+            }
+        }
+    }
+}
+
+/// Why a program's output could not be taken.
+enum OutputError {
+    /// More than [`STDOUT_LIMIT`] bytes on stdout.
+    TooLarge,
+    /// Reading a pipe failed.
+    Read(std::io::Error),
+}
+
+/// Reads `pipe` to its end into `into`, failing past `limit` bytes.
+async fn read_capped(
+    pipe: Option<impl AsyncRead + Unpin>,
+    into: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), OutputError> {
+    let Some(mut pipe) = pipe else { return Ok(()) };
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = pipe.read(&mut chunk).await.map_err(OutputError::Read)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n > limit - into.len() {
+            return Err(OutputError::TooLarge);
+        }
+        into.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads `pipe` to its end, keeping its last `keep` bytes in `into`. A read
+/// error ends it: stderr only explains a failure.
+async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, into: &mut Vec<u8>, keep: usize) {
+    let Some(mut pipe) = pipe else { return };
+    let mut chunk = vec![0u8; 64 * 1024];
+    while let Ok(n) = pipe.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        into.extend_from_slice(&chunk[..n]);
+        // Dropping the front only when twice over keeps this linear.
+        if into.len() > 2 * keep {
+            into.drain(..into.len() - keep);
+        }
+    }
+    if into.len() > keep {
+        into.drain(..into.len() - keep);
+    }
+}
+
+/// What a program wrote and how it ended.
+struct Finished {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Feeds `input` to the program, reads its output and waits for it. Once it
+/// exited, its pipes get [`PIPE_GRACE`] to close; then what was read is
+/// taken (the caller kills the group that still holds them).
+async fn collect(child: &mut tokio::process::Child, input: &[u8]) -> Result<Finished, OutputError> {
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let write = async {
+        if let Some(mut stdin) = stdin {
+            // A program that does not read its stdin closes the pipe: fine.
+            let _ = stdin.write_all(input).await;
+            let _ = stdin.shutdown().await;
+        }
+        Ok(())
+    };
+    let errors = async {
+        read_tail(stderr, &mut err, STDERR_KEEP).await;
+        Ok(())
+    };
+    let io = async {
+        tokio::try_join!(write, read_capped(stdout, &mut out, STDOUT_LIMIT), errors).map(|_| ())
+    };
+    let status = wait_reading(child, io).await?;
+    Ok(Finished {
+        status,
+        stdout: out,
+        stderr: err,
+    })
+}
+
+/// Waits for the program to exit while `io` reads its pipes; once it exited,
+/// gives `io` [`PIPE_GRACE`] to finish.
+async fn wait_reading(
+    child: &mut tokio::process::Child,
+    io: impl std::future::Future<Output = Result<(), OutputError>>,
+) -> Result<std::process::ExitStatus, OutputError> {
+    tokio::pin!(io);
+    tokio::select! {
+        read = &mut io => {
+            read?;
+            child.wait().await.map_err(OutputError::Read)
+        }
+        status = child.wait() => {
+            let status = status.map_err(OutputError::Read)?;
+            if let Ok(read) = tokio::time::timeout(PIPE_GRACE, &mut io).await {
+                read?;
+            }
+            Ok(status)
         }
     }
 }
@@ -209,29 +396,20 @@ impl Command {
             .spawn()
             .map_err(|e| RunError::permanent(format!("cannot start `{}`: {e}", self.name())))?;
         #[cfg(unix)]
-        let mut group = KillGroup(
-            child
-                .id()
-                .and_then(|id| i32::try_from(id).ok())
-                .map(nix::unistd::Pid::from_raw),
-        );
-        let stdin = child.stdin.take();
-        let query = batch.query.as_bytes();
-        let write = async move {
-            if let Some(mut stdin) = stdin {
-                // A program that does not read its stdin closes the pipe: fine.
-                let _ = stdin.write_all(query).await;
-                let _ = stdin.shutdown().await;
-            }
-        };
-        let (_, output) = tokio::join!(write, child.wait_with_output());
-        // Finished on its own: what it left running is its own business.
+        let group = KillGroup::new(&child);
+        let output = collect(&mut child, batch.query.as_bytes()).await;
+        // The turn is over: what the program left running goes too.
         #[cfg(unix)]
-        {
-            group.0 = None;
-        }
-        let output = output.map_err(|e| {
-            RunError::permanent(format!("cannot read the output of `{}`: {e}", self.name()))
+        drop(group);
+        let output = output.map_err(|error| match error {
+            OutputError::TooLarge => RunError::permanent(format!(
+                "`{}` printed more than {} on stdout and was killed",
+                self.name(),
+                bytes_shown(STDOUT_LIMIT)
+            )),
+            OutputError::Read(e) => {
+                RunError::permanent(format!("cannot read the output of `{}`: {e}", self.name()))
+            }
         })?;
         let stderr = tail(&String::from_utf8_lossy(&output.stderr));
         if !output.status.success() {
