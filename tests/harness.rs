@@ -360,7 +360,7 @@ datasets:
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_harness_against_a_real_alquimia_server() {
+async fn the_harness_against_the_loopback_alquimia_server() {
     use forge::testing::TestServer;
     let server = TestServer::builder()
         .api_key("sekret-key-123")
@@ -399,8 +399,8 @@ async fn the_harness_against_a_real_alquimia_server() {
         "the harness output leaks the key: {text}"
     );
     assert!(text.contains("HTTP 500"), "{text}");
-    // Turns the server accepted; the #500 one was refused, once (a 500 is
-    // not retried).
+    // Turns the server accepted; the #500 one was refused, once (the suite
+    // sets no `retries`).
     assert_eq!(server.turns("s1"), ["first", "second", "first", "second"]);
     let refused = server
         .requests()

@@ -185,7 +185,7 @@ fn payload_from_a_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn payload_against_a_real_alquimia_server_prints_the_response_format() {
+async fn payload_against_the_loopback_alquimia_server_prints_the_response_format() {
     let server = forge::testing::TestServer::builder()
         .api_key("payload-key-42")
         .start()
