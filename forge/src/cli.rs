@@ -193,7 +193,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     }
-    let secrets: Arc<Vec<Vec<String>>> =
+    let secrets: Arc<Vec<crate::secrets::Secrets>> =
         Arc::new(suites.iter().map(suite::Suite::secrets).collect());
     let progress = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -249,13 +249,16 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
     // The suites with something to report, and their secrets.
-    let chosen: Vec<(Vec<String>, usize)> = results
+    let chosen: Vec<(crate::secrets::Secrets, usize)> = results
         .iter()
         .enumerate()
         .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
         .map(|(i, _)| (secrets[i].clone(), i))
         .collect();
-    fn view<'a>(results: &'a [SuiteResult], chosen: &[(Vec<String>, usize)]) -> Vec<Reported<'a>> {
+    fn view<'a>(
+        results: &'a [SuiteResult],
+        chosen: &[(crate::secrets::Secrets, usize)],
+    ) -> Vec<Reported<'a>> {
         chosen
             .iter()
             .map(|(secrets, i)| Reported {
