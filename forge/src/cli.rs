@@ -78,6 +78,11 @@ struct RunArgs {
     /// Sessions in flight at once for `--payload`.
     #[arg(long, default_value_t = crate::payload::DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// With `--payload`: also send the host's ALQUIMIA_API_KEY / LLM_API_KEY
+    /// to HOST (or HOST:PORT) when the payload names it without a key
+    /// (repeatable; adds to FORGE_ALLOWED_HOSTS).
+    #[arg(long = "allow-host", value_name = "HOST", requires = "payload")]
+    allow_host: Vec<String>,
     /// Run only the batches whose test name contains this text.
     #[arg(long)]
     filter: Option<String>,
@@ -102,7 +107,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => match &args.payload {
-            Some(source) => runtime.block_on(run_payload(source, args.concurrency)),
+            Some(source) => runtime.block_on(run_payload(source, &args)),
             None => runtime.block_on(run_files(&args)),
         },
         #[cfg(feature = "serve")]
@@ -119,7 +124,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn run_payload(source: &str, concurrency: usize) -> ExitCode {
+async fn run_payload(source: &str, args: &RunArgs) -> ExitCode {
     let text = if source == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -133,7 +138,13 @@ async fn run_payload(source: &str, concurrency: usize) -> ExitCode {
         serde_json::from_str::<serde_json::Value>(&t)
             .map_err(|e| format!("Invalid JSON payload: {e}"))
     }) {
-        Ok(payload) => crate::payload::run(&payload, concurrency).await,
+        Ok(payload) => {
+            let options = crate::payload::Options {
+                host_keys: crate::payload::HostKeys::from_env().allow(&args.allow_host),
+                ..crate::payload::Options::from_env(args.concurrency)
+            };
+            crate::payload::run_with(&payload, &options, CancellationToken::new()).await
+        }
         Err(error) => crate::schema::Response::error(error),
     };
     match serde_json::to_string_pretty(&response) {
