@@ -256,7 +256,10 @@ fn redact_batch(secrets: &Secrets, batch: &mut Batch) {
     if let Some(observation) = &mut batch.observation {
         secrets.redact_string(observation);
     }
-    for object in [&mut batch.agentic, &mut batch.logprobs].into_iter().flatten() {
+    for object in [&mut batch.agentic, &mut batch.logprobs]
+        .into_iter()
+        .flatten()
+    {
         object.values_mut().for_each(|v| secrets.redact_value(v));
     }
 }
@@ -434,8 +437,7 @@ fn host_alquimia_key(
         return Ok(Some(key));
     };
     let url = http_util::parse_base_url("alquimia", "config.base_url", url)?;
-    let home = setting_or_env(None, alquimia::BASE_URL_ENV)
-        .and_then(|home| Url::parse(&home).ok());
+    let home = setting_or_env(None, alquimia::BASE_URL_ENV).and_then(|home| Url::parse(&home).ok());
     if host_keys.may_send(&url, home.as_ref()) {
         return Ok(Some(key));
     }

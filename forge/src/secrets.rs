@@ -135,7 +135,11 @@ impl Secrets {
             None => self
                 .values
                 .iter()
-                .flat_map(|v| piece.match_indices(v.as_str()).map(|(at, s)| (at, at + s.len())))
+                .flat_map(|v| {
+                    piece
+                        .match_indices(v.as_str())
+                        .map(|(at, s)| (at, at + s.len()))
+                })
                 .collect(),
         };
         spans.sort_unstable();
@@ -403,7 +407,14 @@ mod tests {
         ] {
             assert!(is_secret_name(name), "{name}");
         }
-        for name in ["max_tokens", "monkey", "keywords", "model", "base_url", "agent_id"] {
+        for name in [
+            "max_tokens",
+            "monkey",
+            "keywords",
+            "model",
+            "base_url",
+            "agent_id",
+        ] {
             assert!(!is_secret_name(name), "{name}");
         }
     }
@@ -428,7 +439,10 @@ mod tests {
         for expected in ["T0K", "Bearer abc", "k1", "extra1"] {
             assert!(found.iter().any(|f| f == expected), "{expected}: {found:?}");
         }
-        assert!(!found.iter().any(|f| f == "text/plain" || f == "5"), "{found:?}");
+        assert!(
+            !found.iter().any(|f| f == "text/plain" || f == "5"),
+            "{found:?}"
+        );
     }
 
     #[test]

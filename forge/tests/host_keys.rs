@@ -312,9 +312,12 @@ async fn forge_serve_keeps_the_host_key_from_caller_urls_and_wants_json() {
     assert!(home.requests().is_empty());
 
     for base_url in [home.url(), other.url()] {
-        let response = post(alquimia_payload(&base_url), "application/json; charset=utf-8")
-            .await
-            .expect("POST /run");
+        let response = post(
+            alquimia_payload(&base_url),
+            "application/json; charset=utf-8",
+        )
+        .await
+        .expect("POST /run");
         assert_eq!(response.status().as_u16(), 200);
         let body: Value = response.json().await.expect("JSON");
         assert_eq!(body["summaries"][0]["successes"], 1, "{body}");

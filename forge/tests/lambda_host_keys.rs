@@ -35,7 +35,10 @@ async fn the_host_key_goes_only_to_its_own_and_allowed_hosts() {
     let body = invoke(&other.url()).await;
     assert_eq!(body["success"], false, "{body}");
     let error = body["error"].as_str().unwrap_or("");
-    assert!(error.contains("no API key is sent to 127.0.0.1:"), "{error}");
+    assert!(
+        error.contains("no API key is sent to 127.0.0.1:"),
+        "{error}"
+    );
     assert!(error.contains("FORGE_ALLOWED_HOSTS="), "{error}");
     assert!(other.requests().is_empty(), "the other host was contacted");
 

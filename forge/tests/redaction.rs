@@ -96,10 +96,16 @@ async fn run_with_key(key: &str) {
         .any(|r| r.fault.as_deref() == Some("echo authorization")));
     assert_eq!(output.status.code(), Some(1), "{console}");
     assert!(console.contains("FAILED agent::s1::checked"), "{console}");
-    assert!(!console.contains(key), "the console shows {key:?}: {console}");
+    assert!(
+        !console.contains(key),
+        "the console shows {key:?}: {console}"
+    );
     assert!(!console.contains("QuokkaQuokka"), "{console}");
     let reports = read_all(&out);
-    assert!(reports.contains("(you sent: Bearer [REDACTED])"), "{reports}");
+    assert!(
+        reports.contains("(you sent: Bearer [REDACTED])"),
+        "{reports}"
+    );
     assert!(!reports.contains(key), "a report shows {key:?}: {reports}");
     assert!(!reports.contains("QuokkaQuokka"), "{reports}");
     let warned = console.contains("shorter than 8 characters");

@@ -545,8 +545,14 @@ async fn post_run_needs_a_json_content_type() {
     let served = Served::start(ServeConfig::default()).await;
     let client = reqwest::Client::new();
     let payload = seed_payload(&agent.url(), &["s1"]).to_string();
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
-        let mut request = client.post(format!("{}/run", served.url)).body(payload.clone());
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = client
+            .post(format!("{}/run", served.url))
+            .body(payload.clone());
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
@@ -554,7 +560,10 @@ async fn post_run_needs_a_json_content_type() {
         assert_eq!(status, 415, "{content_type:?}: {body}");
         assert_eq!(body["success"], false);
         assert!(
-            body["error"].as_str().unwrap_or("").contains("application/json"),
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("application/json"),
             "{body}"
         );
     }

@@ -57,7 +57,9 @@ use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::{datasets_from_value, Dataset};
 use crate::secrets::Secrets;
-pub(crate) use model::{parse_duration, DurationValue};
+#[cfg(feature = "serve")]
+pub(crate) use model::parse_duration;
+pub(crate) use model::DurationValue;
 use model::{DatasetEntry, SuiteFile};
 
 /// Sessions run at once when a suite does not say.
