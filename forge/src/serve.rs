@@ -364,8 +364,17 @@ async fn serve_connection(
             .chain(drain_by.filter(|d| *d > now))
             .min()
             .unwrap_or_else(|| Instant::now() + limits.idle);
+        // The connection first: bytes that arrived while this task waited
+        // to run are read before a deadline can cut them off.
         tokio::select! {
+            biased;
             _ = connection.as_mut() => return,
+            () = stop.cancelled(), if drain_by.is_none() => {
+                // Closes an idle keep-alive connection at once, and any
+                // other once its request in flight is answered.
+                connection.as_mut().graceful_shutdown();
+                drain_by = Some(Instant::now() + DRAIN_GRACE);
+            }
             () = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 if watch.deadline(limits).is_some_and(|d| d <= now)
@@ -373,12 +382,6 @@ async fn serve_connection(
                 {
                     return;
                 }
-            }
-            () = stop.cancelled(), if drain_by.is_none() => {
-                // Closes an idle keep-alive connection at once, and any
-                // other once its request in flight is answered.
-                connection.as_mut().graceful_shutdown();
-                drain_by = Some(Instant::now() + DRAIN_GRACE);
             }
         }
     }
