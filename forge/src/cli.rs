@@ -44,7 +44,7 @@ enum Command {
 #[cfg(feature = "serve")]
 #[derive(Debug, Args)]
 #[command(
-    after_help = "When FORGE_SERVE_TOKEN is set, POST /run requires `Authorization: Bearer $FORGE_SERVE_TOKEN`.\nSIGTERM or Ctrl-C stops accepting connections and lets the runs in flight finish."
+    after_help = "When FORGE_SERVE_TOKEN is set, POST /run requires `Authorization: Bearer $FORGE_SERVE_TOKEN`.\nSIGTERM or Ctrl-C stops accepting connections, closes idle ones at once and lets the runs in flight finish.\nThe host's ALQUIMIA_API_KEY / LLM_API_KEY go only to their own base URL and to the hosts of --allow-host / FORGE_ALLOWED_HOSTS."
 )]
 struct ServeArgs {
     /// Address to listen on; loopback unless you give another one.
@@ -61,6 +61,36 @@ struct ServeArgs {
     /// Sessions in flight at once within one run.
     #[arg(long, value_name = "N", default_value_t = crate::payload::DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// Also send the host's ALQUIMIA_API_KEY / LLM_API_KEY to HOST (or
+    /// HOST:PORT) when a payload names it without a key (repeatable; adds
+    /// to FORGE_ALLOWED_HOSTS).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// The most answer bytes one run may hold; the turns past it fail.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::serve::DEFAULT_MAX_ANSWER_BYTES)]
+    max_answer_bytes: usize,
+    /// Time allowed for a request's headers (from the connection's opening
+    /// or the request's first byte).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// Time an idle keep-alive connection stays open.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue (default
+    /// 512, or half the open-file limit when lower).
+    #[arg(long, value_name = "N", default_value_t = crate::serve::default_max_connections(),
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u32).range(1..), |n| n as usize))]
+    max_connections: usize,
+}
+
+/// A duration flag: `30s`, `250ms`, `2m`, or seconds; more than zero.
+#[cfg(feature = "serve")]
+fn duration(text: &str) -> Result<Duration, String> {
+    match crate::suite::parse_duration(text)? {
+        d if d.is_zero() => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +108,11 @@ struct RunArgs {
     /// Sessions in flight at once for `--payload`.
     #[arg(long, default_value_t = crate::payload::DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// With `--payload`: also send the host's ALQUIMIA_API_KEY / LLM_API_KEY
+    /// to HOST (or HOST:PORT) when the payload names it without a key
+    /// (repeatable; adds to FORGE_ALLOWED_HOSTS).
+    #[arg(long = "allow-host", value_name = "HOST", requires = "payload")]
+    allow_host: Vec<String>,
     /// Run only the batches whose test name contains this text.
     #[arg(long)]
     filter: Option<String>,
@@ -102,7 +137,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => match &args.payload {
-            Some(source) => runtime.block_on(run_payload(source, args.concurrency)),
+            Some(source) => runtime.block_on(run_payload(source, &args)),
             None => runtime.block_on(run_files(&args)),
         },
         #[cfg(feature = "serve")]
@@ -119,7 +154,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn run_payload(source: &str, concurrency: usize) -> ExitCode {
+async fn run_payload(source: &str, args: &RunArgs) -> ExitCode {
     let text = if source == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -133,7 +168,13 @@ async fn run_payload(source: &str, concurrency: usize) -> ExitCode {
         serde_json::from_str::<serde_json::Value>(&t)
             .map_err(|e| format!("Invalid JSON payload: {e}"))
     }) {
-        Ok(payload) => crate::payload::run(&payload, concurrency).await,
+        Ok(payload) => {
+            let options = crate::payload::Options {
+                host_keys: crate::payload::HostKeys::from_env().allow(&args.allow_host),
+                ..crate::payload::Options::from_env(args.concurrency)
+            };
+            crate::payload::run_with(&payload, &options, CancellationToken::new()).await
+        }
         Err(error) => crate::schema::Response::error(error),
     };
     match serde_json::to_string_pretty(&response) {
@@ -193,7 +234,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     }
-    let secrets: Arc<Vec<Vec<String>>> =
+    let secrets: Arc<Vec<crate::secrets::Secrets>> =
         Arc::new(suites.iter().map(suite::Suite::secrets).collect());
     let progress = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -249,13 +290,16 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
     // The suites with something to report, and their secrets.
-    let chosen: Vec<(Vec<String>, usize)> = results
+    let chosen: Vec<(crate::secrets::Secrets, usize)> = results
         .iter()
         .enumerate()
         .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
         .map(|(i, _)| (secrets[i].clone(), i))
         .collect();
-    fn view<'a>(results: &'a [SuiteResult], chosen: &[(Vec<String>, usize)]) -> Vec<Reported<'a>> {
+    fn view<'a>(
+        results: &'a [SuiteResult],
+        chosen: &[(crate::secrets::Secrets, usize)],
+    ) -> Vec<Reported<'a>> {
         chosen
             .iter()
             .map(|(secrets, i)| Reported {
@@ -312,9 +356,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_body_bytes: args.max_body,
         max_concurrent_runs: args.max_runs,
         concurrency: args.concurrency,
+        allowed_hosts: crate::payload::HostKeys::default().allow(&args.allow_host),
+        max_answer_bytes: args.max_answer_bytes,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
         ..Default::default()
     }
-    .token_from_env();
+    .token_from_env()
+    .hosts_from_env();
     let shutdown = async {
         wait_for_signal().await;
         eprintln!("forge: stopping: finishing runs in flight (press Ctrl-C again to abort)");

@@ -175,7 +175,7 @@ fn execute(
             return Vec::new();
         }
     };
-    let secrets: Vec<Vec<String>> = suites.iter().map(Suite::secrets).collect();
+    let secrets: Vec<crate::secrets::Secrets> = suites.iter().map(Suite::secrets).collect();
     let sink = {
         let board = Arc::clone(board);
         let slots = slots.clone();

@@ -18,6 +18,10 @@
 //! the payload as the event); any other event with no body is an empty
 //! payload.
 //!
+//! The host's `ALQUIMIA_API_KEY` / `LLM_API_KEY` go only to their own base
+//! URL and to the hosts of `FORGE_ALLOWED_HOSTS` (read at each invocation;
+//! see [`crate::payload`]).
+//!
 //! [`run`] serves the handler with the Lambda runtime; the `forge-lambda`
 //! binary calls it.
 

@@ -17,6 +17,7 @@ pub mod run;
 pub mod runner;
 pub mod runners;
 pub mod schema;
+pub mod secrets;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod suite;

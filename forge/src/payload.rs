@@ -3,23 +3,127 @@
 //!
 //! This is what `forge run --payload`, the Lambda function and `forge serve`
 //! call. A bad request gets `{"success": false, "error": ...}` and nothing runs.
+//!
+//! The host's own keys never follow a URL the caller chose: when `config`
+//! has no `api_key`, the host's `ALQUIMIA_API_KEY` is sent only to the origin
+//! of the host's `ALQUIMIA_BASE_URL`; when a connector has no key,
+//! `LLM_API_KEY` is sent only to the connector's default base URL for its
+//! `class_path`. Other hosts get it only when the operator allows them
+//! ([`HostKeys`]: `--allow-host HOST`, `FORGE_ALLOWED_HOSTS=host1,host2`);
+//! otherwise the request is rejected, naming the host and how to allow it
+//! (a `ChatOllama` connector, which needs no key, runs without one).
+//!
+//! Every credential the runner sends is redacted (`[REDACTED]`) from the
+//! answers of the response ([`crate::secrets`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use reqwest::Url;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, RunError};
 use crate::execute::Engine;
 use crate::registry::{self, BuildContext};
-use crate::runner::Runner;
-use crate::schema::{datasets_from_value, json_kind, Dataset, Response, RunResponse};
+use crate::runner::{BatchOutcome, Reply, Runner, Session};
+use crate::runners::alquimia;
+use crate::runners::http_util::{self, setting_or_env};
+use crate::schema::{datasets_from_value, json_kind, Batch, Dataset, Response, RunResponse};
+use crate::secrets::Secrets;
 
 /// Sessions run at once by the payload API unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// Environment variable the LLM connector's `api_key` falls back to.
 pub const LLM_API_KEY_ENV: &str = "LLM_API_KEY";
+
+/// Environment variable listing more hosts the host's own keys may be sent
+/// to, comma-separated: `gpu.internal,10.0.0.7:8000`.
+pub const ALLOWED_HOSTS_ENV: &str = "FORGE_ALLOWED_HOSTS";
+
+/// Where the host's own API keys (`ALQUIMIA_API_KEY`, `LLM_API_KEY`) may be
+/// sent besides their own base URL: hosts the operator allows, each a host
+/// name or address (any port) or `host:port`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostKeys {
+    allowed: Vec<String>,
+}
+
+impl HostKeys {
+    /// The hosts of [`ALLOWED_HOSTS_ENV`].
+    pub fn from_env() -> Self {
+        let listed = std::env::var(ALLOWED_HOSTS_ENV).unwrap_or_default();
+        HostKeys::default().allow(listed.split(','))
+    }
+
+    /// `hosts` allowed too (`host`, `host:port`; a scheme or a trailing `/`
+    /// is ignored; empty entries are skipped).
+    pub fn allow<S: AsRef<str>>(mut self, hosts: impl IntoIterator<Item = S>) -> Self {
+        for host in hosts {
+            let host = host.as_ref().trim().to_ascii_lowercase();
+            let host = host
+                .strip_prefix("https://")
+                .or_else(|| host.strip_prefix("http://"))
+                .unwrap_or(&host)
+                .trim_end_matches('/')
+                .to_owned();
+            if !host.is_empty() && !self.allowed.contains(&host) {
+                self.allowed.push(host);
+            }
+        }
+        self
+    }
+
+    /// The allowed hosts.
+    pub fn hosts(&self) -> &[String] {
+        &self.allowed
+    }
+
+    /// Whether the operator allows `url`'s host.
+    pub fn allows(&self, url: &Url) -> bool {
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        let with_port = url
+            .port_or_known_default()
+            .map(|port| format!("{host}:{port}"));
+        self.allowed
+            .iter()
+            .any(|a| *a == host || Some(a) == with_port.as_ref())
+    }
+
+    /// Whether a host key may go to `url`: its own base URL's origin, or
+    /// an allowed host.
+    fn may_send(&self, url: &Url, home: Option<&Url>) -> bool {
+        home.is_some_and(|home| home.origin() == url.origin()) || self.allows(url)
+    }
+}
+
+/// How the payload API runs a request.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Sessions run at once.
+    pub concurrency: usize,
+    /// Where the host's own keys may be sent.
+    pub host_keys: HostKeys,
+    /// The most answer bytes one run may hold (answers, agentic data and
+    /// log-probabilities of every turn); the turns past it fail with a
+    /// message and are not sent. `None`: no limit.
+    pub max_answer_bytes: Option<usize>,
+}
+
+impl Options {
+    /// `concurrency` sessions at once, hosts allowed by [`ALLOWED_HOSTS_ENV`],
+    /// no answer limit.
+    pub fn from_env(concurrency: usize) -> Self {
+        Options {
+            concurrency,
+            host_keys: HostKeys::from_env(),
+            max_answer_bytes: None,
+        }
+    }
+}
 
 /// The LangChain chat model classes the reference deployment documents, and
 /// the OpenAI-compatible base URL each maps to.
@@ -66,9 +170,15 @@ pub struct Request {
     pub runner: Arc<dyn Runner>,
 }
 
-/// Validates a payload: its datasets and its runner configuration.
-/// The error is the message of the `{"success": false}` response.
+/// Validates a payload: its datasets and its runner configuration, with
+/// the hosts of [`ALLOWED_HOSTS_ENV`] allowed. The error is the message of
+/// the `{"success": false}` response.
 pub fn parse(payload: &Value) -> Result<Request, String> {
+    parse_with(payload, &HostKeys::from_env())
+}
+
+/// [`parse`], with the hosts the host's keys may go to.
+pub fn parse_with(payload: &Value, host_keys: &HostKeys) -> Result<Request, String> {
     let Some(object) = payload.as_object() else {
         return Err(format!(
             "the payload must be a JSON object, found {}",
@@ -92,7 +202,7 @@ pub fn parse(payload: &Value) -> Result<Request, String> {
             ))
         }
     };
-    let runner = build_runner(object).map_err(|e| e.to_string())?;
+    let runner = build_runner(object, host_keys).map_err(|e| e.to_string())?;
     Ok(Request { datasets, runner })
 }
 
@@ -110,16 +220,124 @@ pub async fn run_with_cancel(
     concurrency: usize,
     cancel: CancellationToken,
 ) -> Response {
-    match parse(payload) {
-        Ok(request) => {
-            let engine = Engine::new(request.runner)
-                .concurrency(concurrency)
-                .cancel_on(cancel);
-            Response::Success(RunResponse::new(
-                engine.run_datasets(request.datasets).await,
-            ))
+    run_with(payload, &Options::from_env(concurrency), cancel).await
+}
+
+/// [`run_with_cancel`] under `options`. Every credential the runner sends is
+/// redacted from the answers.
+pub async fn run_with(payload: &Value, options: &Options, cancel: CancellationToken) -> Response {
+    let request = match parse_with(payload, &options.host_keys) {
+        Ok(request) => request,
+        Err(error) => return Response::error(error),
+    };
+    let secrets = Secrets::new(request.runner.secrets());
+    let runner: Arc<dyn Runner> = match options.max_answer_bytes {
+        Some(max) => Arc::new(AnswerBudget::new(request.runner, max)),
+        None => request.runner,
+    };
+    let engine = Engine::new(runner)
+        .concurrency(options.concurrency)
+        .cancel_on(cancel);
+    let mut results = engine.run_datasets(request.datasets).await;
+    for (dataset, _) in &mut results {
+        for batch in &mut dataset.conversation {
+            redact_batch(&secrets, batch);
         }
-        Err(error) => Response::error(error),
+    }
+    Response::Success(RunResponse::new(results))
+}
+
+/// What a runner wrote into a batch, with `secrets` redacted.
+fn redact_batch(secrets: &Secrets, batch: &mut Batch) {
+    if secrets.is_empty() {
+        return;
+    }
+    secrets.redact_string(&mut batch.assistant);
+    if let Some(observation) = &mut batch.observation {
+        secrets.redact_string(observation);
+    }
+    for object in [&mut batch.agentic, &mut batch.logprobs]
+        .into_iter()
+        .flatten()
+    {
+        object.values_mut().for_each(|v| secrets.redact_value(v));
+    }
+}
+
+/// A runner whose turns share a budget of answer bytes: once a run's
+/// answers pass it, the turn that passed it and every later one fail
+/// (later ones are not sent).
+struct AnswerBudget {
+    inner: Arc<dyn Runner>,
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl AnswerBudget {
+    fn new(inner: Arc<dyn Runner>, max: usize) -> Self {
+        AnswerBudget {
+            inner,
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "the run's answers exceed {} (the server's --max-answer-bytes); answer dropped",
+            http_util::bytes_shown(self.max)
+        )
+    }
+}
+
+/// The bytes a turn's answer adds to a response: its text, agentic data
+/// and log-probabilities.
+fn answer_bytes(batch: &Batch) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(batch.assistant.len());
+    for object in [&batch.agentic, &batch.logprobs].into_iter().flatten() {
+        let _ = serde_json::to_writer(&mut count, object);
+    }
+    count.0
+}
+
+#[async_trait::async_trait]
+impl Runner for AnswerBudget {
+    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+        if self.used.load(Ordering::Relaxed) > self.max {
+            return Err(RunError::permanent(self.message()));
+        }
+        self.inner.call(batch, session).await
+    }
+
+    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
+        if self.used.load(Ordering::Relaxed) > self.max {
+            return BatchOutcome::failure(batch, &self.message(), 0.0);
+        }
+        let original = batch.clone();
+        let outcome = self.inner.run_batch(batch, session).await;
+        let size = answer_bytes(&outcome.batch);
+        let before = self.used.fetch_add(size, Ordering::Relaxed);
+        if before.saturating_add(size) <= self.max {
+            return outcome;
+        }
+        self.used.store(usize::MAX, Ordering::Relaxed);
+        let mut failed = BatchOutcome::failure(original, &self.message(), outcome.time_ms);
+        failed.attempts = outcome.attempts;
+        failed
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.inner.secrets()
     }
 }
 
@@ -147,10 +365,17 @@ pub(crate) async fn guarded(
         })
 }
 
-fn build_runner(payload: &Map<String, Value>) -> Result<Arc<dyn Runner>, ConfigError> {
+fn build_runner(
+    payload: &Map<String, Value>,
+    host_keys: &HostKeys,
+) -> Result<Arc<dyn Runner>, ConfigError> {
     let context = BuildContext::default();
     if let Some(connector) = payload.get("connector").filter(|c| !c.is_null()) {
-        return registry::build_named("openai", connector_config(connector)?, &context);
+        return registry::build_named(
+            "openai",
+            connector_config_with(connector, host_keys)?,
+            &context,
+        );
     }
     let config = match payload.get("config") {
         None | Some(Value::Null) => Map::new(),
@@ -189,7 +414,92 @@ fn build_runner(payload: &Map<String, Value>) -> Result<Arc<dyn Runner>, ConfigE
             }
         }
     }
+    if !picked.contains_key("api_key") {
+        if let Some(key) = host_alquimia_key(picked.get("base_url"), host_keys)? {
+            picked.insert("api_key".into(), Value::String(key));
+        }
+    }
     registry::build_named("alquimia", Value::Object(picked), &context)
+}
+
+/// The host's `ALQUIMIA_API_KEY` for a request without a key of its own,
+/// when it may go to the request's base URL: the host's own (missing, or
+/// with the origin of `ALQUIMIA_BASE_URL`) or an allowed host. `None` when
+/// the host has no key (the runner then says a key is missing).
+fn host_alquimia_key(
+    base_url: Option<&Value>,
+    host_keys: &HostKeys,
+) -> Result<Option<String>, ConfigError> {
+    let Some(key) = setting_or_env(None, alquimia::API_KEY_ENV) else {
+        return Ok(None);
+    };
+    let Some(url) = base_url.and_then(Value::as_str) else {
+        return Ok(Some(key));
+    };
+    let url = http_util::parse_base_url("alquimia", "config.base_url", url)?;
+    let home = setting_or_env(None, alquimia::BASE_URL_ENV).and_then(|home| Url::parse(&home).ok());
+    if host_keys.may_send(&url, home.as_ref()) {
+        return Ok(Some(key));
+    }
+    Err(ConfigError::new(
+        "alquimia",
+        not_sent(
+            &url,
+            alquimia::API_KEY_ENV,
+            &format!("the origin of the host's {}", alquimia::BASE_URL_ENV),
+            "`config.api_key`",
+        ),
+    ))
+}
+
+/// Why the host's key `env` is not sent to `url`, and what to do.
+fn not_sent(url: &Url, env: &str, home: &str, own: &str) -> String {
+    let host = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => http_util::redact_url(url),
+    };
+    format!(
+        "no API key is sent to {host}: the host's {env} goes only to {home}; \
+         pass {own} with the request, or have the operator allow the host \
+         (`--allow-host {host}` or {ALLOWED_HOSTS_ENV}={host})"
+    )
+}
+
+/// The host's `LLM_API_KEY` for a connector without a key of its own, when
+/// it may go to `base_url`: the origin of the class path's `default_url`,
+/// or an allowed host. Elsewhere a `ChatOllama` connector (which needs no
+/// key) runs without one and any other is rejected.
+fn host_llm_key(
+    class_path: &str,
+    base_url: &str,
+    default_url: &str,
+    is_ollama: bool,
+    host_keys: &HostKeys,
+) -> Result<Option<String>, ConfigError> {
+    let Some(key) = std::env::var(LLM_API_KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let url = http_util::parse_base_url("connector", "connector.params.base_url", base_url)?;
+    let home = Url::parse(default_url).ok();
+    if host_keys.may_send(&url, home.as_ref()) {
+        Ok(Some(key))
+    } else if is_ollama {
+        Ok(None)
+    } else {
+        Err(ConfigError::new(
+            "connector",
+            not_sent(
+                &url,
+                LLM_API_KEY_ENV,
+                &format!("{default_url}, the default of {class_path}"),
+                "`connector.params.api_key`",
+            ),
+        ))
+    }
 }
 
 /// The OpenAI-compatible base URL of a LangChain `base_url` override. For
@@ -230,7 +540,20 @@ fn openai_compatible_base(class_path: &str, url: String) -> String {
 /// the chat parameters. Each turn
 /// is sent on its own, prefixed with the dataset's context, as the reference
 /// deployment does.
+///
+/// `LLM_API_KEY` is used only when the base URL has the origin of the
+/// class path's default, or when [`ALLOWED_HOSTS_ENV`] allows its host
+/// (see [`connector_config_with`]).
 pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
+    connector_config_with(connector, &HostKeys::from_env())
+}
+
+/// [`connector_config`], with the hosts `LLM_API_KEY` may go to besides the
+/// class path's default base URL.
+pub fn connector_config_with(
+    connector: &Value,
+    host_keys: &HostKeys,
+) -> Result<Value, ConfigError> {
     let err = |message: String| ConfigError::new("connector", message);
     let class_path = connector
         .get("class_path")
@@ -273,18 +596,16 @@ pub fn connector_config(connector: &Value) -> Result<Value, ConfigError> {
         Some(url) => openai_compatible_base(class_path, url),
         None => default_url.into(),
     };
-    let api_key = string(&[
+    let is_ollama = class_path.ends_with("ChatOllama");
+    let api_key = match string(&[
         "api_key",
         "groq_api_key",
         "openai_api_key",
         "google_api_key",
-    ])
-    .or_else(|| {
-        std::env::var(LLM_API_KEY_ENV)
-            .ok()
-            .filter(|k| !k.is_empty())
-    });
-    let is_ollama = class_path.ends_with("ChatOllama");
+    ]) {
+        Some(key) => Some(key),
+        None => host_llm_key(class_path, &base_url, default_url, is_ollama, host_keys)?,
+    };
     if api_key.is_none() && !is_ollama {
         return Err(err(format!(
             "missing api key: set `connector.params.api_key` or the {LLM_API_KEY_ENV} environment variable"

@@ -61,6 +61,10 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// Builds a runner from a `runner:` mapping: `{"type": NAME, ...config}`.
+///
+/// `redact: [..]` (extra strings to redact from every output, for any
+/// runner type) is checked and taken out before the runner sees its
+/// configuration; the suite adds its strings to its secrets.
 pub fn build(mut config: Value, context: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {
     let Some(map) = config.as_object_mut() else {
         return Err(ConfigError::new(
@@ -81,6 +85,16 @@ pub fn build(mut config: Value, context: &BuildContext) -> Result<Arc<dyn Runner
             ))
         }
     };
+    match map.remove("redact") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => {
+            return Err(ConfigError::new(
+                name,
+                "`redact` must be a list of strings (values to redact from every output)",
+            ))
+        }
+    }
     build_named(&name, config, context)
 }
 
@@ -227,5 +241,23 @@ mod tests {
         .expect("unknown type");
         assert!(err.message.contains("did you mean `echo`?"), "{err}");
         assert!(err.message.contains("alquimia"), "{err}");
+    }
+
+    #[test]
+    fn redact_is_taken_out_for_every_runner_type() {
+        let context = BuildContext::default();
+        for runner in [
+            serde_json::json!({"type": "echo", "redact": ["x1"]}),
+            serde_json::json!({"type": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "redact": []}),
+        ] {
+            build(runner, &context).expect("redact is accepted");
+        }
+        let err = build(
+            serde_json::json!({"type": "echo", "redact": "x1"}),
+            &context,
+        )
+        .err()
+        .expect("not a list");
+        assert!(err.message.contains("list of strings"), "{err}");
     }
 }

@@ -215,6 +215,15 @@ pub trait Runner: Send + Sync {
     async fn run_dataset(&self, dataset: Dataset) -> (Dataset, Summary) {
         execute::run_dataset(self, dataset, Policy::none(), usize::MAX, &|_, _| {}, None).await
     }
+
+    /// The credentials this runner sends (API keys, `Authorization` values,
+    /// secret headers), whatever their source: forge redacts them from every
+    /// report, console line and error message (see [`crate::secrets`]).
+    /// Default: none (the suite's own secret-looking values are redacted
+    /// anyway).
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[async_trait]
@@ -225,6 +234,9 @@ impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         (**self).run_batch(batch, session).await
     }
+    fn secrets(&self) -> Vec<String> {
+        (**self).secrets()
+    }
 }
 
 #[async_trait]
@@ -234,6 +246,9 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     }
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         (**self).run_batch(batch, session).await
+    }
+    fn secrets(&self) -> Vec<String> {
+        (**self).secrets()
     }
 }
 

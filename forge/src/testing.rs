@@ -210,6 +210,9 @@ pub enum Fault {
         /// How many infer replies are delayed.
         times: usize,
     },
+    /// The turn's answer ends with ` (you sent: <Authorization header>)`:
+    /// a server that echoes the key it was given.
+    EchoAuthorization,
 }
 
 /// Which turns get which [`Fault`], deterministically: named queries first,
@@ -774,11 +777,12 @@ fn infer(
     }
     let number = state.next_stream.fetch_add(1, Ordering::Relaxed);
     let id = format!("stream-{number}");
-    let answer = if query.contains("#empty") {
+    let mut answer = if query.contains("#empty") {
         String::new()
     } else {
         alquimia_answer(query, turn, session)
     };
+    echo_authorization(fault, logged, &mut answer);
     lock(&state.streams).insert(
         id.clone(),
         PendingStream {
@@ -806,6 +810,16 @@ fn infer(
             .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     response
+}
+
+/// Appends the request's `Authorization` to `answer` under
+/// [`Fault::EchoAuthorization`].
+fn echo_authorization(fault: Option<Fault>, logged: &mut LoggedRequest, answer: &mut String) {
+    if fault == Some(Fault::EchoAuthorization) {
+        let sent = logged.authorization().unwrap_or("nothing").to_owned();
+        answer.push_str(&format!(" (you sent: {sent})"));
+        logged.fault = Some("echo authorization".into());
+    }
 }
 
 /// The planned fault of a turn and which attempt (1-based) this request is.
@@ -1126,11 +1140,12 @@ fn chat(
     if query.contains("#badjson") {
         return (Response::new(full("{\"choices\": [")), true);
     }
-    let answer = if query.contains("#empty") {
+    let mut answer = if query.contains("#empty") {
         String::new()
     } else {
         openai_answer(&query, user.len())
     };
+    echo_authorization(fault, logged, &mut answer);
     let mut choice = json!({
         "index": 0,
         "message": {"role": "assistant", "content": answer},

@@ -68,6 +68,7 @@ fn expected(fault: Option<Fault>, retries: u32) -> (bool, usize, usize) {
     let attempts = retries as usize + 1;
     match fault {
         None
+        | Some(Fault::EchoAuthorization)
         | Some(Fault::KeepAlives {
             answer: true,
             done: _,

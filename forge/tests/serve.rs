@@ -538,3 +538,228 @@ async fn slow_bodies_hold_no_run_slot_and_time_out_with_408() {
     }
     served.shutdown().await;
 }
+
+#[tokio::test]
+async fn post_run_needs_a_json_content_type() {
+    let agent = TestServer::builder().api_key(KEY).start().await;
+    let served = Served::start(ServeConfig::default()).await;
+    let client = reqwest::Client::new();
+    let payload = seed_payload(&agent.url(), &["s1"]).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = client
+            .post(format!("{}/run", served.url))
+            .body(payload.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let (status, body) = json_of(request.send().await.expect("POST /run")).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert_eq!(body["success"], false);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("application/json"),
+            "{body}"
+        );
+    }
+    assert!(agent.requests().is_empty(), "a run started without JSON");
+    let (status, body) = json_of(
+        client
+            .post(format!("{}/run", served.url))
+            .header("content-type", "Application/JSON; charset=utf-8")
+            .body(payload)
+            .send()
+            .await
+            .expect("POST /run"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_past_max_answer_bytes_fails_its_later_turns_and_stays_valid() {
+    let agent = TestServer::builder().without_auth().start().await;
+    let served = Served::start(ServeConfig {
+        max_answer_bytes: 2500,
+        ..Default::default()
+    })
+    .await;
+    // Each answer repeats its 1000-byte question: two fit, the third does not.
+    let conversation: Vec<Value> = (0..5)
+        .map(|i| json!({"qa_id": format!("q{i}"), "query": format!("{i}{}", "x".repeat(999)), "assistant": ""}))
+        .collect();
+    let payload = json!({
+        "datasets": [{"session_id": "big", "assistant_id": "bot", "conversation": conversation}],
+        "connector": {"class_path": "langchain_ollama.chat_models.ChatOllama",
+                      "params": {"model": "m", "api_key": "k", "base_url": agent.url()}}
+    });
+    let (status, body) = json_of(post(&served.url, payload.to_string(), None).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["summaries"][0]["successes"], 2, "{body}");
+    assert_eq!(body["summaries"][0]["failures"], 3, "{body}");
+    let answers: Vec<&str> = body["datasets"][0]["conversation"]
+        .as_array()
+        .expect("conversation")
+        .iter()
+        .map(|b| b["assistant"].as_str().unwrap_or(""))
+        .collect();
+    assert!(answers[1].starts_with("answer to '1x"), "{}", answers[1]);
+    for answer in &answers[2..] {
+        assert!(
+            answer.starts_with("[ERROR]") && answer.contains("--max-answer-bytes"),
+            "{answer}"
+        );
+    }
+    // The turns past the cap are not even sent.
+    assert_eq!(agent.turns_started(), 3);
+    served.shutdown().await;
+}
+
+/// Reads until the peer closes the connection; what it sent.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return seen,
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_headers_and_idle_connections_are_closed_and_health_answers() {
+    use tokio::io::AsyncWriteExt;
+    let served = Served::start(ServeConfig {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        max_connections: 64,
+        ..Default::default()
+    })
+    .await;
+    let addr = served.url.trim_start_matches("http://").to_string();
+    let mut partial = Vec::new();
+    for _ in 0..500 {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: forge\r\n")
+            .await
+            .expect("write");
+        partial.push(stream);
+    }
+    // The health check gets through while they hold their sockets.
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+        .get(format!("{}/health", served.url))
+        .send()
+        .await
+        .expect("health answers");
+    assert_eq!(health.status().as_u16(), 200);
+    // Every partial request's connection is closed, unanswered.
+    let closed = futures_util::future::join_all(
+        partial
+            .iter_mut()
+            .map(|stream| async move { read_to_close(stream).await }),
+    );
+    let answers = tokio::time::timeout(Duration::from_secs(120), closed)
+        .await
+        .expect("partial requests are cut off");
+    assert!(answers.iter().all(Vec::is_empty));
+
+    // An idle keep-alive connection is closed too, after its answer.
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: forge\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = tokio::time::timeout(Duration::from_secs(120), read_to_close(&mut idle))
+        .await
+        .expect("the idle connection is closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_idle_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Timeouts far longer than the wait below: only the shutdown may close
+    // these connections in time.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["--header-timeout", "600s", "--idle-timeout", "600s"])
+        .env_remove("FORGE_SERVE_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn forge serve");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stderr line") {
+            if let Some(url) = line.strip_prefix("forge: listening on ") {
+                return url.to_string();
+            }
+        }
+        panic!("forge serve exited before listening");
+    })
+    .await
+    .expect("forge serve listens");
+    let addr = url.trim_start_matches("http://").to_string();
+    // A keep-alive connection after one answered request, one that never
+    // sent a byte, one halfway through its headers.
+    let mut kept = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: forge\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("max_concurrent_runs") {
+        let read = kept.read(&mut buffer).await.expect("read");
+        assert!(read > 0, "closed before answering");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let _silent = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut partial = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    partial
+        .write_all(b"POST /run HTTP/1.1\r\nHost: forge\r\n")
+        .await
+        .expect("write");
+    // The server has taken all three (its health check answers behind them).
+    let (status, _) = json_of(reqwest::get(format!("{url}/health")).await.expect("health")).await;
+    assert_eq!(status, 200);
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("forge serve exits without waiting for its idle clients")
+        .expect("exit status");
+    assert_eq!(exit.code(), Some(0));
+    assert!(read_to_close(&mut kept).await.is_empty());
+}

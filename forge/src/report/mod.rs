@@ -1,7 +1,7 @@
 //! Reports of a run, one file per format: the Fair-Forge summary JSON
 //! ([`summary`]) and JUnit XML ([`junit`]). Both are written under
 //! `$FORGE_OUT_DIR` (default `target/forge/`), also when tests fail, and
-//! neither ever contains a secret of the suite's runner configuration.
+//! neither ever contains a secret of the suite ([`crate::secrets`]).
 
 pub mod junit;
 pub mod summary;
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::ReportError;
 use crate::run::SuiteResult;
+use crate::secrets::Secrets;
 
 /// Environment variable naming the output directory.
 pub const OUT_DIR_ENV: &str = "FORGE_OUT_DIR";
@@ -27,7 +28,7 @@ pub struct Reported<'a> {
     /// The result.
     pub result: &'a SuiteResult,
     /// Secret values (API keys, tokens) to redact.
-    pub secrets: Vec<String>,
+    pub secrets: Secrets,
 }
 
 /// Writes `<suite>.json` per suite and `junit.xml` into `dir`; returns the
@@ -76,15 +77,10 @@ pub fn write_junit(
     Ok(path)
 }
 
-/// Replaces every secret in `text` by `[REDACTED]`.
-pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), "[REDACTED]");
-        }
-    }
-    text
+/// Replaces every secret in `text` by `[REDACTED]`: the one rule of
+/// [`Secrets::redact`], used by the reports, the console and the harness.
+pub fn redact(text: &str, secrets: &Secrets) -> String {
+    secrets.redact(text).into_owned()
 }
 
 /// Opens a temporary file beside `path` for writing; [`finish`] renames it

@@ -12,6 +12,7 @@ use serde_json::ser::{Formatter, PrettyFormatter};
 use super::{create, finish, Reported};
 use crate::error::ReportError;
 use crate::schema::Response;
+use crate::secrets::Secrets;
 
 /// The file's shape: the response, and forge's `checks` beside it.
 #[derive(Serialize)]
@@ -34,6 +35,7 @@ pub fn write(path: &Path, suite: &Reported<'_>) -> Result<(), ReportError> {
     let formatter = Redacting {
         inner: PrettyFormatter::new(),
         secrets: &suite.secrets,
+        in_key: false,
     };
     let mut serializer = serde_json::Serializer::with_formatter(&mut writer, formatter);
     let result = file
@@ -43,11 +45,12 @@ pub fn write(path: &Path, suite: &Reported<'_>) -> Result<(), ReportError> {
     finish(path, &tmp, writer, result)
 }
 
-/// serde_json's pretty formatter, replacing secrets inside strings by
-/// `[REDACTED]`.
+/// serde_json's pretty formatter, replacing secrets inside string values
+/// by `[REDACTED]` (object keys, the format's own names, are left alone).
 struct Redacting<'a> {
     inner: PrettyFormatter<'static>,
-    secrets: &'a [String],
+    secrets: &'a Secrets,
+    in_key: bool,
 }
 
 impl Formatter for Redacting<'_> {
@@ -56,11 +59,16 @@ impl Formatter for Redacting<'_> {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        if self.secrets.iter().any(|s| fragment.contains(s.as_str())) {
-            writer.write_all(super::redact(fragment, self.secrets).as_bytes())
-        } else {
+        if self.in_key {
             writer.write_all(fragment.as_bytes())
+        } else {
+            writer.write_all(self.secrets.redact(fragment).as_bytes())
         }
+    }
+
+    fn end_object_key<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.in_key = false;
+        self.inner.end_object_key(w)
     }
 
     fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
@@ -96,6 +104,7 @@ impl Formatter for Redacting<'_> {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
+        self.in_key = true;
         self.inner.begin_object_key(w, first)
     }
 
@@ -114,11 +123,12 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_while_streaming() {
-        let secrets = vec!["sk-123456".to_owned()];
+        let secrets = Secrets::new(["sk-123456", "n"]);
         let mut out = Vec::new();
         let formatter = Redacting {
             inner: PrettyFormatter::new(),
             secrets: &secrets,
+            in_key: false,
         };
         let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
         serde_json::json!({"answer": "my key is sk-123456, \"quoted\"", "n": [1, 2]})

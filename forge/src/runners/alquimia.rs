@@ -469,6 +469,10 @@ impl Runner for Alquimia {
         }
         result.map(Reply::text)
     }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.api_key.clone()]
+    }
 }
 
 fn build(config: Value, _: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {

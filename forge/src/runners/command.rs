@@ -478,6 +478,16 @@ impl Runner for Command {
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         attempt_batch_with(self, batch, session, self.retry).await
     }
+
+    /// The values of secret-looking `env` entries (`API_KEY`, `TOKEN`, ...)
+    /// without placeholders.
+    fn secrets(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .filter(|(name, value)| crate::secrets::is_secret_name(name) && !value.contains('{'))
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
 }
 
 fn build(config: Value, context: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {

@@ -407,6 +407,25 @@ impl Runner for Http {
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         attempt_batch_with(self, batch, session, self.retry).await
     }
+
+    /// The values of secret-looking headers (`Authorization`, `X-Api-Key`,
+    /// ...; with placeholders, their literal parts of 8+ characters) and the
+    /// URL's user info and secret query values.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = crate::secrets::url_secrets(&self.url);
+        for (name, value) in &self.headers {
+            if !crate::secrets::is_secret_name(name.as_str()) {
+                continue;
+            }
+            if value.contains('{') {
+                let parts = value.split(['{', '}']).map(str::trim);
+                secrets.extend(parts.filter(|p| p.len() >= 8).map(str::to_owned));
+            } else {
+                secrets.push(value.clone());
+            }
+        }
+        secrets
+    }
 }
 
 fn build(config: Value, _: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {
@@ -467,7 +486,7 @@ mod tests {
         assert!(!format!("{runner:?}").contains("sekrit"));
         assert_eq!(
             runner.scrub("rejected Bearer sekrit-token"),
-            "rejected Bearer ***"
+            "rejected [REDACTED]"
         );
     }
 }

@@ -179,22 +179,22 @@ pub fn redact_url_str(url: &str) -> String {
     }
 }
 
-/// `text` with every occurrence of `secret` replaced by `***` (a server may
-/// echo the key it rejected).
+/// `text` with every occurrence of `secret`, whatever its length, replaced
+/// by `[REDACTED]` (a server may echo the key it rejected): the one rule of
+/// [`Secrets::redact`](crate::secrets::Secrets::redact).
 pub fn scrub(text: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(secret) if secret.len() >= 4 && text.contains(secret) => text.replace(secret, "***"),
-        _ => text.to_owned(),
-    }
+    scrub_all(text, secret.as_slice())
 }
 
-/// `text` with every secret of `secrets` replaced by `***`.
-pub fn scrub_all(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for secret in secrets {
-        text = scrub(&text, Some(secret));
+/// `text` with every secret of `secrets` replaced by `[REDACTED]`, as
+/// [`Secrets::redact`](crate::secrets::Secrets::redact) does.
+pub fn scrub_all<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
+    if secrets.iter().all(|s| s.as_ref().trim().is_empty()) {
+        return text.to_owned();
     }
-    text
+    crate::secrets::Secrets::new(secrets)
+        .redact(text)
+        .into_owned()
 }
 
 /// A reply quoted in an error message: `secrets` scrubbed from the whole
@@ -544,7 +544,16 @@ mod tests {
         let long = "é".repeat(1000);
         assert_eq!(snippet(&long).chars().count(), SNIPPET_CHARS + 3);
         assert_eq!(snippet("  a \n b "), "a b");
-        assert_eq!(scrub("bad key sk-123456", Some("sk-123456")), "bad key ***");
+        assert_eq!(
+            scrub("bad key sk-123456", Some("sk-123456")),
+            "bad key [REDACTED]"
+        );
+        // Whatever the length, as in reports.
+        assert_eq!(scrub("bad key Zq9", Some("Zq9")), "bad key [REDACTED]");
+        assert_eq!(
+            quote("key abcde rejected", &["abcde".to_owned()]),
+            "key [REDACTED] rejected"
+        );
     }
 
     #[test]

@@ -297,6 +297,10 @@ impl Runner for OpenAi {
         }
         Ok(result)
     }
+
+    fn secrets(&self) -> Vec<String> {
+        self.api_key.iter().cloned().collect()
+    }
 }
 
 fn build(config: Value, _: &BuildContext) -> Result<Arc<dyn Runner>, ConfigError> {

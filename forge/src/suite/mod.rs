@@ -57,6 +57,9 @@ use crate::expect::Expect;
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::{datasets_from_value, Dataset};
+use crate::secrets::Secrets;
+#[cfg(feature = "serve")]
+pub(crate) use model::parse_duration;
 pub(crate) use model::DurationValue;
 use model::{DatasetEntry, SuiteFile};
 
@@ -79,6 +82,22 @@ pub struct Suite {
     pub policy: Policy,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
+    /// The runner built to learn its secrets, kept for the first run.
+    prebuilt: Prebuilt,
+    /// The secrets, resolved once.
+    secrets: std::sync::OnceLock<Secrets>,
+}
+
+/// A runner built ahead of the run (to ask for its [`Runner::secrets`]),
+/// handed to the first [`Suite::build_runner`]. A clone of the suite starts
+/// without one: two runs never share a runner.
+#[derive(Default)]
+struct Prebuilt(std::sync::Mutex<Option<Arc<dyn Runner>>>);
+
+impl Clone for Prebuilt {
+    fn clone(&self) -> Self {
+        Prebuilt::default()
+    }
 }
 
 impl std::fmt::Debug for Suite {
@@ -128,7 +147,10 @@ impl Suite {
             path: path.to_owned(),
             source,
         })?;
-        Suite::parse(path, &text)
+        let suite = Suite::parse(path, &text)?;
+        // Resolved now, so a short credential is reported at load, once.
+        suite.secrets();
+        Ok(suite)
     }
 
     /// Parses suite text; `path` names the file in errors and anchors
@@ -358,6 +380,8 @@ impl Suite {
             concurrency: file.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
             policy,
             datasets: suite_datasets,
+            prebuilt: Prebuilt::default(),
+            secrets: std::sync::OnceLock::new(),
         })
     }
 
@@ -369,8 +393,18 @@ impl Suite {
             .unwrap_or("?")
     }
 
-    /// Builds the suite's runner. No request is sent.
+    /// Builds the suite's runner (or hands over the one [`secrets`](Self::secrets)
+    /// built). No request is sent.
     pub fn build_runner(&self) -> Result<Arc<dyn Runner>, SuiteError> {
+        let prebuilt = self
+            .prebuilt
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runner) = prebuilt {
+            return Ok(runner);
+        }
         let context = BuildContext::new(self.path.parent().unwrap_or(Path::new("")));
         registry::build(self.runner.clone(), &context).map_err(|source| SuiteError::Runner {
             location: Location {
@@ -382,12 +416,34 @@ impl Suite {
         })
     }
 
-    /// The secret values of the runner configuration (API keys, tokens,
-    /// passwords, Authorization headers), to keep out of every report.
-    pub fn secrets(&self) -> Vec<String> {
-        let mut secrets = Vec::new();
-        collect_secrets(&self.runner, false, &mut secrets);
-        secrets
+    /// Every secret of the suite, to keep out of every output: what its
+    /// runner says it sends ([`Runner::secrets`]: keys from the environment
+    /// included) and the secrets of the `runner:` mapping (values under
+    /// secret-looking keys, URL user info and secret query values, `redact:
+    /// [..]`). Resolved once (the runner is built for it, and kept for the
+    /// run); the first call warns on stderr when a credential is shorter
+    /// than [`SHORT_SECRET_CHARS`](crate::secrets::SHORT_SECRET_CHARS).
+    pub fn secrets(&self) -> Secrets {
+        self.secrets
+            .get_or_init(|| {
+                let mut values = collect_secrets(&self.runner);
+                if let Ok(runner) = self.build_runner() {
+                    values.extend(runner.secrets());
+                    *self.prebuilt.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner);
+                }
+                let secrets = Secrets::new(values);
+                let short = secrets.short_count();
+                if short > 0 {
+                    eprintln!(
+                        "forge: warning: {}: {short} credential(s) of the runner shorter than {} characters; \
+                         they are redacted from every output, which may also rewrite ordinary words containing them",
+                        self.path.display(),
+                        crate::secrets::SHORT_SECRET_CHARS
+                    );
+                }
+                secrets
+            })
+            .clone()
     }
 
     /// Number of batches in the suite.
@@ -399,31 +455,9 @@ impl Suite {
     }
 }
 
-fn collect_secrets(value: &Value, secret: bool, out: &mut Vec<String>) {
-    match value {
-        // Shorter values ("none", "ollama") are placeholders, not secrets,
-        // and redacting them would rewrite ordinary words in the reports.
-        Value::String(s) if secret && s.len() >= 8 => {
-            out.push(s.clone());
-            // "Bearer KEY" leaks KEY alone too.
-            if let Some((_, token)) = s.split_once(' ') {
-                if token.len() >= 8 {
-                    out.push(token.to_owned());
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_secrets(v, secret, out)),
-        Value::Object(map) => {
-            for (key, value) in map {
-                let key = key.to_ascii_lowercase();
-                let is_secret = ["key", "token", "secret", "password", "authorization"]
-                    .iter()
-                    .any(|word| key.contains(word));
-                collect_secrets(value, secret || is_secret, out);
-            }
-        }
-        _ => {}
-    }
+/// The secrets of a `runner:` mapping: see [`crate::secrets::config_secrets`].
+fn collect_secrets(runner: &Value) -> Vec<String> {
+    crate::secrets::config_secrets(runner)
 }
 
 /// The test name of a batch: `<suite>::<session_id>::<qa_id>` (the session

@@ -1,0 +1,55 @@
+//! The compiled harness keeps every credential its runners send out of its
+//! output and its reports, keys from the environment included, whatever
+//! their length.
+
+use std::process::Command;
+
+use forge::testing::{Fault, FaultPlan, TestServer};
+
+const SUITE: &str = r#"
+name: agent
+runner: {type: alquimia, agent_id: bot, channel_id: web}
+datasets:
+  - session_id: s1
+    assistant_id: bot
+    conversation:
+      - {qa_id: plain, query: What is the capital of France?}
+      - {qa_id: checked, query: And of Spain?, expect: {equals: nope}}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_harness_never_shows_an_environment_key() {
+    for key in ["Zq9", "k7Qx2", "sk-live-0123456789ab"] {
+        let server = TestServer::builder()
+            .api_key(key)
+            .fault_plan(FaultPlan::new(3).share(100, Fault::EchoAuthorization))
+            .start()
+            .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("suites")).expect("suites dir");
+        std::fs::write(dir.path().join("suites").join("agent.yaml"), SUITE).expect("suite");
+        let out = dir.path().join("out");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_forge-harness"));
+        command
+            .env("FORGE_SUITES_DIR", dir.path().join("suites"))
+            .env("FORGE_OUT_DIR", &out)
+            .env("ALQUIMIA_BASE_URL", server.url())
+            .env("ALQUIMIA_API_KEY", key);
+        let output = tokio::task::spawn_blocking(move || command.output().expect("run"))
+            .await
+            .expect("join");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(101), "{text}");
+        assert!(text.contains("(you sent: Bearer [REDACTED])"), "{text}");
+        assert!(!text.contains(key), "the harness shows {key:?}: {text}");
+        for report in ["agent.json", "junit.xml"] {
+            let report = std::fs::read_to_string(out.join(report)).expect("report");
+            assert!(report.contains("[REDACTED]"), "{report}");
+            assert!(!report.contains(key), "{key:?} in {report}");
+        }
+    }
+}
