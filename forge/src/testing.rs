@@ -312,6 +312,8 @@ struct State {
     /// Infer / chat requests per (session id, query), for the fault plan.
     attempts: Mutex<HashMap<(String, String), usize>>,
     started: std::time::Instant,
+    /// Holds turn-starting answers until a group of them is waiting.
+    groups: Option<Arc<tokio::sync::Barrier>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -327,6 +329,7 @@ pub struct TestServerBuilder {
     fail_status: u16,
     fail_next: usize,
     plan: Option<FaultPlan>,
+    groups: Option<usize>,
 }
 
 impl Default for TestServerBuilder {
@@ -338,6 +341,7 @@ impl Default for TestServerBuilder {
             fail_status: 503,
             fail_next: 0,
             plan: None,
+            groups: None,
         }
     }
 }
@@ -376,6 +380,16 @@ impl TestServerBuilder {
         self
     }
 
+    /// Holds the answer of every infer / chat request until `size` of them
+    /// wait, then answers that group at once. A client that never has
+    /// `size` turns in flight together gets no answer: a test of
+    /// concurrency that needs no clock (give it a deadline so a failure
+    /// does not hang).
+    pub fn answer_in_groups(mut self, size: usize) -> Self {
+        self.groups = Some(size.max(1));
+        self
+    }
+
     /// Injects the faults of `plan` (see [`FaultPlan`]).
     pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
         self.plan = Some(plan);
@@ -398,6 +412,9 @@ impl TestServerBuilder {
             fail_status: self.fail_status,
             fail_remaining: AtomicUsize::new(self.fail_next),
             turns_started: AtomicUsize::new(0),
+            groups: self
+                .groups
+                .map(|size| Arc::new(tokio::sync::Barrier::new(size))),
             plan: self.plan,
             attempts: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
@@ -483,6 +500,12 @@ impl TestServer {
             .get(session_id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The server's clock: how long it has run, on the scale of
+    /// [`LoggedRequest::at`].
+    pub fn clock(&self) -> Duration {
+        self.state.started.elapsed()
     }
 
     /// How many infer and chat-completions requests arrived (failed ones included).
@@ -653,6 +676,8 @@ async fn handle(
     let mut effects = Effects::default();
     let delayed =
         |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
+    let starts_turn = parts.method == Method::POST
+        && (path.contains("/event/infer/") || path.ends_with("/chat/completions"));
     let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
         (
             infer(
@@ -691,6 +716,9 @@ async fn handle(
         // The connection task drops the connection, and this handler with it.
         connection.close.cancel();
         std::future::pending::<()>().await;
+    }
+    if let (true, Some(groups)) = (starts_turn, &state.groups) {
+        groups.wait().await;
     }
     let latency = latency.unwrap_or_default() + effects.extra;
     if !latency.is_zero() {
