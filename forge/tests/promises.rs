@@ -14,7 +14,8 @@ use std::time::Duration;
 use forge::testing::{openai_answer, TestServer};
 use forge::{async_trait, Batch, Dataset, Engine, Reply, RunError, Runner, Session, Suite};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
 
 fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -291,49 +292,8 @@ async fn no_more_than_concurrency_sessions_run_at_once() {
     assert_eq!(gate.most.load(Ordering::SeqCst), 3);
 }
 
-/// A one-request-at-a-time HTTP server: records each request (head and
-/// body) and answers with `reply` (raw bytes after the request). Its URL and
-/// the requests.
-async fn raw_server(reply: &'static [u8]) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let requests = Arc::clone(&log);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            // Read the head, then the body its content-length announces.
-            while let Ok(n) = stream.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).into_owned();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (name, value) = l.split_once(':')?;
-                            name.eq_ignore_ascii_case("content-length")
-                                .then(|| value.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-            }
-            log.lock()
-                .expect("log")
-                .push(String::from_utf8_lossy(&request).into_owned());
-            let _ = stream.write_all(reply).await;
-            let _ = stream.shutdown().await;
-        }
-    });
-    (url, requests)
+async fn raw_server(reply: &[u8]) -> (String, Arc<Mutex<Vec<String>>>) {
+    support::capture_server(reply.to_vec()).await
 }
 
 fn body_of(request: &str) -> Value {
@@ -374,8 +334,8 @@ async fn http_runner_bodies_replies_and_agentic_data() {
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
         json.len()
     );
-    let reply: &'static [u8] = Box::leak(reply.into_bytes().into_boxed_slice());
-    let (url, requests) = raw_server(reply).await;
+    let reply = reply.into_bytes();
+    let (url, requests) = raw_server(&reply).await;
     let extra =
         ", body: {q: \"{query}\", data: \"{agentic}\"}, answer: /out/text, agentic: /out/tools";
     let (output, report) = tokio::task::spawn_blocking(move || run_http(&url, extra, 0))

@@ -1,4 +1,5 @@
-//! Helpers shared by the runner tests.
+//! Helpers shared by the runner tests. Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -30,53 +31,71 @@ pub fn retrying(retries: u32) -> Policy {
 
 /// A loopback server answering every request with HTTP `status` and `body`
 /// (`Connection: close`); returns its `http://127.0.0.1:PORT`.
-#[allow(dead_code)]
 pub async fn fixed_server(status: u16, body: Vec<u8>) -> String {
+    let mut reply = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    capture_server(reply).await.0
+}
+
+/// A loopback server that reads each request (its head and the body its
+/// `content-length` announces), records it as text, and answers with the
+/// raw bytes of `reply`, then closes the connection. Its
+/// `http://127.0.0.1:PORT` and the requests it received.
+pub async fn capture_server(
+    reply: Vec<u8>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let body = std::sync::Arc::new(body);
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let reply = std::sync::Arc::new(reply);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let requests = std::sync::Arc::clone(&log);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let body = std::sync::Arc::clone(&body);
+            let (reply, log) = (std::sync::Arc::clone(&reply), std::sync::Arc::clone(&log));
             tokio::spawn(async move {
-                // Read the head and the body the client sends, then answer.
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
-                loop {
-                    let Ok(n) = stream.read(&mut buf).await else {
-                        return;
-                    };
+                while let Ok(n) = stream.read(&mut buf).await {
                     if n == 0 {
                         return;
                     }
                     request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request);
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (name, value) = l.split_once(':')?;
-                                name.eq_ignore_ascii_case("content-length")
-                                    .then(|| value.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if request.len() >= end + 4 + length {
-                            break;
-                        }
+                    if request_complete(&request) {
+                        break;
                     }
                 }
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&body).await;
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                let _ = stream.write_all(&reply).await;
                 let _ = stream.shutdown().await;
             });
         }
     });
-    format!("http://{addr}")
+    (url, requests)
+}
+
+/// Whether `request` holds a whole HTTP request: its head and the body its
+/// `content-length` announces.
+fn request_complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
 }
