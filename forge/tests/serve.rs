@@ -321,6 +321,125 @@ async fn wait_for_turns(agent: &TestServer, count: usize) {
     panic!("the agent never received {count} turns");
 }
 
+/// A running `forge serve` binary: the process, its pid, its URL (read
+/// from the `forge: listening on` line) and the rest of its stderr, with
+/// the lines it printed before listening.
+struct ServeBinary {
+    child: tokio::process::Child,
+    pid: u32,
+    url: String,
+    early: Vec<String>,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+}
+
+impl ServeBinary {
+    /// Starts `forge serve ARGS` with the host's keys and token unset, then
+    /// `env` set, and waits until it listens.
+    async fn start(args: &[&str], env: &[(&str, &str)]) -> ServeBinary {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+            .arg("serve")
+            .args(args)
+            .env_remove("FORGE_SERVE_TOKEN")
+            .env_remove("ALQUIMIA_BASE_URL")
+            .env_remove("ALQUIMIA_API_KEY")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn forge serve");
+        let pid = child.id().expect("pid");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut early = Vec::new();
+        let url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("stderr line") {
+                if let Some(url) = line.strip_prefix("forge: listening on ") {
+                    return url.to_string();
+                }
+                early.push(line);
+            }
+            panic!("forge serve exited before listening: {early:?}");
+        })
+        .await
+        .expect("forge serve listens");
+        ServeBinary {
+            child,
+            pid,
+            url,
+            early,
+            lines,
+        }
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+    }
+}
+
+#[tokio::test]
+async fn the_binary_reads_its_token_limits_and_warns_off_loopback() {
+    // Reachable from other hosts without a token: a warning first.
+    let open = ServeBinary::start(&["--bind", "0.0.0.0:0"], &[]).await;
+    assert!(
+        open.early
+            .iter()
+            .any(|l| l.starts_with("forge: warning: listening on 0.0.0.0:")
+                && l.contains("without a token; set FORGE_SERVE_TOKEN")),
+        "{:?}",
+        open.early
+    );
+    drop(open);
+
+    // FORGE_SERVE_TOKEN, --max-body and --concurrency, as the binary reads them.
+    let agent = TestServer::builder()
+        .api_key(KEY)
+        .latency(Duration::from_millis(100))
+        .start()
+        .await;
+    let token = "serve-token-77";
+    let served = ServeBinary::start(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--max-body",
+            "4000",
+            "--concurrency",
+            "1",
+        ],
+        &[("FORGE_SERVE_TOKEN", token)],
+    )
+    .await;
+    assert!(served.early.is_empty(), "{:?}", served.early);
+    let payload = seed_payload(&agent.url(), &["first", "second"]).to_string();
+    assert!(payload.len() < 4000);
+    let (status, _) = json_of(post(&served.url, payload.clone(), None).await).await;
+    assert_eq!(status, 401);
+    let (status, _) = json_of(post(&served.url, payload.clone(), Some("wrong")).await).await;
+    assert_eq!(status, 401);
+    let (status, _) = json_of(post(&served.url, "x".repeat(4001), Some(token)).await).await;
+    assert_eq!(status, 413);
+    let (status, body) = json_of(post(&served.url, payload, Some(token)).await).await;
+    assert_eq!(status, 200, "{body}");
+    // One session at a time: each session's turns reach the agent
+    // together, never interleaved with the other session's.
+    let sessions: Vec<String> = agent
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/event/infer/"))
+        .filter_map(|r| r.session_id.clone())
+        .collect();
+    assert_eq!(sessions.len(), 4, "{sessions:?}");
+    assert_eq!(sessions[0], sessions[1], "{sessions:?}");
+    assert_eq!(sessions[2], sessions[3], "{sessions:?}");
+    assert_ne!(sessions[0], sessions[2], "{sessions:?}");
+}
+
 #[tokio::test]
 async fn the_binary_finishes_runs_in_flight_on_sigterm() {
     let agent = TestServer::builder()
@@ -328,29 +447,8 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
         .latency(Duration::from_millis(700))
         .start()
         .await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--max-runs", "2"])
-        .env_remove("FORGE_SERVE_TOKEN")
-        .env_remove("ALQUIMIA_BASE_URL")
-        .env_remove("ALQUIMIA_API_KEY")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn forge serve");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("stderr line") {
-            if let Some(url) = line.strip_prefix("forge: listening on ") {
-                return url.to_string();
-            }
-        }
-        panic!("forge serve exited before listening");
-    })
-    .await
-    .expect("forge serve listens");
+    let served = ServeBinary::start(&["--bind", "127.0.0.1:0", "--max-runs", "2"], &[]).await;
+    let url = served.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let (status, _) = json_of(reqwest::get(format!("{url}/health")).await.expect("health")).await;
     assert_eq!(status, 200);
@@ -361,11 +459,7 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
         async move { json_of(post(&url, payload, None).await).await }
     });
     wait_for_turns(&agent, 1).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    served.terminate();
 
     let (status, body) = tokio::time::timeout(Duration::from_secs(30), run)
         .await
@@ -375,6 +469,11 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
     assert_eq!(body["summaries"][0]["successes"], 2);
     assert_eq!(agent.turns("during-shutdown").len(), 2);
 
+    let ServeBinary {
+        mut child,
+        mut lines,
+        ..
+    } = served;
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("forge serve exits")
@@ -697,28 +796,19 @@ async fn sigterm_closes_idle_connections_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Timeouts far longer than the wait below: only the shutdown may close
     // these connections in time.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .args(["--header-timeout", "600s", "--idle-timeout", "600s"])
-        .env_remove("FORGE_SERVE_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn forge serve");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stderr line") {
-            if let Some(url) = line.strip_prefix("forge: listening on ") {
-                return url.to_string();
-            }
-        }
-        panic!("forge serve exited before listening");
-    })
-    .await
-    .expect("forge serve listens");
+    let served = ServeBinary::start(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "600s",
+            "--idle-timeout",
+            "600s",
+        ],
+        &[],
+    )
+    .await;
+    let url = served.url.clone();
     let addr = url.trim_start_matches("http://").to_string();
     // A keep-alive connection after one answered request, one that never
     // sent a byte, one halfway through its headers.
@@ -749,11 +839,8 @@ async fn sigterm_closes_idle_connections_at_once() {
     let (status, _) = json_of(reqwest::get(format!("{url}/health")).await.expect("health")).await;
     assert_eq!(status, 200);
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    served.terminate();
+    let mut child = served.child;
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("forge serve exits without waiting for its idle clients")
