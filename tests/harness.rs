@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "../forge/tests/support/process.rs"]
+mod process;
+use process::{is_dead, read_pid, wait_until, Reap, Spawned};
+
 struct Project {
     dir: tempfile::TempDir,
 }
@@ -425,107 +429,14 @@ async fn the_harness_against_the_loopback_alquimia_server() {
     server.shutdown().await;
 }
 
-/// How long any awaited event may take before a test fails.
-const BOUND: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// The harness running in the background, its stdout and stderr collected
-/// on threads.
-struct Running {
-    child: std::process::Child,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(project: &Project, env: &[(&str, &str)]) -> Running {
-        use std::io::{BufRead, Read};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_forge-harness"))
-            .env("FORGE_SUITES_DIR", project.dir.path().join("suites"))
-            .env("FORGE_OUT_DIR", project.out())
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn the harness");
-        let mut out = child.stdout.take().expect("stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = out.read_to_string(&mut text);
-            text
-        });
-        let err = child.stderr.take().expect("stderr");
-        let (send, stderr) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            stdout,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -{name} failed");
-    }
-
-    /// Waits for a stderr line containing `text`.
-    async fn wait_for_line(&mut self, text: &str) {
-        let start = std::time::Instant::now();
-        while start.elapsed() < BOUND {
-            while let Ok(line) = self.stderr.try_recv() {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("no stderr line with {text:?}: {:?}", self.seen);
-    }
-
-    /// Waits for the harness to exit (killing it past the bound); returns
-    /// its status, stdout and stderr.
-    async fn exit(mut self) -> (std::process::ExitStatus, String, String) {
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > BOUND {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.seen.extend(self.stderr.try_iter());
-                panic!("the harness did not exit after the signal: {:?}", self.seen);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
-        while let Ok(line) = self.stderr.recv_timeout(BOUND) {
-            self.seen.push(line);
-        }
-        let stdout = self.stdout.join().expect("stdout reader");
-        (status, stdout, self.seen.join("\n"))
-    }
-}
-
-/// Waits until `ready` holds, polling; fails past the bound.
-async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+/// The harness running in the background on `project`'s suites.
+fn start_harness(project: &Project, env: &[(&str, &str)]) -> Spawned {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forge-harness"));
+    command
+        .env("FORGE_SUITES_DIR", project.dir.path().join("suites"))
+        .env("FORGE_OUT_DIR", project.out())
+        .envs(env.iter().copied());
+    Spawned::start(command)
 }
 
 const SLOW: &str = r#"
@@ -567,7 +478,7 @@ async fn a_signal_stops_the_harness_and_writes_partial_reports_of_this_run() {
     std::fs::write(project.out().join("slow.json"), r#"{"stale": true}"#).expect("stale json");
 
     let url = server.url();
-    let running = Running::start(
+    let running = start_harness(
         &project,
         &[
             ("AGENT_URL", url.as_str()),
@@ -629,16 +540,6 @@ async fn a_signal_stops_the_harness_and_writes_partial_reports_of_this_run() {
     );
 }
 
-/// Whether process `pid` is gone (or a zombie nobody reaped yet).
-fn is_dead(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_the_harness_at_once_and_kills_its_programs() {
@@ -649,20 +550,10 @@ async fn a_second_signal_stops_the_harness_at_once_and_kills_its_programs() {
         pidfile.display()
     );
     let project = Project::new(&[("stuck.yaml", &suite)]);
-    let mut running = Running::start(&project, &[]);
-    let read_pid = || {
-        let text = std::fs::read_to_string(&pidfile).ok()?;
-        (text.ends_with('\n') && !text.trim().is_empty()).then(|| text.trim().to_owned())
-    };
-    wait_until("the program's pid", || read_pid().is_some()).await;
-    let pid = read_pid().expect("pid");
-    struct Reap(String);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-KILL", &self.0]).status();
-        }
-    }
-    let _reap = Reap(pid.clone());
+    let mut running = start_harness(&project, &[]);
+    wait_until("the program's pid", || read_pid(&pidfile).is_some()).await;
+    let pid = read_pid(&pidfile).expect("pid");
+    let _reap = Reap(Some(pid.clone()));
     running.signal("INT");
     running.wait_for_line("stopping").await;
     assert!(!is_dead(&pid), "the first signal lets the turn go on");

@@ -10,111 +10,28 @@
 #![cfg(unix)]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use forge::testing::{alquimia_answer, Fault, FaultPlan, TestServer};
 use serde_json::Value;
 
+mod support;
+use support::process::{is_dead, read_pid, wait_until, Reap, Spawned};
+
 const INTERRUPTED: &str = "[ERROR] run interrupted before this turn was sent";
 
-/// How long any awaited event may take before the test fails.
-const BOUND: Duration = Duration::from_secs(20);
-
-/// A running `forge run`, its stderr read line by line on a thread.
-struct Forge {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Vec<String>,
-}
-
-impl Forge {
-    fn run(suite: &Path, out: &Path) -> Forge {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
-            .arg("run")
-            .arg(suite)
-            .arg("--out")
-            .arg(out)
-            .arg("--quiet")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn forge");
-        let stderr = child.stderr.take().expect("stderr");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Forge {
-            child,
-            lines,
-            stderr: Vec::new(),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -{name} failed");
-    }
-
-    /// Waits for a stderr line containing `text`.
-    async fn wait_for_line(&mut self, text: &str) {
-        let start = Instant::now();
-        while start.elapsed() < BOUND {
-            while let Ok(line) = self.lines.try_recv() {
-                let found = line.contains(text);
-                self.stderr.push(line);
-                if found {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no stderr line with {text:?}: {:?}", self.stderr);
-    }
-
-    /// Waits for forge to exit (killing it past the bound) and returns its
-    /// status and whole stderr.
-    async fn exit(mut self) -> (ExitStatus, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > BOUND {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.stderr.extend(self.lines.try_iter());
-                panic!("forge did not exit after the signal: {:?}", self.stderr);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        // The reader thread ends at EOF, once forge (and anything holding
-        // its stderr) is gone.
-        while let Ok(line) = self.lines.recv_timeout(BOUND) {
-            self.stderr.push(line);
-        }
-        (status, self.stderr.join("\n"))
-    }
-}
-
-/// Waits until `ready` holds, polling; fails past the bound.
-async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// `forge run SUITE --out OUT --quiet`, running in the background.
+fn forge_run(suite: &Path, out: &Path) -> Spawned {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
+    command
+        .arg("run")
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet");
+    Spawned::start(command)
 }
 
 fn alquimia_suite(server: &TestServer, name: &str, extra: &str) -> String {
@@ -161,11 +78,11 @@ async fn sigterm_writes_a_valid_partial_report() {
     std::fs::write(&path, suite).unwrap();
     let out = dir.path().join("out");
 
-    let forge = Forge::run(&path, &out);
+    let forge = forge_run(&path, &out);
     // Both sessions have a turn in flight.
     wait_until("two turns started", || infer_requests(&server) >= 2).await;
     forge.signal("TERM");
-    let (status, stderr) = forge.exit().await;
+    let (status, _, stderr) = forge.exit().await;
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     assert!(
         stderr.contains("interrupted; partial reports written"),
@@ -247,7 +164,7 @@ async fn the_first_signal_ends_a_pending_backoff_wait() {
     std::fs::write(&path, suite).unwrap();
     let out = dir.path().join("out");
 
-    let forge = Forge::run(&path, &out);
+    let forge = forge_run(&path, &out);
     wait_until("the first attempt", || {
         server.requests().iter().any(|r| r.status == 429)
     })
@@ -255,7 +172,7 @@ async fn the_first_signal_ends_a_pending_backoff_wait() {
     forge.signal("INT");
     // Without the fix the next attempt waits out the 30 s backoff: the
     // bounded wait in `exit` fails first.
-    let (status, stderr) = forge.exit().await;
+    let (status, _, stderr) = forge.exit().await;
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     let attempts = server
         .requests()
@@ -275,33 +192,6 @@ async fn the_first_signal_ends_a_pending_backoff_wait() {
     assert_eq!(report["summaries"][0]["failures"], 2);
 }
 
-/// Whether process `pid` is gone (or a zombie nobody reaped yet).
-fn is_dead(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
-/// Kills a leftover process when the test ends, whatever its outcome.
-struct Reap(Option<String>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        }
-    }
-}
-
-fn read_pid(file: &PathBuf) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let pid = text.trim();
-    (!pid.is_empty() && text.ends_with('\n')).then(|| pid.to_owned())
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once_and_kills_running_programs() {
@@ -316,7 +206,7 @@ async fn a_second_signal_exits_at_once_and_kills_running_programs() {
     std::fs::write(&path, suite).unwrap();
     let out = dir.path().join("out");
 
-    let mut forge = Forge::run(&path, &out);
+    let mut forge = forge_run(&path, &out);
     wait_until("the program's pid", || read_pid(&pidfile).is_some()).await;
     let pid = read_pid(&pidfile).unwrap();
     let _reap = Reap(Some(pid.clone()));
@@ -325,7 +215,7 @@ async fn a_second_signal_exits_at_once_and_kills_running_programs() {
     forge.wait_for_line("stopping").await;
     assert!(!is_dead(&pid));
     forge.signal("INT");
-    let (status, stderr) = forge.exit().await;
+    let (status, _, stderr) = forge.exit().await;
     assert_eq!(status.code(), Some(130), "stderr: {stderr}");
     wait_until("the program's child to die", || is_dead(&pid)).await;
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use forge::testing::TestServer;
 use serde_json::{json, Value};
 #[cfg(feature = "serve")]
-use tokio::io::{AsyncBufReadExt, BufReader};
+mod support;
+#[cfg(feature = "serve")]
+use support::ServeBinary;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -237,53 +239,22 @@ async fn the_host_llm_key_goes_only_to_the_connector_default_or_allowed_hosts() 
     assert_eq!(response["summaries"][0]["successes"], 1, "{response}");
 }
 
-/// `forge serve` on a free port with the host's environment `env`; its URL.
-#[cfg(feature = "serve")]
-async fn serve(env: &[(&str, &str)], args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("FORGE_SERVE_TOKEN")
-        .env_remove("ALQUIMIA_BASE_URL")
-        .env_remove("ALQUIMIA_API_KEY")
-        .env_remove("LLM_API_KEY")
-        .env_remove("FORGE_ALLOWED_HOSTS")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn forge serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stderr line") {
-            if let Some(url) = line.strip_prefix("forge: listening on ") {
-                return url.to_string();
-            }
-        }
-        panic!("forge serve exited before listening");
-    })
-    .await
-    .expect("forge serve listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
-
 #[cfg(feature = "serve")]
 #[tokio::test(flavor = "multi_thread")]
 async fn forge_serve_keeps_the_host_key_from_caller_urls_and_wants_json() {
     let home = TestServer::builder().api_key(HOST_KEY).start().await;
     let other = TestServer::builder().api_key(HOST_KEY).start().await;
     let attacker = Capture::start().await;
-    let (_child, url) = serve(
+    let other_host = other.addr().to_string();
+    let served = ServeBinary::start(
+        &["--allow-host", &other_host],
         &[
             ("ALQUIMIA_API_KEY", HOST_KEY),
             ("ALQUIMIA_BASE_URL", &home.url()),
         ],
-        &["--allow-host", &other.addr().to_string()],
     )
     .await;
+    let url = served.url.clone();
     let client = reqwest::Client::new();
     let post = |payload: Value, content_type: &'static str| {
         client

@@ -2,10 +2,11 @@
 //! `command` runner with `sh -c` scripts.
 
 mod support;
+use support::process::{is_dead, wait_until};
 use support::{dataset, retrying};
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use forge::registry::{self, BuildContext};
 use forge::testing::{openai_answer, TestServer};
@@ -321,17 +322,6 @@ async fn command_runner_large_context_is_not_put_in_the_environment() {
     assert_eq!(data.conversation[0].assistant, "small:q1");
 }
 
-/// Whether process `pid` is gone (or a zombie nobody reaped yet).
-#[cfg(target_os = "linux")]
-fn is_dead(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn command_runner_timeout_kills_what_the_program_started() {
@@ -354,14 +344,10 @@ async fn command_runner_timeout_kills_what_the_program_started() {
         );
         let pid = std::fs::read_to_string(&pidfile).unwrap();
         let pid = pid.trim();
-        let start = Instant::now();
-        while !is_dead(pid) && start.elapsed() < Duration::from_secs(3) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            is_dead(pid),
-            "the program's child {pid} outlived the timeout"
-        );
+        wait_until("the program's child to die after the timeout", || {
+            is_dead(pid)
+        })
+        .await;
         std::fs::remove_file(&pidfile).unwrap();
     }
 }
@@ -391,19 +377,6 @@ async fn command_runner_timeout_kills_the_process() {
         data.conversation[0].assistant,
         "[ERROR] timed out after 200ms"
     );
-}
-
-/// Waits until process `pid` is gone; fails after 20 s.
-#[cfg(target_os = "linux")]
-async fn wait_dead(pid: &str, what: &str) {
-    let start = Instant::now();
-    while !is_dead(pid) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} {pid} is still running"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -438,7 +411,7 @@ async fn command_runner_kills_a_program_that_prints_forever() {
         data.conversation[0].assistant
     );
     let pid = std::fs::read_to_string(&pidfile).unwrap();
-    wait_dead(pid.trim(), "`yes`").await;
+    wait_until("`yes` to die", || is_dead(pid.trim())).await;
 }
 
 #[tokio::test]
@@ -470,7 +443,7 @@ async fn command_runner_does_not_wait_for_what_holds_its_pipe() {
     assert_eq!(summary.successes, 1, "{}", data.conversation[0].assistant);
     assert_eq!(data.conversation[0].assistant, "hi");
     let pid = std::fs::read_to_string(&pidfile).unwrap();
-    wait_dead(pid.trim(), "the program's child").await;
+    wait_until("the program's child to die", || is_dead(pid.trim())).await;
 }
 
 #[tokio::test]

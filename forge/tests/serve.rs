@@ -7,8 +7,10 @@ use std::time::Duration;
 use forge::serve::ServeConfig;
 use forge::testing::TestServer;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
+
+mod support;
+use support::ServeBinary;
 
 const KEY: &str = "serve-key-7";
 
@@ -321,67 +323,6 @@ async fn wait_for_turns(agent: &TestServer, count: usize) {
     panic!("the agent never received {count} turns");
 }
 
-/// A running `forge serve` binary: the process, its pid, its URL (read
-/// from the `forge: listening on` line) and the rest of its stderr, with
-/// the lines it printed before listening.
-struct ServeBinary {
-    child: tokio::process::Child,
-    pid: u32,
-    url: String,
-    early: Vec<String>,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-}
-
-impl ServeBinary {
-    /// Starts `forge serve ARGS` with the host's keys and token unset, then
-    /// `env` set, and waits until it listens.
-    async fn start(args: &[&str], env: &[(&str, &str)]) -> ServeBinary {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-            .arg("serve")
-            .args(args)
-            .env_remove("FORGE_SERVE_TOKEN")
-            .env_remove("ALQUIMIA_BASE_URL")
-            .env_remove("ALQUIMIA_API_KEY")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn forge serve");
-        let pid = child.id().expect("pid");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut early = Vec::new();
-        let url = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("stderr line") {
-                if let Some(url) = line.strip_prefix("forge: listening on ") {
-                    return url.to_string();
-                }
-                early.push(line);
-            }
-            panic!("forge serve exited before listening: {early:?}");
-        })
-        .await
-        .expect("forge serve listens");
-        ServeBinary {
-            child,
-            pid,
-            url,
-            early,
-            lines,
-        }
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-    }
-}
-
 #[tokio::test]
 async fn the_binary_reads_its_token_limits_and_warns_off_loopback() {
     // Reachable from other hosts without a token: a warning first.
@@ -459,7 +400,7 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
         async move { json_of(post(&url, payload, None).await).await }
     });
     wait_for_turns(&agent, 1).await;
-    served.terminate();
+    served.process.signal("TERM");
 
     let (status, body) = tokio::time::timeout(Duration::from_secs(30), run)
         .await
@@ -469,21 +410,9 @@ async fn the_binary_finishes_runs_in_flight_on_sigterm() {
     assert_eq!(body["summaries"][0]["successes"], 2);
     assert_eq!(agent.turns("during-shutdown").len(), 2);
 
-    let ServeBinary {
-        mut child,
-        mut lines,
-        ..
-    } = served;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("forge serve exits")
-        .expect("exit status");
-    let mut rest = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        rest.push(line);
-    }
-    assert_eq!(exit.code(), Some(0), "{rest:?}");
-    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+    let (exit, _, stderr) = served.process.exit().await;
+    assert_eq!(exit.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
 }
 
 async fn runs_in_flight(url: &str) -> u64 {
@@ -839,12 +768,9 @@ async fn sigterm_closes_idle_connections_at_once() {
     let (status, _) = json_of(reqwest::get(format!("{url}/health")).await.expect("health")).await;
     assert_eq!(status, 200);
 
-    served.terminate();
-    let mut child = served.child;
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("forge serve exits without waiting for its idle clients")
-        .expect("exit status");
+    served.process.signal("TERM");
+    // Its idle clients stay connected: the process exits anyway.
+    let (exit, _, _) = served.process.exit().await;
     assert_eq!(exit.code(), Some(0));
     assert!(read_to_close(&mut kept).await.is_empty());
 }

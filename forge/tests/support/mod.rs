@@ -1,6 +1,8 @@
 //! Helpers shared by the runner tests. Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use forge::{Backoff, Batch, Dataset, Policy};
@@ -98,4 +100,50 @@ fn request_complete(request: &[u8]) -> bool {
         })
         .unwrap_or(0);
     request.len() >= end + 4 + length
+}
+
+/// A running `forge serve` binary on a free loopback port (unless `args`
+/// bind elsewhere), with the host's keys, token and allowed hosts unset
+/// before `env` is applied.
+pub struct ServeBinary {
+    /// The process; killed when dropped.
+    pub process: process::Spawned,
+    /// `http://ADDR`, from its `forge: listening on` line.
+    pub url: String,
+    /// The stderr lines before that one (warnings).
+    pub early: Vec<String>,
+}
+
+impl ServeBinary {
+    /// Starts `forge serve ARGS` and waits until it listens.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> ServeBinary {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_forge"));
+        command.arg("serve");
+        if !args.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
+        command.args(args);
+        for name in [
+            "FORGE_SERVE_TOKEN",
+            "ALQUIMIA_BASE_URL",
+            "ALQUIMIA_API_KEY",
+            "LLM_API_KEY",
+            "FORGE_ALLOWED_HOSTS",
+        ] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied());
+        let mut process = process::Spawned::start(command);
+        let line = process.wait_for_line("forge: listening on ").await;
+        let url = line
+            .strip_prefix("forge: listening on ")
+            .unwrap_or(&line)
+            .to_owned();
+        let early = process.seen[..process.seen.len() - 1].to_vec();
+        ServeBinary {
+            process,
+            url,
+            early,
+        }
+    }
 }
