@@ -9,58 +9,13 @@ use std::time::{Duration, Instant};
 
 use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
 use forge::testing::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
-use forge::{Backoff, Batch, Dataset, Engine, Policy, Runner, Suite};
+use forge::{Batch, Dataset, Engine, Runner, Suite};
 use serde_json::json;
 
 const ALWAYS: usize = usize::MAX;
 
-fn alquimia(url: &str) -> Arc<dyn Runner> {
-    Arc::new(
-        Alquimia::new(AlquimiaConfig {
-            base_url: Some(url.to_owned()),
-            api_key: Some(TestServer::DEFAULT_API_KEY.into()),
-            agent_id: Some("agent".into()),
-            channel_id: Some("web".into()),
-            api_version: None,
-            retry_on: None,
-        })
-        .unwrap(),
-    )
-}
-
-fn policy(timeout_ms: u64, retries: u32, max_backoff: Duration) -> Policy {
-    Policy {
-        timeout: Some(Duration::from_millis(timeout_ms)),
-        retries,
-        backoff: Backoff {
-            initial: Duration::from_millis(5),
-            max: max_backoff,
-        },
-        rate_limit: None,
-    }
-}
-
-fn datasets(sessions: usize, turns: usize) -> Vec<Dataset> {
-    (1..=sessions)
-        .map(|s| {
-            let mut dataset = Dataset::new(format!("s{s}"), "agent");
-            for t in 1..=turns {
-                dataset
-                    .conversation
-                    .push(Batch::new(format!("q{t}"), format!("question {t} of s{s}")));
-            }
-            dataset
-        })
-        .collect()
-}
-
-fn is_infer(r: &LoggedRequest) -> bool {
-    r.path.contains("/event/infer/")
-}
-
-fn is_stream(r: &LoggedRequest) -> bool {
-    r.path.contains("/event/stream/")
-}
+mod support;
+use support::{alquimia, datasets, is_infer, is_stream, policy};
 
 /// What the engine must make of a turn with `fault` when it retries up to
 /// `retries` times: (succeeds, infer requests, stream reads).

@@ -4,13 +4,12 @@
 //! sent and accepted comes from the server's own request log.
 
 mod support;
-use support::{dataset, retrying};
+use support::{alquimia, build, dataset, datasets, is_infer, is_stream, openai, retrying};
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use forge::registry::{self, BuildContext};
 use forge::testing::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
 use forge::{Batch, Dataset, Engine, ErrorKind, Runner, Session, Suite};
 use serde_json::{json, Value};
@@ -18,46 +17,10 @@ use serde_json::{json, Value};
 const KEY: &str = TestServer::DEFAULT_API_KEY;
 const ALWAYS: usize = usize::MAX;
 
-fn build(config: Value) -> Arc<dyn Runner> {
-    registry::build(config, &BuildContext::default()).expect("a valid runner")
-}
-
-fn alquimia(url: &str) -> Arc<dyn Runner> {
-    build(json!({"type": "alquimia", "base_url": url, "api_key": KEY,
-                 "agent_id": "agent", "channel_id": "web"}))
-}
-
-fn openai(url: &str) -> Arc<dyn Runner> {
-    build(
-        json!({"type": "openai", "base_url": format!("{url}/v1"), "api_key": KEY,
-                 "model": "m", "history": false}),
-    )
-}
-
-fn is_infer(r: &LoggedRequest) -> bool {
-    r.path.contains("/event/infer/")
-}
-
-fn is_stream(r: &LoggedRequest) -> bool {
-    r.path.contains("/event/stream/")
-}
-
 /// The requests of the turn asking `query` in `session`.
 fn of_turn<'a>(log: &'a [LoggedRequest], session: &str, query: &str) -> Vec<&'a LoggedRequest> {
     log.iter()
         .filter(|r| r.session_id.as_deref() == Some(session) && r.query.as_deref() == Some(query))
-        .collect()
-}
-
-fn datasets(sessions: usize, turns: usize) -> Vec<Dataset> {
-    (1..=sessions)
-        .map(|s| {
-            let queries: Vec<String> = (1..=turns)
-                .map(|t| format!("question {t} of s{s}"))
-                .collect();
-            let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
-            dataset(&format!("s{s}"), &queries)
-        })
         .collect()
 }
 

@@ -3,9 +3,13 @@
 
 pub mod process;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use forge::{Backoff, Batch, Dataset, Policy};
+use forge::registry::{self, BuildContext};
+use forge::testing::{LoggedRequest, TestServer};
+use forge::{Backoff, Batch, Dataset, Policy, Runner};
+use serde_json::{json, Value};
 
 /// A dataset of session `session` whose turns `q1`, `q2`, ... ask `queries`.
 pub fn dataset(session: &str, queries: &[&str]) -> Dataset {
@@ -16,6 +20,66 @@ pub fn dataset(session: &str, queries: &[&str]) -> Dataset {
             .push(Batch::new(format!("q{}", i + 1), *query));
     }
     dataset
+}
+
+/// `sessions` datasets `s1`, `s2`, ... of `turns` turns asking
+/// `question T of sN`.
+pub fn datasets(sessions: usize, turns: usize) -> Vec<Dataset> {
+    (1..=sessions)
+        .map(|s| {
+            let queries: Vec<String> = (1..=turns)
+                .map(|t| format!("question {t} of s{s}"))
+                .collect();
+            let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+            dataset(&format!("s{s}"), &queries)
+        })
+        .collect()
+}
+
+/// A runner built from its `runner:` mapping.
+pub fn build(config: Value) -> Arc<dyn Runner> {
+    registry::build(config, &BuildContext::default()).expect("a valid runner")
+}
+
+/// The `alquimia` runner against the test server at `url` (agent `agent`,
+/// channel `web`, the server's default key).
+pub fn alquimia(url: &str) -> Arc<dyn Runner> {
+    build(
+        json!({"type": "alquimia", "base_url": url, "api_key": TestServer::DEFAULT_API_KEY,
+                 "agent_id": "agent", "channel_id": "web"}),
+    )
+}
+
+/// The `openai` runner against the test server at `url`, each turn on its own.
+pub fn openai(url: &str) -> Arc<dyn Runner> {
+    build(
+        json!({"type": "openai", "base_url": format!("{url}/v1"), "api_key": TestServer::DEFAULT_API_KEY,
+                 "model": "m", "history": false}),
+    )
+}
+
+/// Whether a logged request is an Alquimia infer request.
+pub fn is_infer(r: &LoggedRequest) -> bool {
+    r.path.contains("/event/infer/")
+}
+
+/// Whether a logged request reads an Alquimia stream.
+pub fn is_stream(r: &LoggedRequest) -> bool {
+    r.path.contains("/event/stream/")
+}
+
+/// A per-attempt timeout, `retries` retries and backoff from 5 ms up to
+/// `max_backoff`.
+pub fn policy(timeout_ms: u64, retries: u32, max_backoff: Duration) -> Policy {
+    Policy {
+        timeout: Some(Duration::from_millis(timeout_ms)),
+        retries,
+        backoff: Backoff {
+            initial: Duration::from_millis(5),
+            max: max_backoff,
+        },
+        rate_limit: None,
+    }
 }
 
 /// A 10 s timeout and `retries` quick retries.
