@@ -31,6 +31,19 @@ fn event(name: &str, base_url: &str) -> Value {
     event
 }
 
+/// The API Gateway fixture `name` (see [`event`]), checked to be what API
+/// Gateway sends: an HTTP API event of payload format 2.0, a `POST` with a
+/// body.
+fn gateway_event(name: &str, base_url: &str) -> Value {
+    let event = event(name, base_url);
+    let request: ApiGatewayV2httpRequest =
+        serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(request.version.as_deref(), Some("2.0"), "{name}");
+    assert_eq!(request.request_context.http.method.as_str(), "POST");
+    assert!(request.body.is_some(), "{name}");
+    event
+}
+
 /// The response as the Lambda runtime sends it to API Gateway: the status,
 /// the headers, and the body parsed as JSON.
 async fn invoke(event: Value) -> (i64, Value, Value) {
@@ -46,27 +59,10 @@ fn assert_headers(headers: &Value) {
     assert_eq!(headers["access-control-allow-origin"], "*", "{headers}");
 }
 
-#[test]
-fn fixtures_are_api_gateway_http_api_events() {
-    for name in [
-        "string-body.json",
-        "base64-body.json",
-        "invalid-json.json",
-        "rejected-payload.json",
-    ] {
-        let event = event(name, "http://127.0.0.1:9");
-        let request: ApiGatewayV2httpRequest =
-            serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(request.version.as_deref(), Some("2.0"), "{name}");
-        assert_eq!(request.request_context.http.method.as_str(), "POST");
-        assert!(request.body.is_some(), "{name}");
-    }
-}
-
 #[tokio::test]
 async fn a_string_body_runs_the_payload() {
     let agent = TestServer::builder().api_key(KEY).start().await;
-    let (status, headers, body) = invoke(event("string-body.json", &agent.url())).await;
+    let (status, headers, body) = invoke(gateway_event("string-body.json", &agent.url())).await;
     assert_eq!(status, 200, "{body}");
     assert_headers(&headers);
     assert_eq!(body["success"], true);
@@ -86,7 +82,7 @@ async fn a_string_body_runs_the_payload() {
 #[tokio::test]
 async fn a_base64_body_is_decoded() {
     let agent = TestServer::builder().api_key(KEY).start().await;
-    let (status, headers, body) = invoke(event("base64-body.json", &agent.url())).await;
+    let (status, headers, body) = invoke(gateway_event("base64-body.json", &agent.url())).await;
     assert_eq!(status, 200, "{body}");
     assert_headers(&headers);
     assert_eq!(body["summaries"][0]["successes"], 1);
@@ -140,13 +136,13 @@ async fn an_event_that_is_the_payload_itself_runs() {
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_400() {
-    let (status, headers, body) = invoke(event("invalid-json.json", "")).await;
+    let (status, headers, body) = invoke(gateway_event("invalid-json.json", "")).await;
     assert_eq!(status, 400);
     assert_headers(&headers);
     assert_eq!(body, serde_json::json!({"error": "Invalid JSON body"}));
 
     // Nor is bad base64.
-    let mut bad = event("invalid-json.json", "");
+    let mut bad = gateway_event("invalid-json.json", "");
     bad["isBase64Encoded"] = Value::Bool(true);
     bad["body"] = Value::String("%%% not base64".into());
     assert_eq!(invoke(bad).await.0, 400);
@@ -154,7 +150,7 @@ async fn a_body_that_is_not_json_is_400() {
 
 #[tokio::test]
 async fn a_rejected_payload_is_200_with_success_false_like_the_seed() {
-    let (status, headers, body) = invoke(event("rejected-payload.json", "")).await;
+    let (status, headers, body) = invoke(gateway_event("rejected-payload.json", "")).await;
     assert_eq!(status, 200);
     assert_headers(&headers);
     assert_eq!(body["success"], false);
@@ -170,4 +166,46 @@ async fn a_rejected_payload_is_200_with_success_false_like_the_seed() {
     let (status, _, body) = invoke(serde_json::json!({"version": "2.0"})).await;
     assert_eq!(status, 200);
     assert_eq!(body["success"], false);
+}
+
+#[test]
+fn an_internal_failure_is_500_with_its_message() {
+    // The run spawns its sessions on the Tokio runtime; polled by an
+    // executor that is not Tokio's, it panics inside the run. The handler
+    // catches the panic and answers it, as it would any internal failure.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let agent = runtime.block_on(TestServer::builder().api_key(KEY).start());
+    let response =
+        block_on_without_tokio(handle(gateway_event("string-body.json", &agent.url()), 4));
+    let response = serde_json::to_value(response).expect("serialise");
+    assert_eq!(response["statusCode"], 500, "{response}");
+    assert_headers(&response["headers"]);
+    let body: Value =
+        serde_json::from_str(response["body"].as_str().expect("body is a string")).expect("JSON");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("internal error: "), "{body}");
+    assert!(error.contains("Tokio"), "{body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
+    // It failed before any turn was sent.
+    assert!(agent.requests().is_empty());
+}
+
+/// Runs `future` to completion on this thread, outside any Tokio runtime.
+fn block_on_without_tokio<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }
