@@ -7,17 +7,14 @@ use forge::lambda::{handle, ApiGatewayV2httpRequest};
 use forge::testing::TestServer;
 use serde_json::Value;
 
+mod support;
+use support::{assert_gateway_headers, gateway_answer, lambda_fixture};
+
 const KEY: &str = "lambda-key-9";
 
 /// The fixture `name`, with `${BASE_URL}` in its payload set to `base_url`.
 fn event(name: &str, base_url: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/lambda/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("fixture");
-    let mut event: Value =
-        serde_json::from_str(&text.replace("${BASE_URL}", base_url)).expect("fixture is JSON");
+    let mut event = lambda_fixture(name, base_url);
     if event["isBase64Encoded"] == true {
         let engine = base64::engine::general_purpose::STANDARD;
         let body = engine
@@ -48,15 +45,7 @@ fn gateway_event(name: &str, base_url: &str) -> Value {
 /// the headers, and the body parsed as JSON.
 async fn invoke(event: Value) -> (i64, Value, Value) {
     let response = serde_json::to_value(handle(event, 4).await).expect("serialise");
-    let status = response["statusCode"].as_i64().expect("statusCode");
-    let body = response["body"].as_str().expect("body is a string");
-    let body = serde_json::from_str(body).expect("body is JSON");
-    (status, response["headers"].clone(), body)
-}
-
-fn assert_headers(headers: &Value) {
-    assert_eq!(headers["content-type"], "application/json", "{headers}");
-    assert_eq!(headers["access-control-allow-origin"], "*", "{headers}");
+    gateway_answer(&response)
 }
 
 #[tokio::test]
@@ -64,7 +53,7 @@ async fn a_string_body_runs_the_payload() {
     let agent = TestServer::builder().api_key(KEY).start().await;
     let (status, headers, body) = invoke(gateway_event("string-body.json", &agent.url())).await;
     assert_eq!(status, 200, "{body}");
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body["success"], true);
     assert_eq!(body["total_datasets"], 1);
     assert_eq!(
@@ -84,7 +73,7 @@ async fn a_base64_body_is_decoded() {
     let agent = TestServer::builder().api_key(KEY).start().await;
     let (status, headers, body) = invoke(gateway_event("base64-body.json", &agent.url())).await;
     assert_eq!(status, 200, "{body}");
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body["summaries"][0]["successes"], 1);
     assert_eq!(agent.turns("test-session-1").len(), 1);
 }
@@ -94,7 +83,7 @@ async fn an_object_body_of_a_direct_invocation_runs() {
     let agent = TestServer::builder().api_key(KEY).start().await;
     let (status, headers, body) = invoke(event("object-body.json", &agent.url())).await;
     assert_eq!(status, 200, "{body}");
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body["success"], true);
     assert_eq!(body["summaries"][0]["total_batches"], 1);
 }
@@ -108,7 +97,7 @@ async fn an_event_that_is_the_payload_itself_runs() {
     assert!(direct.get("body").is_none() && direct.get("datasets").is_some());
     let (status, headers, body) = invoke(direct).await;
     assert_eq!(status, 200, "{body}");
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(body["total_datasets"], 1);
     assert_eq!(body["summaries"][0]["successes"], 1);
@@ -138,7 +127,7 @@ async fn an_event_that_is_the_payload_itself_runs() {
 async fn a_body_that_is_not_json_is_400() {
     let (status, headers, body) = invoke(gateway_event("invalid-json.json", "")).await;
     assert_eq!(status, 400);
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body, serde_json::json!({"error": "Invalid JSON body"}));
 
     // Nor is bad base64.
@@ -152,7 +141,7 @@ async fn a_body_that_is_not_json_is_400() {
 async fn a_rejected_payload_is_200_with_success_false_like_the_seed() {
     let (status, headers, body) = invoke(gateway_event("rejected-payload.json", "")).await;
     assert_eq!(status, 200);
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body["success"], false);
     assert!(
         body["error"]
@@ -179,7 +168,7 @@ fn an_internal_failure_is_500_with_its_message() {
         block_on_without_tokio(handle(gateway_event("string-body.json", &agent.url()), 4));
     let response = serde_json::to_value(response).expect("serialise");
     assert_eq!(response["statusCode"], 500, "{response}");
-    assert_headers(&response["headers"]);
+    assert_gateway_headers(&response["headers"]);
     let body: Value =
         serde_json::from_str(response["body"].as_str().expect("body is a string")).expect("JSON");
     let error = body["error"].as_str().unwrap_or_default();

@@ -21,6 +21,9 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+mod support;
+use support::{assert_gateway_headers, gateway_answer, lambda_fixture};
+
 const KEY: &str = "emulator-key-31";
 /// The environment variable that turns a missing cargo-lambda into a failure.
 const REQUIRE: &str = "FORGE_REQUIRE_CARGO_LAMBDA";
@@ -54,10 +57,10 @@ async fn the_readme_watch_command_answers_gateway_and_direct_events() {
 
     // The first invocation waits for the build: a body that is not JSON.
     let (status, headers, body) = watch
-        .invoke(&fixture("invalid-json.json", ""), FIRST_INVOCATION)
+        .invoke(&lambda_fixture("invalid-json.json", ""), FIRST_INVOCATION)
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body, json!({"error": "Invalid JSON body"}));
 
     // The README's `cargo lambda invoke --data-file`, with an API Gateway
@@ -65,10 +68,10 @@ async fn the_readme_watch_command_answers_gateway_and_direct_events() {
     // and key.
     let own = TestServer::builder().api_key("lambda-key-9").start().await;
     let (status, headers, body) = watch
-        .invoke_cli(&fixture("string-body.json", &own.url()))
+        .invoke_cli(&lambda_fixture("string-body.json", &own.url()))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_headers(&headers);
+    assert_gateway_headers(&headers);
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(
         body["datasets"][0]["conversation"][0]["assistant"],
@@ -228,7 +231,7 @@ impl Watch {
     /// The first invocation, which waits for the function to be built.
     async fn warm_up(&self) {
         let (status, _, body) = self
-            .invoke(&fixture("invalid-json.json", ""), FIRST_INVOCATION)
+            .invoke(&lambda_fixture("invalid-json.json", ""), FIRST_INVOCATION)
             .await;
         assert_eq!(status, 400, "{body}");
     }
@@ -478,20 +481,9 @@ fn alive(pid: Pid) -> bool {
         .unwrap_or(false)
 }
 
-/// The event fixture `name` of `tests/fixtures/lambda/`, with `${BASE_URL}`
-/// set to `base_url`.
-fn fixture(name: &str, base_url: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/lambda/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("fixture");
-    serde_json::from_str(&text.replace("${BASE_URL}", base_url)).expect("fixture is JSON")
-}
-
 /// The API Gateway fixture with `payload` as its body, a JSON string.
 fn gateway(payload: &Value) -> Value {
-    let mut event = fixture("string-body.json", "");
+    let mut event = lambda_fixture("string-body.json", "");
     event["body"] = Value::String(payload.to_string());
     event
 }
@@ -521,15 +513,7 @@ fn config(agent: &TestServer) -> Value {
 fn parse_response(text: &str) -> (i64, Value, Value) {
     let response: Value =
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
-    let status = response["statusCode"].as_i64().expect("statusCode");
-    let body = response["body"].as_str().expect("body is a string");
-    let body = serde_json::from_str(body).expect("body is JSON");
-    (status, response["headers"].clone(), body)
-}
-
-fn assert_headers(headers: &Value) {
-    assert_eq!(headers["content-type"], "application/json", "{headers}");
-    assert_eq!(headers["access-control-allow-origin"], "*", "{headers}");
+    gateway_answer(&response)
 }
 
 fn assert_successes(body: &Value, sessions: usize) {

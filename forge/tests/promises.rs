@@ -371,3 +371,51 @@ async fn http_runner_never_resends_a_turn_whose_status_arrived() {
     assert!(!answer.contains("after"), "retried: {answer}");
     assert_eq!(requests.lock().expect("log").len(), 1);
 }
+
+#[test]
+fn values_of_secret_named_runner_keys_never_reach_a_report_or_the_console() {
+    let values = [
+        ("MY_TOKEN", "t0k3n-value-123"),
+        ("DB_PASSWORD", "p4ss-value-456"),
+        ("SECRET_X", "s3cr3t-value-789"),
+        ("AUTHORIZATION", "Bearer auth-value-0ab"),
+    ];
+    let env: Vec<String> = values
+        .iter()
+        .map(|(name, value)| format!("{name}: \"{value}\""))
+        .collect();
+    // The program prints every value back, and fails a check, so each
+    // value would reach the answer, the failure message and the console.
+    let suite = format!(
+        "runner: {{type: command, program: sh, args: [-c, 'echo \"$MY_TOKEN $DB_PASSWORD $SECRET_X $AUTHORIZATION\"'], env: {{{}}}}}\nexpect: {{equals: nothing}}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation:\n      - {{qa_id: q1, query: hi}}\n",
+        env.join(", ")
+    );
+    let dir = project(&[("leak.yaml", &suite)]);
+    let (output, report) = run_suite(dir.path(), "leak", &[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        answers(&report),
+        ["[REDACTED] [REDACTED] [REDACTED] [REDACTED]"]
+    );
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).expect("junit");
+    let summary = std::fs::read_to_string(dir.path().join("out/leak.json")).expect("summary");
+    let console = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(console.contains("[REDACTED]"), "{console}");
+    let suite = Suite::load(dir.path().join("leak.yaml")).expect("loads");
+    let debug = format!("{suite:?}");
+    for (_, value) in values {
+        let bare = value.trim_start_matches("Bearer ");
+        for (what, text) in [
+            ("junit.xml", &junit),
+            ("leak.json", &summary),
+            ("the console", &console),
+            ("the suite's Debug", &debug),
+        ] {
+            assert!(!text.contains(bare), "{what} shows {bare}: {text}");
+        }
+    }
+}

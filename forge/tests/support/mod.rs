@@ -211,3 +211,29 @@ impl ServeBinary {
         }
     }
 }
+
+/// The Lambda event fixture `name` of `tests/fixtures/lambda/`, with
+/// `${BASE_URL}` set to `base_url`.
+pub fn lambda_fixture(name: &str, base_url: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/lambda/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    serde_json::from_str(&text.replace("${BASE_URL}", base_url)).expect("fixture is JSON")
+}
+
+/// The `statusCode`, `headers` and parsed `body` of a Lambda function's
+/// answer to API Gateway.
+pub fn gateway_answer(response: &Value) -> (i64, Value, Value) {
+    let status = response["statusCode"].as_i64().expect("statusCode");
+    let body = response["body"].as_str().expect("body is a string");
+    let body = serde_json::from_str(body).expect("body is JSON");
+    (status, response["headers"].clone(), body)
+}
+
+/// The headers every answer of the Lambda function carries.
+pub fn assert_gateway_headers(headers: &Value) {
+    assert_eq!(headers["content-type"], "application/json", "{headers}");
+    assert_eq!(headers["access-control-allow-origin"], "*", "{headers}");
+}
