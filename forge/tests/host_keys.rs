@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use forge::testing::TestServer;
 use serde_json::{json, Value};
-#[cfg(feature = "serve")]
 mod support;
 #[cfg(feature = "serve")]
 use support::ServeBinary;
@@ -73,11 +72,7 @@ impl Capture {
 }
 
 fn datasets() -> Value {
-    json!([{
-        "session_id": "s1", "assistant_id": "bot", "language": "english", "context": "",
-        "conversation": [{"qa_id": "q1", "query": "What is the capital of France?", "assistant": "",
-                          "ground_truth_assistant": "Paris."}]
-    }])
+    support::seed_datasets(&["s1"], &["What is the capital of France?"])
 }
 
 fn alquimia_payload(base_url: &str) -> Value {

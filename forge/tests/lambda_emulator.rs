@@ -490,14 +490,7 @@ fn gateway(payload: &Value) -> Value {
 
 /// A payload of one one-turn dataset per session, with `config`.
 fn payload<S: AsRef<str>>(sessions: &[S], config: Value) -> Value {
-    let datasets: Vec<Value> = sessions
-        .iter()
-        .map(|session| {
-            json!({"session_id": session.as_ref(), "assistant_id": "bot", "conversation": [
-                {"qa_id": "q1", "query": "What is the capital of France?", "assistant": ""}]})
-        })
-        .collect();
-    json!({"datasets": datasets, "config": config})
+    support::seed_payload(sessions, &["What is the capital of France?"], config)
 }
 
 fn session_ids(count: usize) -> Vec<String> {

@@ -47,28 +47,13 @@ impl Served {
     }
 }
 
+/// Two turns per session for the agent at `base_url`.
 fn seed_payload(base_url: &str, sessions: &[&str]) -> Value {
-    let datasets: Vec<Value> = sessions
-        .iter()
-        .map(|session| {
-            json!({
-                "session_id": session,
-                "assistant_id": "target-assistant",
-                "language": "english",
-                "context": "",
-                "conversation": [
-                    {"qa_id": "test-1", "query": "What is the capital of France?", "assistant": "",
-                     "ground_truth_assistant": "Paris is the capital of France."},
-                    {"qa_id": "test-2", "query": "And of Spain?", "assistant": "",
-                     "ground_truth_assistant": "Madrid.", "agentic": {"tool": "geo"}}
-                ]
-            })
-        })
-        .collect();
-    json!({
-        "datasets": datasets,
-        "config": {"base_url": base_url, "api_key": KEY, "agent_id": "agent-1", "channel_id": "web"}
-    })
+    support::seed_payload(
+        sessions,
+        &["What is the capital of France?", "And of Spain?"],
+        support::alquimia_config(base_url, KEY),
+    )
 }
 
 /// The response with its timings zeroed.
@@ -426,17 +411,13 @@ async fn runs_in_flight(url: &str) -> u64 {
 }
 
 fn long_payload(base_url: &str, session: &str, turns: usize) -> Value {
-    let conversation: Vec<Value> = (0..turns)
-        .map(|i| {
-            json!({"qa_id": format!("q{i}"), "query": format!("Question {i}?"), "assistant": "",
-                     "ground_truth_assistant": "An answer."})
-        })
-        .collect();
-    json!({
-        "datasets": [{"session_id": session, "assistant_id": "target-assistant", "language": "english",
-                      "context": "", "conversation": conversation}],
-        "config": {"base_url": base_url, "api_key": KEY, "agent_id": "agent-1", "channel_id": "web"}
-    })
+    let queries: Vec<String> = (0..turns).map(|i| format!("Question {i}?")).collect();
+    let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+    support::seed_payload(
+        &[session],
+        &queries,
+        support::alquimia_config(base_url, KEY),
+    )
 }
 
 #[tokio::test]

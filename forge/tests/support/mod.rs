@@ -237,3 +237,31 @@ pub fn assert_gateway_headers(headers: &Value) {
     assert_eq!(headers["content-type"], "application/json", "{headers}");
     assert_eq!(headers["access-control-allow-origin"], "*", "{headers}");
 }
+
+/// Datasets in Fair-Forge's format: one per session, asking `queries` in
+/// turn (qa ids `q1`, `q2`, ...).
+pub fn seed_datasets<S: AsRef<str>>(sessions: &[S], queries: &[&str]) -> Value {
+    let datasets: Vec<Value> = sessions
+        .iter()
+        .map(|session| {
+            let conversation: Vec<Value> = queries
+                .iter()
+                .enumerate()
+                .map(|(i, query)| json!({"qa_id": format!("q{}", i + 1), "query": query, "assistant": ""}))
+                .collect();
+            json!({"session_id": session.as_ref(), "assistant_id": "target-assistant",
+                   "language": "english", "context": "", "conversation": conversation})
+        })
+        .collect();
+    Value::Array(datasets)
+}
+
+/// A request in the seed's payload format: [`seed_datasets`] with `config`.
+pub fn seed_payload<S: AsRef<str>>(sessions: &[S], queries: &[&str], config: Value) -> Value {
+    json!({"datasets": seed_datasets(sessions, queries), "config": config})
+}
+
+/// The payload's Alquimia `config` for the agent at `base_url` with `key`.
+pub fn alquimia_config(base_url: &str, key: &str) -> Value {
+    json!({"base_url": base_url, "api_key": key, "agent_id": "agent-1", "channel_id": "web"})
+}
