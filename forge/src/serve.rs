@@ -585,68 +585,17 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if let Some(expected) = &state.config.token {
-        if !authorized(request.headers(), expected) {
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "missing or invalid bearer token (Authorization: Bearer <FORGE_SERVE_TOKEN>)",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
-    }
-    if !is_json(request.headers()) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "POST /run needs `Content-Type: application/json`",
-        );
+    if let Some(refused) = refuse(&state, request.headers()) {
+        return refused;
     }
     // The body is read, within the time limit, before a run slot is taken,
     // so that slow clients cannot hold the slots.
-    let read = tokio::time::timeout(
-        state.config.body_timeout,
-        Bytes::from_request(request, &state),
-    );
-    let body = match read.await {
-        Err(_elapsed) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!(
-                    "request body not received within {} s",
-                    state.config.body_timeout.as_secs_f64()
-                ),
-            )
-        }
-        Ok(Ok(body)) => body,
-        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "request body larger than {} bytes",
-                    state.config.max_body_bytes
-                ),
-            )
-        }
-        Ok(Err(rejection)) => return error(rejection.status(), &rejection.body_text()),
-    };
-    let payload: Value = match serde_json::from_slice(&body) {
+    let payload = match read_payload(&state, request).await {
         Ok(payload) => payload,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")),
+        Err(response) => return response,
     };
     let Ok(permit) = Arc::clone(&state.runs).try_acquire_owned() else {
-        let mut response = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "too many runs in flight ({}); retry later",
-                state.config.max_concurrent_runs.max(1)
-            ),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return busy(&state);
     };
     // The run goes on in a task of its own that holds the permit until every
     // session has stopped. This handler holds the drop guard: when the client
@@ -666,10 +615,86 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
         drop(permit);
         result
     });
-    let result = match task.await {
-        Ok(result) => result,
-        Err(error) => Err(format!("internal error: the run stopped: {error}")),
+    match task.await {
+        Ok(result) => answer(result),
+        Err(error) => answer(Err(format!("internal error: the run stopped: {error}"))),
+    }
+}
+
+/// The answer to a request without the token (401) or not declared JSON
+/// (415); `None` for one that may go on.
+fn refuse(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(expected) = &state.config.token {
+        if !authorized(headers, expected) {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid bearer token (Authorization: Bearer <FORGE_SERVE_TOKEN>)",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Some(response);
+        }
+    }
+    (!is_json(headers)).then(|| {
+        error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST /run needs `Content-Type: application/json`",
+        )
+    })
+}
+
+/// The request's JSON body, read within the body time limit and size cap;
+/// the error answer (408, 413, 400) otherwise.
+async fn read_payload(state: &Arc<AppState>, request: Request) -> Result<Value, Response> {
+    let read = tokio::time::timeout(
+        state.config.body_timeout,
+        Bytes::from_request(request, state),
+    );
+    let body = match read.await {
+        Err(_elapsed) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "request body not received within {} s",
+                    state.config.body_timeout.as_secs_f64()
+                ),
+            ))
+        }
+        Ok(Ok(body)) => body,
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "request body larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
+            ))
+        }
+        Ok(Err(rejection)) => return Err(error(rejection.status(), &rejection.body_text())),
     };
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")))
+}
+
+/// 503 with `Retry-After: 1`: every run slot is taken.
+fn busy(state: &AppState) -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "too many runs in flight ({}); retry later",
+            state.config.max_concurrent_runs.max(1)
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The HTTP answer of a run: 200 with the response, 400 for a payload the
+/// API rejects, 500 for an internal failure.
+fn answer(result: Result<crate::schema::Response, String>) -> Response {
     match result {
         Ok(response) => {
             let status = if response.is_success() {
