@@ -1,7 +1,9 @@
 //! Runs every suite in `suites/` as `cargo test` cases, one per batch.
 //!
-//! It also defines an example custom runner, `weather-bot`, which
-//! `suites/custom-runner.yaml` selects by name.
+//! It also defines two example custom runners: `weather-bot`, a
+//! `#[forge_runner]` that `suites/custom-runner.yaml` selects by name, and
+//! `transcript`, a hand-written [`forge::Runner`] that answers a whole
+//! conversation in its own `run_dataset` (`suites/transcript.yaml`).
 
 use serde::Deserialize;
 
@@ -42,6 +44,48 @@ impl WeatherBot {
         .with_agentic(tools))
     }
 }
+
+/// A system that takes a whole conversation at once: its `run_dataset`
+/// answers every turn itself, and its `call` refuses, so a suite's turns
+/// pass only if the engine honours the override.
+struct Transcript;
+
+#[forge::async_trait]
+impl forge::Runner for Transcript {
+    async fn call(
+        &self,
+        _: &forge::Batch,
+        _: &forge::Session<'_>,
+    ) -> Result<forge::Reply, forge::RunError> {
+        Err(forge::RunError::permanent(
+            "transcript answers whole conversations only",
+        ))
+    }
+
+    async fn run_dataset(
+        &self,
+        mut dataset: forge::Dataset,
+        _turns: &forge::Turns<'_>,
+    ) -> (forge::Dataset, forge::Summary) {
+        let total = dataset.conversation.len();
+        for (k, batch) in dataset.conversation.iter_mut().enumerate() {
+            batch.assistant = format!("{} of {total}: {}", k + 1, batch.query);
+        }
+        let summary = forge::Summary {
+            session_id: dataset.session_id.clone(),
+            total_batches: total,
+            successes: total,
+            failures: 0,
+            total_execution_time_ms: 0.0,
+            avg_batch_time_ms: 0.0,
+        };
+        (dataset, summary)
+    }
+}
+
+forge::register_runner!("transcript", |_config, _context| Ok(std::sync::Arc::new(
+    Transcript
+)));
 
 fn main() -> std::process::ExitCode {
     forge::harness::main("suites")

@@ -101,7 +101,7 @@ fn expand(args: &Args, runner: &RunnerImpl) -> TokenStream {
 
             fn __forge_build(
                 config: #krate::__private::serde_json::Value,
-                _context: &#krate::registry::BuildContext,
+                _context: &#krate::__private::BuildContext,
             ) -> ::core::result::Result<
                 #krate::__private::Arc<dyn #krate::Runner>,
                 #krate::ConfigError,
@@ -111,7 +111,7 @@ fn expand(args: &Args, runner: &RunnerImpl) -> TokenStream {
             }
 
             #krate::__private::inventory::submit! {
-                #krate::registry::RunnerType {
+                #krate::__private::RunnerType {
                     name: #name,
                     build: __forge_build,
                 }

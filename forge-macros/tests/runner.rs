@@ -112,7 +112,7 @@ async fn run(config: Value, queries: &[&str]) -> (Dataset, Summary) {
             .conversation
             .push(Batch::new(format!("q{}", i + 1), *query));
     }
-    runner.run_dataset(dataset).await
+    forge::Engine::new(runner).run_one(dataset).await
 }
 
 fn answers(dataset: &Dataset) -> Vec<&str> {
@@ -180,7 +180,7 @@ async fn session_parameter_sees_history() {
             .conversation
             .push(Batch::new(format!("q{i}"), "again?"));
     }
-    let (dataset, _) = runner.run_dataset(dataset).await;
+    let (dataset, _) = forge::Engine::new(runner).run_one(dataset).await;
     assert_eq!(answers(&dataset), ["first", "second", "later"]);
 }
 

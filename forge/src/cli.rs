@@ -1,19 +1,22 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE` and (feature `serve`) `forge serve`.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[cfg(feature = "serve")]
+use std::time::Duration;
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{self, Reported};
-use crate::run::{run_suites, BatchRecord, SuiteResult};
-use crate::suite;
+use crate::pipeline;
+use crate::report::console::Console;
+use crate::report::junit::Junit;
+use crate::report::summary::SummaryJson;
+use crate::report::{self, Tee};
+use crate::select::Selection;
 
 /// Exit status of a run in which some batch failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -191,157 +194,57 @@ async fn run_payload(source: &str, args: &RunArgs) -> ExitCode {
     }
 }
 
+/// `forge run SUITE...`: load, select by `--filter`, run with the console,
+/// summary JSON and JUnit reporters, then tell how it went.
 async fn run_files(args: &RunArgs) -> ExitCode {
-    let suites = match suite::load_all(&args.suites) {
-        Ok(suites) => suites,
-        Err(error) => {
-            eprintln!("forge: {error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
+    let loaded = crate::load::load(&args.suites);
+    if !loaded.failures.is_empty() {
+        for failure in &loaded.failures {
+            eprintln!("forge: {}", failure.message);
         }
-    };
-    let mut suites = suites;
-    // Which batches run, decided once: the run takes the turns out of the
-    // suites, so selection must not need them.
-    let runs_batch: Vec<Vec<Vec<bool>>> = suites
-        .iter()
-        .map(|suite| {
-            suite
-                .datasets
-                .iter()
-                .map(|d| {
-                    d.test_names
-                        .iter()
-                        .zip(&d.ignored)
-                        .map(|(name, ignored)| {
-                            !ignored && args.filter.as_deref().is_none_or(|f| name.contains(f))
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    let selected = |id: crate::run::BatchId| runs_batch[id.suite][id.dataset][id.batch];
-    let total = runs_batch
-        .iter()
-        .flatten()
-        .flatten()
-        .filter(|s| **s)
-        .count();
-
-    if total == 0 {
-        if let Some(filter) = &args.filter {
-            eprintln!("forge: no batch matches --filter {filter:?}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+        return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let secrets: Arc<Vec<crate::secrets::Secrets>> =
-        Arc::new(suites.iter().map(suite::Suite::secrets).collect());
-    let progress = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} batches, {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    progress.enable_steady_tick(Duration::from_millis(200));
-    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let sink = {
-        let progress = progress.clone();
-        let failed = Arc::clone(&failed);
-        let secrets = Arc::clone(&secrets);
-        move |record: &BatchRecord| {
-            if !record.selected {
-                return;
-            }
-            progress.inc(1);
-            if !record.passed {
-                let count = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress.set_message(format!("{count} failed"));
-                progress.suspend(|| {
-                    eprintln!(
-                        "FAILED {}: {}",
-                        record.test,
-                        crate::report::redact(
-                            record.message.as_deref().unwrap_or("failed"),
-                            &secrets[record.id.suite]
-                        )
-                    );
-                });
-            }
-        }
-    };
-
-    let cancel = CancellationToken::new();
-    crate::interrupt::stop_on_signal(cancel.clone());
-    let start = Instant::now();
-    let results = run_suites(&mut suites, &selected, Arc::new(sink), cancel.clone()).await;
-    progress.finish_and_clear();
-
-    // What is left of the suites is no longer needed: free it
-    // (turns were moved into the results) before the reports are built.
-    drop(suites);
-    let mut results = results;
+    let mut suites = loaded.suites;
+    let selection = Selection::filtered(&suites, args.filter.as_deref());
+    if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
+        eprintln!("forge: no batch matches --filter {filter:?}");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
-    // The suites with something to report, and their secrets.
-    let chosen: Vec<(crate::secrets::Secrets, usize)> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
-        .map(|(i, _)| (secrets[i].clone(), i))
-        .collect();
-    fn view<'a>(
-        results: &'a [SuiteResult],
-        chosen: &[(crate::secrets::Secrets, usize)],
-    ) -> Vec<Reported<'a>> {
-        chosen
-            .iter()
-            .map(|(secrets, i)| Reported {
-                result: &results[*i],
-                secrets: secrets.clone(),
-            })
-            .collect()
-    }
-    let written = report::write_summaries(&out, &view(&results, &chosen)).and_then(|_| {
-        // The answered datasets are on disk now; JUnit needs only the
-        // records, so free them first: it halves the peak of a large run.
-        for result in &mut results {
-            if let crate::schema::Response::Success(run) = &mut result.response {
-                run.datasets = Vec::new();
-            }
-        }
-        report::write_junit(&out, &view(&results, &chosen), &[])
-    });
+    let mut reporter = Tee::new()
+        .with(Console::new(selection.count(), args.quiet))
+        .with(SummaryJson::new(&out))
+        .with(Junit::new(&out));
+    let cancel = CancellationToken::new();
+    crate::interrupt::stop_on_signal(cancel.clone());
+    let start = Instant::now();
+    let outcome = pipeline::execute(&mut suites, &selection, &mut reporter, &[], cancel).await;
+    drop(suites);
+    conclude(&outcome, &out, start)
+}
+
+/// Prints where the reports went and the tally; the exit status.
+fn conclude(outcome: &pipeline::Outcome, out: &std::path::Path, start: Instant) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
-    match written {
+    match &outcome.reports {
         Ok(_) => eprintln!("forge: reports written to {}", out.display()),
         Err(error) => {
             eprintln!("forge: {error}");
             status = ExitCode::from(EXIT_FAILED);
         }
     }
-    let records = results
-        .iter()
-        .flat_map(|r| &r.records)
-        .filter(|r| r.selected);
-    let (passed, failed): (Vec<_>, Vec<_>) = records.partition(|r| r.passed);
-    let config_failures = results.iter().filter(|r| !r.response.is_success()).count();
-    if cancel.is_cancelled() {
+    if outcome.interrupted {
         eprintln!("forge: interrupted; partial reports written");
     }
+    let (passed, failed) = outcome.tally();
     println!(
-        "{} passed, {} failed in {:.2}s",
-        passed.len(),
-        failed.len(),
+        "{passed} passed, {failed} failed in {:.2}s",
         start.elapsed().as_secs_f64()
     );
-    if !failed.is_empty() || config_failures > 0 || cancel.is_cancelled() {
+    if !outcome.passed() {
         status = ExitCode::from(EXIT_FAILED);
     }
     status

@@ -26,9 +26,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{self, Reported};
-use crate::run::{run_suites, BatchId, BatchRecord, SuiteResult};
-use crate::suite::{self, Suite};
+use crate::error::ReportError;
+use crate::load::{load, LoadFailure, Loaded};
+use crate::pipeline;
+use crate::report::junit::Junit;
+use crate::report::summary::SummaryJson;
+use crate::report::{self, Reporter, SuiteReport, Tee};
+use crate::run::BatchRecord;
+use crate::select::Selection;
+use crate::suite::Suite;
 
 /// Runs the suites found directly in `dir` (relative to the package root
 /// when it is not found from the working directory) with the process's
@@ -49,122 +55,111 @@ pub fn main(dir: impl AsRef<Path>) -> ExitCode {
 pub struct HarnessOutcome {
     /// libtest-mimic's tally.
     pub conclusion: Conclusion,
-    /// The suites' results (empty with `--list`).
-    pub results: Vec<SuiteResult>,
+    /// The suites' reports (empty with `--list`).
+    pub suites: Vec<SuiteReport>,
     /// The report files written.
     pub reports: Vec<PathBuf>,
 }
 
 /// Runs the suites in `dir` with the given libtest arguments. The error is a
 /// report that could not be written; suite errors are failing tests.
-pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, crate::error::ReportError> {
+pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> {
     let root = package_root();
-    let dir = resolve(dir, &root);
-    let (suites, broken) = load(&dir);
-
+    let loaded = load(&[resolve(dir, &root)]);
     let board = Arc::new(Board::default());
-    let mut trials = Vec::new();
-    let mut index = Vec::new();
-    for (s, suite) in suites.iter().enumerate() {
-        for (d, data) in suite.datasets.iter().enumerate() {
-            for (b, name) in data.test_names.iter().enumerate() {
-                let slot = trials.len();
-                let board = Arc::clone(&board);
-                trials.push(
-                    Trial::test(name.clone(), move || board.wait(slot))
-                        .with_ignored_flag(data.ignored[b]),
-                );
-                index.push(BatchId {
-                    suite: s,
-                    dataset: d,
-                    batch: b,
-                });
-            }
-        }
-    }
-    for (name, error) in &broken {
-        let message = error.clone();
-        trials.push(Trial::test(name.clone(), move || Err(message.into())));
-    }
-
-    let selected: Vec<bool> = trials[..index.len()]
-        .iter()
-        .map(|t| !args.list && !args.is_filtered_out(t) && !args.is_ignored(t))
-        .collect();
-    // Listed and reported in name order, whatever the order of the files.
-    trials.sort_by(|a, b| a.name().cmp(b.name()));
-
+    let trials = trials(&loaded, &board);
+    let selection = Selection::new(&loaded.suites, |batch| {
+        let probe = Trial::test(batch.name, || Ok(())).with_ignored_flag(batch.ignored);
+        !args.list && !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
+    });
     if args.list {
         return Ok(HarnessOutcome {
             conclusion: libtest_mimic::run(args, trials),
-            results: Vec::new(),
+            suites: Vec::new(),
             reports: Vec::new(),
         });
     }
-
-    board.reset(index.len());
-    let mut slots = std::collections::HashMap::with_capacity(index.len());
-    for (slot, id) in index.iter().enumerate() {
-        slots.insert(*id, slot);
-    }
-    let cancel = CancellationToken::new();
+    let failures: Vec<LoadFailure> = loaded
+        .failures
+        .iter()
+        .filter(|f| !args.is_filtered_out(&Trial::test(&f.test, || Ok(()))))
+        .cloned()
+        .collect();
+    // Reports only when something ran or failed to load.
+    let out = (!selection.is_empty() || !failures.is_empty()).then(|| report::out_dir(&root));
+    board.reset(selection.len());
     let engine = {
         let board = Arc::clone(&board);
-        let selected = selected.clone();
-        let slots = slots.clone();
-        let cancel = cancel.clone();
-        let mut suites = suites;
+        let mut suites = loaded.suites;
+        let out = out.clone();
         std::thread::spawn(move || {
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
-            let results = execute(&mut suites, &selected, &slots, &board, cancel);
-            (suites, results)
+            execute(&mut suites, &selection, board, out.as_deref(), &failures)
         })
     };
-
     let conclusion = libtest_mimic::run(args, trials);
-    let (suites, results) = match engine.join() {
-        Ok(done) => done,
+    let outcome = match engine.join() {
+        Ok(outcome) => outcome,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let broken_selected: Vec<(String, String)> = broken
-        .into_iter()
-        .filter(|(name, _)| !args.is_filtered_out(&Trial::test(name.clone(), || Ok(()))))
-        .collect();
-    let reports = if selected.iter().any(|s| *s) || !broken_selected.is_empty() {
-        let reported: Vec<Reported<'_>> = suites
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| !r.records.is_empty() || !r.response.is_success())
-            .map(|(suite, result)| Reported {
-                result,
-                secrets: suite.secrets(),
-            })
-            .collect();
-        let out = report::out_dir(&root);
-        let written = report::write_all(&out, &reported, &broken_selected)?;
+    let Some(outcome) = outcome else {
+        return Ok(HarnessOutcome {
+            conclusion,
+            suites: Vec::new(),
+            reports: Vec::new(),
+        });
+    };
+    let reports = outcome.reports?;
+    if let Some(out) = out.filter(|_| !reports.is_empty()) {
         eprintln!("forge: reports written to {}", out.display());
-        if cancel.is_cancelled() {
+        if outcome.interrupted {
             eprintln!("forge: interrupted; partial reports written");
         }
-        written
-    } else {
-        Vec::new()
-    };
+    }
     Ok(HarnessOutcome {
         conclusion,
-        results,
+        suites: outcome.suites,
         reports,
     })
 }
 
+/// One trial per batch, in suite order, waiting on the board for its
+/// verdict, and one failing trial per suite that could not be loaded;
+/// listed and reported in name order.
+fn trials(loaded: &Loaded, board: &Arc<Board>) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for suite in &loaded.suites {
+        for data in &suite.datasets {
+            for (b, name) in data.test_names.iter().enumerate() {
+                let slot = trials.len();
+                let board = Arc::clone(board);
+                trials.push(
+                    Trial::test(name.clone(), move || board.wait(slot))
+                        .with_ignored_flag(data.ignored[b]),
+                );
+            }
+        }
+    }
+    for failure in &loaded.failures {
+        let message = failure.message.clone();
+        trials.push(Trial::test(failure.test.clone(), move || {
+            Err(message.into())
+        }));
+    }
+    trials.sort_by(|a, b| a.name().cmp(b.name()));
+    trials
+}
+
+/// Runs the selection on a runtime of its own, posting each verdict to the
+/// board, and writes the reports into `out` (none when `None`).
 fn execute(
     suites: &mut [Suite],
-    selected: &[bool],
-    slots: &std::collections::HashMap<BatchId, usize>,
-    board: &Arc<Board>,
-    cancel: CancellationToken,
-) -> Vec<SuiteResult> {
+    selection: &Selection,
+    board: Arc<Board>,
+    out: Option<&Path>,
+    failures: &[LoadFailure],
+) -> Option<pipeline::Outcome> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,29 +167,39 @@ fn execute(
         Ok(runtime) => runtime,
         Err(error) => {
             board.abort(&format!("cannot start the tokio runtime: {error}"));
-            return Vec::new();
+            return None;
         }
     };
-    let secrets: Vec<crate::secrets::Secrets> = suites.iter().map(Suite::secrets).collect();
-    let sink = {
-        let board = Arc::clone(board);
-        let slots = slots.clone();
-        move |record: &BatchRecord| {
-            if record.selected {
-                if let Some(&slot) = slots.get(&record.id) {
-                    let verdict = verdict(record)
-                        .map_err(|message| report::redact(&message, &secrets[record.id.suite]));
-                    board.post(slot, verdict);
-                }
-            }
-        }
-    };
-    let is_selected = |id: BatchId| slots.get(&id).is_some_and(|&slot| selected[slot]);
-    runtime.block_on(async {
+    let mut reporter = Tee::new().with(Trials {
+        board,
+        selection: selection.clone(),
+    });
+    if let Some(out) = out {
+        reporter = reporter.with(SummaryJson::new(out)).with(Junit::new(out));
+    }
+    let cancel = CancellationToken::new();
+    Some(runtime.block_on(async {
         // Watching before the first turn is sent, so no signal is missed.
         crate::interrupt::stop_on_signal(cancel.clone());
-        run_suites(suites, &is_selected, Arc::new(sink), cancel).await
-    })
+        pipeline::execute(suites, selection, &mut reporter, failures, cancel).await
+    }))
+}
+
+/// The harness's reporter: each selected batch's verdict to its trial.
+struct Trials {
+    board: Arc<Board>,
+    selection: Selection,
+}
+
+impl Reporter for Trials {
+    fn on_record(&mut self, record: &BatchRecord) {
+        if !record.selected {
+            return;
+        }
+        if let Some(slot) = self.selection.index(record.id) {
+            self.board.post(slot, verdict(record));
+        }
+    }
 }
 
 fn verdict(record: &BatchRecord) -> Result<(), String> {
@@ -280,57 +285,6 @@ impl Board {
             }
         }
     }
-}
-
-/// Loads every suite of `dir`; a suite that cannot be loaded becomes a
-/// failing test named after its file, so the others still run.
-fn load(dir: &Path) -> (Vec<Suite>, Vec<(String, String)>) {
-    let files = match suite::discover(dir) {
-        Ok(files) => files,
-        Err(error) => {
-            return (
-                Vec::new(),
-                vec![("forge::suites".to_owned(), error.to_string())],
-            )
-        }
-    };
-    let mut suites = Vec::new();
-    let mut broken = Vec::new();
-    for file in files {
-        match Suite::load(&file) {
-            Ok(suite) => suites.push(suite),
-            Err(error) => broken.push((load_test_name(&file), error.to_string())),
-        }
-    }
-    // Every suite whose name an earlier one took fails, so no two write one report.
-    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
-    suites.retain(|suite| match seen.get(&suite.name) {
-        Some(first) => {
-            broken.push((
-                load_test_name(&suite.path),
-                format!(
-                    "{}: duplicate suite name {:?} (also in {})",
-                    suite.path.display(),
-                    suite.name,
-                    first.display()
-                ),
-            ));
-            false
-        }
-        None => {
-            seen.insert(suite.name.clone(), suite.path.clone());
-            true
-        }
-    });
-    (suites, broken)
-}
-
-fn load_test_name(file: &Path) -> String {
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().replace(char::is_whitespace, "_"))
-        .unwrap_or_default();
-    format!("{stem}::load")
 }
 
 /// The package being tested: `CARGO_MANIFEST_DIR` under `cargo test`, else

@@ -2,40 +2,86 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The public API: what a user writes against. The front ends a user
+// calls (`cli::main`, `harness::main`, the payload API, `serve`, `lambda`),
+// the runner contract and its built-in runners, the registry of runner
+// types, the Fair-Forge data model, errors, and the engine.
 pub mod cli;
-pub mod error;
-pub mod execute;
-pub mod expect;
 pub mod harness;
-mod interrupt;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod payload;
 pub mod registry;
-pub mod report;
-pub mod run;
-pub mod runner;
 pub mod runners;
 pub mod schema;
-pub mod secrets;
 #[cfg(feature = "serve")]
 pub mod serve;
-pub mod suite;
+
+// The pipeline, one way through (see `pipeline`): load -> select -> run ->
+// report, over the engine; internal.
+mod engine;
+mod error;
+mod expect;
+mod interrupt;
+mod load;
+mod pipeline;
+mod policy;
+mod report;
+mod run;
+mod runner;
+mod secrets;
+mod select;
+mod suite;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
 pub use async_trait::async_trait;
-pub use error::{ConfigError, DatasetError, ErrorKind, RunError, SuiteError};
-pub use execute::{Backoff, Engine, Job, Policy};
+pub use engine::{run_dataset, Engine, Job, INTERRUPTED};
+pub use error::{ConfigError, DatasetError, ErrorKind, ReportError, RunError, SuiteError};
 pub use forge_macros::forge_runner;
-pub use runner::{BatchOutcome, Reply, Runner, Session};
+pub use policy::{Backoff, Policy, RateLimit};
+pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
+pub use secrets::Secrets;
 pub use suite::Suite;
+
+/// Registers a hand-written [`Runner`] under a name suites use in
+/// `runner: {type: NAME}`: the way to a runner that overrides
+/// [`Runner::run_dataset`] or [`Runner::run_batch`]. `build` is a
+/// `fn(serde_json::Value, &forge::registry::BuildContext) ->
+/// Result<Arc<dyn Runner>, forge::ConfigError>`, given the rest of the
+/// `runner:` mapping (read it with [`registry::config`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use forge::{async_trait, Batch, Reply, RunError, Runner, Session};
+///
+/// struct Parrot;
+///
+/// #[async_trait]
+/// impl Runner for Parrot {
+///     async fn call(&self, batch: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+///         Ok(Reply::text(batch.query.clone()))
+///     }
+/// }
+///
+/// forge::register_runner!("parrot", |_config, _context| Ok(Arc::new(Parrot)));
+/// # assert!(forge::registry::names().contains(&"parrot"));
+/// ```
+#[macro_export]
+macro_rules! register_runner {
+    ($name:literal, $build:expr) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::RunnerType { name: $name, build: $build }
+        }
+    };
+}
 
 /// Paths the `#[forge_runner]` macro's generated code uses, so that users
 /// need no dependency but `forge`. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::registry::{config, BuildContext, BuildFn, RunnerType};
     pub use async_trait::async_trait;
     pub use inventory;
     pub use serde;

@@ -23,8 +23,8 @@ use reqwest::Url;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::Engine;
 use crate::error::{ConfigError, RunError};
-use crate::execute::Engine;
 use crate::registry::{self, BuildContext};
 use crate::runner::{BatchOutcome, Reply, Runner, Session};
 use crate::runners::alquimia;
@@ -213,7 +213,7 @@ pub async fn run(payload: &Value, concurrency: usize) -> Response {
 }
 
 /// [`run`], stopped by `cancel`: once it fires, turns not yet sent are
-/// recorded as failures ([`INTERRUPTED`](crate::execute::INTERRUPTED)) and
+/// recorded as failures ([`INTERRUPTED`](crate::engine::INTERRUPTED)) and
 /// turns in flight finish. Returns once every session has stopped.
 pub async fn run_with_cancel(
     payload: &Value,
@@ -321,7 +321,7 @@ impl Runner for AnswerBudget {
 
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         if self.used.load(Ordering::Relaxed) > self.max {
-            return BatchOutcome::failure(batch, &self.message(), 0.0);
+            return BatchOutcome::failure(batch, RunError::permanent(self.message()), 0.0);
         }
         let original = batch.clone();
         let outcome = self.inner.run_batch(batch, session).await;
@@ -331,7 +331,8 @@ impl Runner for AnswerBudget {
             return outcome;
         }
         self.used.store(usize::MAX, Ordering::Relaxed);
-        let mut failed = BatchOutcome::failure(original, &self.message(), outcome.time_ms);
+        let error = RunError::permanent(self.message());
+        let mut failed = BatchOutcome::failure(original, error, outcome.time_ms);
         failed.attempts = outcome.attempts;
         failed
     }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::error::ConfigError;
 use crate::runner::Runner;
 
+#[doc(hidden)]
 /// A runner type that suites can name. Built-in runners and
 /// `#[forge_runner]` structs register one with `inventory`.
 pub struct RunnerType {
@@ -22,6 +23,7 @@ pub struct RunnerType {
 }
 
 /// Builds a runner from its configuration (the `runner:` mapping without `type`).
+#[doc(hidden)]
 pub type BuildFn = fn(Value, &BuildContext) -> Result<Arc<dyn Runner>, ConfigError>;
 
 /// What a runner may need to know about where it is configured.

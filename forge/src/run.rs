@@ -1,30 +1,32 @@
-//! Runs loaded suites: the selected batches (and the earlier turns of their
-//! sessions), every suite at once, each with its own runner and concurrency.
-//! Shared by the `cargo test` harness and `forge run`.
+//! The third step of the pipeline: runs the selected batches of loaded
+//! suites (and the earlier turns of their sessions), every suite at once,
+//! each with its own runner, policy and concurrency, and turns each batch's
+//! outcome (all its `repeat` runs) into one [`BatchRecord`], sent to the
+//! record stream as soon as it is known.
+//!
+//! A record's messages and answers are redacted here, once, with the
+//! suite's [`Secrets`]; the suite's answered datasets come back in a
+//! [`SuiteRun`] with the secrets that the Fair-Forge JSON must redact.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::execute::{Engine, Job};
+use crate::engine::{Engine, Job};
 use crate::expect::{CheckResult, Expect};
 use crate::runner::BatchOutcome;
 use crate::schema::{Dataset, Response, RunResponse};
+use crate::secrets::Secrets;
+use crate::select::{BatchId, Selection};
 use crate::suite::Suite;
 
-/// Where a batch sits: suite, dataset and turn indices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BatchId {
-    /// Index of the suite.
-    pub suite: usize,
-    /// Index of the dataset within the suite.
-    pub dataset: usize,
-    /// Index of the turn within the dataset.
-    pub batch: usize,
-}
+/// The record stream: one record per batch that ran.
+pub type RecordSender = UnboundedSender<BatchRecord>;
 
-/// The verdict on one batch, as a test case.
+/// The verdict on one batch, as a test case. Its texts are redacted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchRecord {
     /// Where the batch sits.
@@ -83,36 +85,37 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Expect) -> Self {
+    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Expect, secrets: &Secrets) -> Self {
         let batch = &outcome.batch;
-        let (checks, message) = if outcome.success {
-            let checks = expect.check(
-                &batch.assistant,
-                &batch.ground_truth_assistant,
-                outcome.time_ms,
-            );
-            let failed: Vec<String> = checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| format!("check `{}` failed: {}", c.check, c.detail))
-                .collect();
-            let message = (!failed.is_empty()).then(|| failed.join("\n"));
-            (checks, message)
-        } else {
-            (Vec::new(), outcome.error.clone())
+        let (checks, message) = match &outcome.error {
+            None => {
+                let checks = expect.check(
+                    &batch.assistant,
+                    &batch.ground_truth_assistant,
+                    outcome.time_ms,
+                );
+                let failed: Vec<String> = checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| format!("check `{}` failed: {}", c.check, c.detail))
+                    .collect();
+                (checks, (!failed.is_empty()).then(|| failed.join("\n")))
+            }
+            Some(error) => (Vec::new(), Some(error.message.clone())),
         };
         RunRecord {
             session_id: session_id.to_owned(),
-            success: outcome.success,
-            passed: outcome.success && message.is_none(),
-            message,
-            answer: batch.assistant.clone(),
+            success: outcome.is_success(),
+            passed: outcome.is_success() && message.is_none(),
+            message: message.map(|m| secrets.redact(&m).into_owned()),
+            answer: secrets.redact(&outcome.answer()).into_owned(),
             time_ms: outcome.time_ms,
             checks,
         }
     }
 }
 
+/// The record of a batch from its runs: passed when `needed` of them did.
 fn verdict(
     id: BatchId,
     test: &str,
@@ -148,113 +151,120 @@ fn verdict(
     }
 }
 
-/// The result of one suite.
+/// What one suite's run left besides its records.
 #[derive(Debug, Clone)]
-pub struct SuiteResult {
+pub struct SuiteRun {
     /// The suite's name.
     pub name: String,
     /// Its response: the datasets that ran with their summaries, or the
     /// error that kept the suite from running (its runner's configuration).
     pub response: Response,
-    /// One record per batch that ran, in suite order.
-    pub records: Vec<BatchRecord>,
+    /// The secrets to keep out of its reports.
+    pub secrets: Secrets,
 }
 
-impl SuiteResult {
-    /// Whether every selected batch passed.
-    pub fn passed(&self) -> bool {
-        self.response.is_success() && self.records.iter().all(|r| r.passed || !r.selected)
-    }
-}
-
-/// Called with every record as soon as its batch finishes.
-pub type RecordSink = dyn Fn(&BatchRecord) + Send + Sync;
-
-/// Runs `suites`. `selected(id)` says which batches are wanted; a dataset
-/// runs up to its last selected turn, and a dataset with none is not
-/// contacted. A suite whose runner cannot be built fails all its selected
-/// batches with that error.
+/// Runs the `selection` of `suites`, sending each batch's record to
+/// `records` as soon as it is known. A suite whose runner cannot be built
+/// fails all its selected batches with that error; a suite with nothing
+/// selected does not build its runner.
 ///
 /// The turns of the datasets that run are moved out of the suites into the
 /// results (not copied), so a large run holds each batch once.
-pub async fn run_suites(
+pub async fn run(
     suites: &mut [Suite],
-    selected: &(dyn Fn(BatchId) -> bool + Sync),
-    sink: Arc<RecordSink>,
+    selection: &Selection,
+    records: RecordSender,
     cancel: CancellationToken,
-) -> Vec<SuiteResult> {
+) -> Vec<SuiteRun> {
     let runs = suites
         .iter_mut()
         .enumerate()
-        .map(|(index, suite)| run_suite(index, suite, selected, Arc::clone(&sink), cancel.clone()));
+        .map(|(index, suite)| run_suite(index, suite, selection, records.clone(), cancel.clone()));
     join_all(runs).await
 }
 
 async fn run_suite(
     index: usize,
     suite: &mut Suite,
-    selected: &(dyn Fn(BatchId) -> bool + Sync),
-    sink: Arc<RecordSink>,
+    selection: &Selection,
+    records: RecordSender,
     cancel: CancellationToken,
-) -> SuiteResult {
-    // (dataset index, limit) of each session to contact.
-    let mut plan = Vec::new();
-    for (d, data) in suite.datasets.iter().enumerate() {
-        let last = (0..data.dataset.conversation.len()).rev().find(|&b| {
-            selected(BatchId {
-                suite: index,
-                dataset: d,
-                batch: b,
-            })
-        });
-        if let Some(last) = last {
-            plan.push((d, last + 1));
-        }
-    }
+) -> SuiteRun {
+    let secrets = suite.secrets();
+    let name = suite.name.clone();
+    let done = |response| SuiteRun {
+        name: name.clone(),
+        response,
+        secrets: secrets.clone(),
+    };
+    // (dataset index, turns to run) of each session to contact.
+    let plan: Vec<(usize, usize)> = suite
+        .datasets
+        .iter()
+        .enumerate()
+        .filter_map(|(d, data)| {
+            let len = data.dataset.conversation.len();
+            selection.turns(index, d, len).map(|turns| (d, turns))
+        })
+        .collect();
     if plan.is_empty() {
-        // Nothing selected: the runner is not even built.
-        return SuiteResult {
-            name: suite.name.clone(),
-            response: Response::Success(RunResponse::new(Vec::new())),
-            records: Vec::new(),
-        };
+        return done(Response::Success(RunResponse::new(Vec::new())));
     }
     let runner = match suite.build_runner() {
         Ok(runner) => runner,
         Err(error) => {
-            let message = error.to_string();
-            let mut records = Vec::new();
-            for &(d, limit) in &plan {
-                for b in 0..limit {
-                    let id = BatchId {
-                        suite: index,
-                        dataset: d,
-                        batch: b,
-                    };
-                    let record = BatchRecord {
-                        id,
-                        test: suite.datasets[d].test_names[b].clone(),
-                        selected: selected(id),
-                        passed: false,
-                        message: Some(message.clone()),
-                        runs: Vec::new(),
-                    };
-                    sink(&record);
-                    records.push(record);
-                }
-            }
-            return SuiteResult {
-                name: suite.name.clone(),
-                response: Response::error(message),
-                records,
-            };
+            let message = secrets.redact(&error.to_string()).into_owned();
+            unbuilt(index, suite, &plan, selection, &message, &records);
+            return done(Response::error(message));
         }
     };
-    // One job per run of each planned dataset; repeated runs are sessions
-    // of their own.
+    let (jobs, job_of) = jobs(suite, &plan);
+    let collector = Collector::new(index, suite, selection, &jobs, job_of, records);
+    let engine = Engine::new(runner)
+        .policy(suite.policy.clone())
+        .concurrency(suite.concurrency)
+        .cancel_on(cancel);
+    let observer = move |job: usize, batch: usize, outcome: &BatchOutcome| {
+        collector.on_turn(job, batch, outcome);
+    };
+    let results = engine.run(jobs, Arc::new(observer)).await;
+    done(Response::Success(RunResponse::new(results)))
+}
+
+/// Records of the planned batches of a suite whose runner cannot be built.
+fn unbuilt(
+    index: usize,
+    suite: &Suite,
+    plan: &[(usize, usize)],
+    selection: &Selection,
+    message: &str,
+    records: &RecordSender,
+) {
+    for &(d, turns) in plan {
+        for b in 0..turns {
+            let id = BatchId {
+                suite: index,
+                dataset: d,
+                batch: b,
+            };
+            let _ = records.send(BatchRecord {
+                id,
+                test: suite.datasets[d].test_names[b].clone(),
+                selected: selection.contains(id),
+                passed: false,
+                message: Some(message.to_owned()),
+                runs: Vec::new(),
+            });
+        }
+    }
+}
+
+/// One job per run of each planned dataset (repeated runs are sessions of
+/// their own, `<session_id>-run<k>`), and the (dataset, run) of each job.
+fn jobs(suite: &mut Suite, plan: &[(usize, usize)]) -> (Vec<Job>, Vec<(usize, usize)>) {
     let mut jobs = Vec::new();
     let mut job_of = Vec::new();
-    for &(d, limit) in &plan {
+    for &(d, limit) in plan {
         let data = &mut suite.datasets[d];
         for run in 0..data.runs {
             let mut dataset = if run + 1 == data.runs {
@@ -274,87 +284,26 @@ async fn run_suite(
             job_of.push((d, run));
         }
     }
-    let records = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let observer = {
-        let records = Arc::clone(&records);
-        let meta: Vec<DatasetMeta> = suite
-            .datasets
-            .iter()
-            .enumerate()
-            .map(|(d, data)| DatasetMeta {
-                names: Arc::clone(&data.test_names),
-                expects: Arc::clone(&data.expects),
-                selected: (0..data.test_names.len())
-                    .map(|b| {
-                        selected(BatchId {
-                            suite: index,
-                            dataset: d,
-                            batch: b,
-                        })
-                    })
-                    .collect(),
-                runs: data.runs,
-                needed: data.min_passes,
-            })
-            .collect();
-        let session_ids: Vec<String> = jobs.iter().map(|j| j.dataset.session_id.clone()).collect();
-        // The runs of a repeated batch seen so far: how many, and each by run.
-        let pending = std::sync::Mutex::new(std::collections::HashMap::<
-            (usize, usize),
-            (usize, Vec<Option<RunRecord>>),
-        >::new());
-        move |job: usize, batch: usize, outcome: &BatchOutcome| {
-            let (d, run) = job_of[job];
-            let meta = &meta[d];
-            let record = RunRecord::new(&session_ids[job], outcome, &meta.expects[batch]);
-            let runs = if meta.runs == 1 {
-                vec![record]
-            } else {
-                let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
-                let (seen, slots) = pending
-                    .entry((d, batch))
-                    .or_insert_with(|| (0, vec![None; meta.runs]));
-                if slots[run].replace(record).is_none() {
-                    *seen += 1;
-                }
-                if *seen < meta.runs {
-                    return;
-                }
-                let (_, done) = pending.remove(&(d, batch)).unwrap_or_default();
-                done.into_iter().flatten().collect()
-            };
-            let id = BatchId {
-                suite: index,
-                dataset: d,
-                batch,
-            };
-            let record = verdict(
-                id,
-                &meta.names[batch],
-                meta.selected[batch],
-                runs,
-                meta.needed,
-            );
-            sink(&record);
-            if let Ok(mut records) = records.lock() {
-                records.push(record);
-            }
-        }
-    };
-    let engine = Engine::new(runner)
-        .policy(suite.policy.clone())
-        .concurrency(suite.concurrency)
-        .cancel_on(cancel);
-    let results = engine.run(jobs, Arc::new(observer)).await;
-    let mut records = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
-    records.sort_by_key(|r| (r.id.dataset, r.id.batch));
-    SuiteResult {
-        name: suite.name.clone(),
-        response: Response::Success(RunResponse::new(results)),
-        records,
-    }
+    (jobs, job_of)
 }
 
+/// Turns the engine's outcomes into records: waits for every run of a
+/// repeated batch, then judges it.
+struct Collector {
+    suite: usize,
+    datasets: Vec<DatasetMeta>,
+    job_of: Vec<(usize, usize)>,
+    session_ids: Vec<String>,
+    secrets: Secrets,
+    /// The runs of a repeated batch seen so far, by (dataset, batch).
+    pending: Mutex<HashMap<(usize, usize), Runs>>,
+    records: RecordSender,
+}
+
+/// The runs of one repeated batch, by run index, as they come in.
+type Runs = Vec<Option<RunRecord>>;
+
+/// What the collector needs of a dataset.
 struct DatasetMeta {
     names: Arc<[String]>,
     expects: Arc<[Arc<Expect>]>,
@@ -363,35 +312,85 @@ struct DatasetMeta {
     needed: usize,
 }
 
-impl SuiteResult {
-    /// forge's own addition to the summary JSON: per batch and run, whether it
-    /// passed and the result of each expectation. `None` when the suite has no
-    /// expectation and no repeat, so the file is then exactly Fair-Forge's.
-    pub fn checks(&self) -> Option<serde_json::Value> {
-        let interesting = self
-            .records
-            .iter()
-            .any(|r| r.runs.len() > 1 || r.runs.iter().any(|run| !run.checks.is_empty()));
-        if !interesting {
+impl Collector {
+    fn new(
+        suite: usize,
+        source: &Suite,
+        selection: &Selection,
+        jobs: &[Job],
+        job_of: Vec<(usize, usize)>,
+        records: RecordSender,
+    ) -> Self {
+        let meta = |(d, data): (usize, &crate::suite::SuiteDataset)| DatasetMeta {
+            names: Arc::clone(&data.test_names),
+            expects: Arc::clone(&data.expects),
+            selected: (0..data.test_names.len())
+                .map(|batch| {
+                    selection.contains(BatchId {
+                        suite,
+                        dataset: d,
+                        batch,
+                    })
+                })
+                .collect(),
+            runs: data.runs,
+            needed: data.min_passes,
+        };
+        Collector {
+            suite,
+            datasets: source.datasets.iter().enumerate().map(meta).collect(),
+            job_of,
+            session_ids: jobs.iter().map(|j| j.dataset.session_id.clone()).collect(),
+            secrets: source.secrets(),
+            pending: Mutex::new(HashMap::new()),
+            records,
+        }
+    }
+
+    fn on_turn(&self, job: usize, batch: usize, outcome: &BatchOutcome) {
+        let (d, run) = self.job_of[job];
+        let meta = &self.datasets[d];
+        let expect = &meta.expects[batch];
+        let record = RunRecord::new(&self.session_ids[job], outcome, expect, &self.secrets);
+        let Some(runs) = self.complete(d, batch, run, record) else {
+            return;
+        };
+        let id = BatchId {
+            suite: self.suite,
+            dataset: d,
+            batch,
+        };
+        let _ = self.records.send(verdict(
+            id,
+            &meta.names[batch],
+            meta.selected[batch],
+            runs,
+            meta.needed,
+        ));
+    }
+
+    /// Every run of the batch once the last has come in, else `None`.
+    fn complete(
+        &self,
+        d: usize,
+        batch: usize,
+        run: usize,
+        record: RunRecord,
+    ) -> Option<Vec<RunRecord>> {
+        let runs = self.datasets[d].runs;
+        if runs == 1 {
+            return Some(vec![record]);
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = pending
+            .entry((d, batch))
+            .or_insert_with(|| vec![None; runs]);
+        slots[run] = Some(record);
+        if slots.iter().any(Option::is_none) {
             return None;
         }
-        let rows = self
-            .records
-            .iter()
-            .filter(|r| r.selected)
-            .map(|r| {
-                serde_json::json!({
-                    "test": r.test,
-                    "passed": r.passed,
-                    "runs": r.runs.iter().map(|run| serde_json::json!({
-                        "session_id": run.session_id,
-                        "passed": run.passed,
-                        "success": run.success,
-                        "checks": run.checks,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        Some(serde_json::Value::Array(rows))
+        pending
+            .remove(&(d, batch))
+            .map(|done| done.into_iter().flatten().collect())
     }
 }

@@ -1,11 +1,16 @@
 //! The runner contract: how forge talks to a system under test.
 //!
 //! It mirrors Fair-Forge's `BaseRunner`. A runner answers one turn at a time
-//! ([`Runner::call`]); [`Runner::run_batch`] adds the timing, the retries and
-//! the `[ERROR]` capture and returns the updated batch, whether it succeeded
-//! and its time in ms; [`Runner::run_dataset`] runs a conversation's turns
-//! strictly in order and returns the updated dataset and its [`Summary`].
-//! Both have default implementations, so a runner normally writes only `call`:
+//! ([`Runner::call`]). It may override [`Runner::run_batch`] (one attempt at
+//! a turn, timed, its failure captured) and [`Runner::run_dataset`] (a whole
+//! conversation: set up a session on the agent, run the turns, tear it
+//! down); the [engine](crate::Engine) calls both, so an override is always
+//! honoured. The engine owns execution: the order of turns, the suite's
+//! timeout, retries with backoff and the rate limit wrap every attempt, so
+//! a runner never deals with them. A turn's outcome is typed
+//! ([`BatchOutcome`]: the answered batch, or a [`RunError`] with its
+//! [`ErrorKind`](crate::ErrorKind)); Fair-Forge's `[ERROR] <message>` is
+//! written only when a conversation becomes Fair-Forge data.
 //!
 //! ```
 //! use forge::{async_trait, Batch, Reply, RunError, Runner, Session};
@@ -22,18 +27,19 @@
 //! # rt.block_on(async {
 //! let mut dataset = forge::Dataset::new("s1", "shout");
 //! dataset.conversation.push(Batch::new("q1", "hello"));
-//! let (dataset, summary) = Shout.run_dataset(dataset).await;
+//! let (dataset, summary) = forge::run_dataset(&Shout, dataset).await;
 //! assert_eq!(dataset.conversation[0].assistant, "HELLO");
 //! assert_eq!(summary.successes, 1);
 //! # });
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::RunError;
-use crate::execute::{self, Policy};
 use crate::schema::{Batch, Dataset, Object, Summary};
 
 /// What a runner knows about the session a turn belongs to.
@@ -47,48 +53,29 @@ pub struct Session<'a> {
     pub language: Option<&'a str>,
     /// The dataset's context.
     pub context: &'a str,
-    /// The session's earlier turns, already answered, in order.
-    pub history: &'a [Batch],
-    pub(crate) policy: &'a Policy,
-    /// The run's interruption: pending retries end when it fires.
-    pub(crate) cancel: Option<&'a tokio_util::sync::CancellationToken>,
+    /// The session's earlier turns, in order, each answered or failed.
+    pub history: &'a [BatchOutcome],
 }
 
 impl<'a> Session<'a> {
-    /// The session of `dataset` with the given answered turns, under the
-    /// default policy (no timeout, no retries).
-    pub fn of(dataset: &'a Dataset, history: &'a [Batch]) -> Self {
-        Session::with_policy(dataset, history, Policy::none())
-    }
-
-    pub(crate) fn with_policy(
-        dataset: &'a Dataset,
-        history: &'a [Batch],
-        policy: &'a Policy,
-    ) -> Self {
+    /// The session of `dataset` with the given earlier turns.
+    pub fn of(dataset: &'a Dataset, history: &'a [BatchOutcome]) -> Self {
         Session {
             session_id: &dataset.session_id,
             assistant_id: &dataset.assistant_id,
             language: dataset.language.as_deref(),
             context: &dataset.context,
             history,
-            policy,
-            cancel: None,
         }
     }
 
-    /// This session, interrupted by `cancel` (see [`crate::execute`]).
-    pub(crate) fn cancelled_by(
-        mut self,
-        cancel: Option<&'a tokio_util::sync::CancellationToken>,
-    ) -> Self {
-        self.cancel = cancel;
-        self
-    }
-
-    /// The policy (timeout, retries) this turn runs under.
-    pub fn policy(&self) -> &Policy {
-        self.policy
+    /// The earlier turns that got an answer (failed and empty ones left out),
+    /// in order: what a chat history replays.
+    pub fn answered(&self) -> impl Iterator<Item = &'a Batch> {
+        self.history
+            .iter()
+            .filter(|turn| turn.is_success() && !turn.batch.assistant.is_empty())
+            .map(|turn| &turn.batch)
     }
 }
 
@@ -151,17 +138,16 @@ impl From<&str> for Reply {
     }
 }
 
-/// The result of one turn: Fair-Forge's `(batch, success, time_ms)`.
+/// The result of one turn: Fair-Forge's `(batch, success, time_ms)`, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchOutcome {
-    /// The batch, with `assistant` filled in (or `[ERROR] <message>`).
+    /// The batch, with the runner's answer written in on success (on
+    /// failure, as the runner received it).
     pub batch: Batch,
-    /// Whether the runner call succeeded.
-    pub success: bool,
+    /// Why the turn failed; `None` when it succeeded.
+    pub error: Option<RunError>,
     /// Time spent on the turn, retries included, in milliseconds.
     pub time_ms: f64,
-    /// The error message when the call failed.
-    pub error: Option<String>,
     /// How many times the turn was attempted.
     pub attempts: u32,
 }
@@ -171,32 +157,115 @@ impl BatchOutcome {
     pub fn success(batch: Batch, time_ms: f64) -> Self {
         BatchOutcome {
             batch,
-            success: true,
-            time_ms,
             error: None,
+            time_ms,
             attempts: 1,
         }
     }
 
-    /// A failed outcome: `assistant` becomes `[ERROR] <message>` and the
-    /// message is appended to `observation`.
-    pub fn failure(mut batch: Batch, message: &str, time_ms: f64) -> Self {
-        batch.assistant = format!("[ERROR] {message}");
-        batch.append_observation(message);
+    /// A failed outcome.
+    pub fn failure(batch: Batch, error: RunError, time_ms: f64) -> Self {
         BatchOutcome {
             batch,
-            success: false,
+            error: Some(error),
             time_ms,
-            error: Some(message.to_owned()),
             attempts: 1,
         }
     }
+
+    /// Whether the turn succeeded.
+    pub fn is_success(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The answer, or `[ERROR] <message>` for a failed turn: what
+    /// Fair-Forge's `assistant` shows.
+    pub fn answer(&self) -> std::borrow::Cow<'_, str> {
+        match &self.error {
+            None => std::borrow::Cow::Borrowed(&self.batch.assistant),
+            Some(error) => std::borrow::Cow::Owned(crate::schema::failed_answer(&error.message)),
+        }
+    }
+
+    /// The outcome of a batch in Fair-Forge's form (a runner's own
+    /// [`Runner::run_dataset`] answers so): failed when its `assistant` is
+    /// `[ERROR] <message>`.
+    pub fn from_fair_forge(batch: Batch) -> Self {
+        match batch.assistant.strip_prefix("[ERROR] ") {
+            Some(message) => {
+                let error = RunError::permanent(message);
+                BatchOutcome::failure(batch, error, 0.0)
+            }
+            None => BatchOutcome::success(batch, 0.0),
+        }
+    }
+
+    /// The batch as Fair-Forge records it: a failed turn's `assistant` is
+    /// `[ERROR] <message>` and the message is appended to `observation`.
+    pub fn into_fair_forge(self) -> Batch {
+        let mut batch = self.batch;
+        if let Some(error) = self.error {
+            batch.record_failure(&error.message);
+        }
+        batch
+    }
+}
+
+/// A boxed future, as [`Turns`] returns.
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The engine's side of [`Runner::run_dataset`]: it runs a conversation's
+/// turns in order through the runner's [`run_batch`](Runner::run_batch),
+/// under the suite's timeout, retries and rate limit, reporting each turn.
+pub struct Turns<'a> {
+    driver: &'a dyn TurnDriver,
+}
+
+impl<'a> Turns<'a> {
+    pub(crate) fn new(driver: &'a dyn TurnDriver) -> Self {
+        Turns { driver }
+    }
+
+    /// Runs every turn of `dataset` in order and returns the answered
+    /// dataset (in Fair-Forge's form) and its summary: what the default
+    /// [`Runner::run_dataset`] does, for an override to call between its
+    /// own set-up and tear-down.
+    pub async fn run(&self, dataset: Dataset) -> (Dataset, Summary) {
+        self.driver.run_turns(dataset).await
+    }
+
+    /// Whether the run was interrupted (Ctrl-C, SIGTERM): an override that
+    /// loops on its own should stop sending.
+    pub fn is_cancelled(&self) -> bool {
+        self.driver.is_cancelled()
+    }
+}
+
+/// What drives a conversation's turns: the engine, for [`Turns`].
+pub(crate) trait TurnDriver: Send + Sync {
+    /// Runs the turns of `dataset` in order.
+    fn run_turns(&self, dataset: Dataset) -> BoxFuture<'_, (Dataset, Summary)>;
+    /// Whether the run was interrupted.
+    fn is_cancelled(&self) -> bool;
+}
+
+/// Which failures of a turn the engine retries (up to the suite's `retries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// [`ErrorKind::Transient`](crate::ErrorKind::Transient) and
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): for runners that
+    /// know a timed-out turn was not accepted, or can re-attach to it
+    /// (`alquimia`), or whose requests are stateless (`openai`).
+    #[default]
+    TransientAndTimeouts,
+    /// Transient errors only: for runners whose timed-out turn may have
+    /// been accepted by the system under test (`http`, `command`).
+    TransientOnly,
 }
 
 /// A system under test. Async, `Send + Sync`, and usable as `dyn Runner`.
 ///
-/// Implement [`call`](Runner::call); the other methods have defaults that add
-/// timing, the suite's timeout and retries, and the `[ERROR]` capture.
+/// Implement [`call`](Runner::call); the other methods have defaults.
 #[async_trait]
 pub trait Runner: Send + Sync {
     /// Sends one turn to the system under test and returns its answer.
@@ -205,22 +274,39 @@ pub trait Runner: Send + Sync {
     /// turn, so a retry cannot answer it twice.
     async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError>;
 
-    /// Runs one turn: the call under the session's timeout and retry policy,
-    /// timed, with failures captured as `[ERROR] <message>`.
-    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        execute::attempt_batch(self, batch, session).await
+    /// One attempt at a turn: the call, timed, its answer written into the
+    /// batch or its failure captured. The engine retries a failed attempt
+    /// the runner's [`retry`](Runner::retry) class allows.
+    async fn run_batch(&self, mut batch: Batch, session: &Session<'_>) -> BatchOutcome {
+        let start = std::time::Instant::now();
+        match self.call(&batch, session).await {
+            Ok(reply) => {
+                reply.apply(&mut batch);
+                BatchOutcome::success(batch, millis(start.elapsed()))
+            }
+            Err(error) => BatchOutcome::failure(batch, error, millis(start.elapsed())),
+        }
     }
 
-    /// Runs a conversation's turns in order and summarises them.
-    async fn run_dataset(&self, dataset: Dataset) -> (Dataset, Summary) {
-        execute::run_dataset(self, dataset, Policy::none(), usize::MAX, &|_, _| {}, None).await
+    /// Runs a conversation: by default every turn in order through
+    /// [`Turns::run`]. Override it to wrap the conversation (open a session
+    /// on the agent, close it after), or to answer it some other way; the
+    /// returned dataset is Fair-Forge's (a failed turn's `assistant` is
+    /// `[ERROR] <message>`).
+    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+        turns.run(dataset).await
+    }
+
+    /// Which failed attempts the engine retries. Default: transient errors
+    /// and timeouts.
+    fn retry(&self) -> Retry {
+        Retry::TransientAndTimeouts
     }
 
     /// The credentials this runner sends (API keys, `Authorization` values,
     /// secret headers), whatever their source: forge redacts them from every
-    /// report, console line and error message (see [`crate::secrets`]).
-    /// Default: none (the suite's own secret-looking values are redacted
-    /// anyway).
+    /// report, console line and error message. Default: none (the suite's
+    /// own secret-looking values are redacted anyway).
     fn secrets(&self) -> Vec<String> {
         Vec::new()
     }
@@ -234,6 +320,31 @@ impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         (**self).run_batch(batch, session).await
     }
+    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+        (**self).run_dataset(dataset, turns).await
+    }
+    fn retry(&self) -> Retry {
+        (**self).retry()
+    }
+    fn secrets(&self) -> Vec<String> {
+        (**self).secrets()
+    }
+}
+
+#[async_trait]
+impl<R: Runner + ?Sized> Runner for &R {
+    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+        (**self).call(batch, session).await
+    }
+    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
+        (**self).run_batch(batch, session).await
+    }
+    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+        (**self).run_dataset(dataset, turns).await
+    }
+    fn retry(&self) -> Retry {
+        (**self).retry()
+    }
     fn secrets(&self) -> Vec<String> {
         (**self).secrets()
     }
@@ -246,6 +357,12 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     }
     async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
         (**self).run_batch(batch, session).await
+    }
+    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+        (**self).run_dataset(dataset, turns).await
+    }
+    fn retry(&self) -> Retry {
+        (**self).retry()
     }
     fn secrets(&self) -> Vec<String> {
         (**self).secrets()

@@ -84,6 +84,19 @@ impl Batch {
             _ => self.observation = Some(line.to_owned()),
         }
     }
+
+    /// Records a failed turn as Fair-Forge does: `assistant` becomes
+    /// `[ERROR] <message>` and the message is appended to `observation`.
+    pub fn record_failure(&mut self, message: &str) {
+        self.assistant = failed_answer(message);
+        self.append_observation(message);
+    }
+}
+
+/// Fair-Forge's `assistant` of a failed turn: `[ERROR] <message>`. The one
+/// place forge writes that prefix.
+pub fn failed_answer(message: &str) -> String {
+    format!("[ERROR] {message}")
 }
 
 /// One session: a conversation whose turns run in order.

@@ -524,7 +524,7 @@ async fn rate_limit_spaces_attempts_across_sessions() {
     // for its own slot, 50 ms after the one before.
     let runner = Clocked::new(1, None);
     let mut policy = policy(5_000, 1, Duration::from_millis(1));
-    policy.rate_limit = forge::execute::RateLimit::per_second(20);
+    policy.rate_limit = forge::RateLimit::per_second(20);
     let results = Engine::new(runner.clone())
         .policy(policy)
         .concurrency(4)

@@ -505,7 +505,7 @@ async fn realistic_streams_are_read_whole() {
     let mut data = Dataset::new("s", "agent");
     data.conversation
         .push(Batch::new("q1", "ünïcødé \"quotes\"\nand lines"));
-    let (data, summary) = runner.run_dataset(data).await;
+    let (data, summary) = forge::Engine::new(runner).run_one(data).await;
     assert_eq!(summary.successes, 1);
     assert_eq!(
         data.conversation[0].assistant,

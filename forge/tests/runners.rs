@@ -71,7 +71,7 @@ async fn alquimia_answers_and_sends_the_right_requests() {
     agentic.insert("user".into(), json!({"tier": "gold", "tags": ["a", "b"]}));
     data.conversation[0].agentic = Some(agentic);
 
-    let (data, summary) = runner.run_dataset(data).await;
+    let (data, summary) = forge::run_dataset(&runner, data).await;
 
     assert_eq!(
         data.conversation[0].assistant,
@@ -170,7 +170,7 @@ async fn alquimia_error_batches_keep_the_rest_of_the_run() {
             "last",
         ],
     );
-    let (data, summary) = runner.run_dataset(data).await;
+    let (data, summary) = forge::run_dataset(&runner, data).await;
     let answers: Vec<&str> = data
         .conversation
         .iter()
@@ -221,7 +221,7 @@ async fn alquimia_rejected_key_is_an_error_without_the_key() {
     let mut config = alquimia_config(&server.url());
     config.api_key = Some("wrong-key-123".into());
     let runner = Alquimia::new(config).unwrap();
-    let (data, summary) = runner.run_dataset(dataset("s", &["a", "b"])).await;
+    let (data, summary) = forge::run_dataset(&runner, dataset("s", &["a", "b"])).await;
     for batch in &data.conversation {
         assert!(
             batch.assistant.starts_with("[ERROR] HTTP 401 from"),
@@ -474,7 +474,7 @@ async fn alquimia_config_errors_and_env_fallbacks() {
     std::env::remove_var("ALQUIMIA_BASE_URL");
     std::env::remove_var("ALQUIMIA_API_KEY");
     let runner = runner.expect("env fallbacks");
-    let (data, _) = runner.run_dataset(dataset("env", &["hi"])).await;
+    let (data, _) = forge::run_dataset(&runner, dataset("env", &["hi"])).await;
     assert_eq!(
         data.conversation[0].assistant,
         alquimia_answer("hi", 1, "env")
@@ -496,7 +496,7 @@ async fn openai_history_on_sends_earlier_turns_with_the_context_once() {
     let runner = OpenAi::new(config).unwrap();
     let mut data = dataset("chat", &["q one", "q two", "q three"]);
     data.context = "Paris is in France.".into();
-    let (data, summary) = runner.run_dataset(data).await;
+    let (data, summary) = forge::run_dataset(&runner, data).await;
     assert_eq!(summary.successes, 3);
     for (i, batch) in data.conversation.iter().enumerate() {
         assert_eq!(batch.assistant, openai_answer(&batch.query, i + 1));
@@ -543,7 +543,7 @@ async fn openai_history_off_sends_each_turn_on_its_own() {
     let runner = OpenAi::new(config).unwrap();
     let mut data = dataset("solo", &["first", "second"]);
     data.context = "CTX".into();
-    let (data, _) = runner.run_dataset(data).await;
+    let (data, _) = forge::run_dataset(&runner, data).await;
     for batch in &data.conversation {
         assert_eq!(batch.assistant, openai_answer(&batch.query, 1));
     }
@@ -563,12 +563,14 @@ async fn openai_errors_logprobs_and_no_key() {
     let mut config = openai_config(&server.url());
     config.history = false;
     let single = OpenAi::new(config).unwrap();
-    let (data, summary) = single
-        .run_dataset(dataset(
+    let (data, summary) = forge::run_dataset(
+        &single,
+        dataset(
             "o",
             &["ok", "x #500", "y #empty", "z #badjson", "p #logprobs"],
-        ))
-        .await;
+        ),
+    )
+    .await;
     let answers: Vec<&str> = data
         .conversation
         .iter()
@@ -599,17 +601,12 @@ async fn openai_errors_logprobs_and_no_key() {
     assert_eq!((summary.successes, summary.failures), (2, 3));
 
     // Failed turns are not replayed as history.
-    let (data, _) = runner
-        .run_dataset(dataset("h", &["a", "b #500", "c"]))
-        .await;
+    let (data, _) = forge::run_dataset(&runner, dataset("h", &["a", "b #500", "c"])).await;
     assert_eq!(data.conversation[2].assistant, openai_answer("c", 2));
 
     let mut config = openai_config(&server.url());
     config.api_key = Some("nope-nope".into());
-    let (data, _) = OpenAi::new(config)
-        .unwrap()
-        .run_dataset(dataset("k", &["a"]))
-        .await;
+    let (data, _) = forge::run_dataset(&OpenAi::new(config).unwrap(), dataset("k", &["a"])).await;
     assert!(data.conversation[0]
         .assistant
         .starts_with("[ERROR] HTTP 401 from"));
@@ -621,10 +618,7 @@ async fn openai_errors_logprobs_and_no_key() {
     let open = TestServer::builder().without_auth().start().await;
     let mut config = openai_config(&open.url());
     config.api_key = None;
-    let (data, _) = OpenAi::new(config)
-        .unwrap()
-        .run_dataset(dataset("n", &["a"]))
-        .await;
+    let (data, _) = forge::run_dataset(&OpenAi::new(config).unwrap(), dataset("n", &["a"])).await;
     assert_eq!(data.conversation[0].assistant, openai_answer("a", 1));
     assert_eq!(open.requests()[0].authorization(), None);
 }
@@ -660,15 +654,9 @@ async fn payload_ollama_connector_never_sends_the_hosts_openai_key() {
     std::env::set_var("OPENAI_API_KEY", "sk-host-secret-openai-key");
     let mut config = openai_config(&server.url());
     config.api_key = Some(String::new());
-    OpenAi::new(config.clone())
-        .unwrap()
-        .run_dataset(dataset("e", &["a"]))
-        .await;
+    forge::run_dataset(&OpenAi::new(config.clone()).unwrap(), dataset("e", &["a"])).await;
     config.api_key = None;
-    OpenAi::new(config)
-        .unwrap()
-        .run_dataset(dataset("f", &["b"]))
-        .await;
+    forge::run_dataset(&OpenAi::new(config).unwrap(), dataset("f", &["b"])).await;
     std::env::remove_var("OPENAI_API_KEY");
     let requests = server.requests();
     assert_eq!(requests[1].authorization(), None);
@@ -705,7 +693,7 @@ async fn error_bodies_echoing_the_key_at_the_snippet_boundary_never_show_it() {
                 http,
             ];
             for runner in runners {
-                let (data, _) = runner.run_dataset(dataset("s", &["q"])).await;
+                let (data, _) = forge::run_dataset(&runner, dataset("s", &["q"])).await;
                 let message = &data.conversation[0].assistant;
                 assert!(message.starts_with("[ERROR]"), "{message}");
                 assert!(!leaks(message), "{offset} {status}: {message}");
@@ -732,10 +720,7 @@ async fn reply_bodies_are_read_up_to_a_cap() {
     let url = support::fixed_server(500, body).await;
     let mut config = openai_config(&url);
     config.api_key = Some("sk-0123456789abcdef".into());
-    let (data, _) = OpenAi::new(config)
-        .unwrap()
-        .run_dataset(dataset("s", &["q"]))
-        .await;
+    let (data, _) = forge::run_dataset(&OpenAi::new(config).unwrap(), dataset("s", &["q"])).await;
     let message = &data.conversation[0].assistant;
     assert!(message.starts_with("[ERROR] HTTP 500 from"), "{message}");
     assert!(message.ends_with("yyy..."), "{message}");

@@ -1,66 +1,104 @@
 //! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch with
 //! its time, its failure message and its answer, serialised by quick-junit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{create, finish, redact, Reported};
+use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
 use crate::error::ReportError;
+use crate::load::LoadFailure;
+use crate::run::BatchRecord;
 use crate::schema::Response;
 
-/// Builds the JUnit report of the given suites; each of `load_errors`
-/// (`<stem>::load`, message) becomes a failing test of its own suite.
-pub fn report(suites: &[Reported<'_>], load_errors: &[(String, String)]) -> Report {
+/// The reporter writing `junit.xml` into a directory when the run ends.
+pub struct Junit {
+    dir: PathBuf,
+}
+
+impl Junit {
+    /// Writes into `dir` (created if need be).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Junit { dir: dir.into() }
+    }
+}
+
+impl Reporter for Junit {
+    fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        prepare(&self.dir)?;
+        let path = self.dir.join("junit.xml");
+        write(&path, end.suites, end.load_failures)?;
+        Ok(vec![path])
+    }
+}
+
+/// Builds the JUnit report of the reported suites (their selected
+/// batches); each load failure becomes a failing test of its own suite.
+pub fn report(suites: &[SuiteReport], load_failures: &[LoadFailure]) -> Report {
     let mut report = Report::new("forge");
     let mut total = Duration::ZERO;
-    for suite in suites {
-        let result = suite.result;
-        let mut test_suite = TestSuite::new(xml_text(result.name.clone()));
-        if let Response::Failure(failure) = &result.response {
-            test_suite.set_system_err(xml_text(redact(&failure.error, &suite.secrets)));
-        }
-        let mut suite_time = Duration::ZERO;
-        for record in result.records.iter().filter(|r| r.selected) {
-            let status = if record.passed {
-                TestCaseStatus::success()
-            } else {
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                let message = record.message.as_deref().unwrap_or("failed");
-                status.set_message(xml_text(redact(message, &suite.secrets)));
-                status.set_type("forge");
-                status
-            };
-            let name = record
-                .test
-                .strip_prefix(&format!("{}::", result.name))
-                .unwrap_or(&record.test);
-            let mut case = TestCase::new(xml_text(name.to_owned()), status);
-            case.set_classname(xml_text(result.name.clone()));
-            let time = Duration::from_secs_f64(record.time_ms().max(0.0) / 1000.0);
-            case.set_time(time);
-            suite_time += time;
-            case.set_system_out(xml_text(redact(&record.answer(), &suite.secrets)));
-            test_suite.add_test_case(case);
-        }
-        test_suite.set_time(suite_time);
-        total += suite_time;
+    for suite in suites.iter().filter(|s| s.is_reported()) {
+        let (test_suite, time) = suite_element(suite);
+        total += time;
         report.add_test_suite(test_suite);
     }
-    for (test, message) in load_errors {
-        let stem = test.strip_suffix("::load").unwrap_or(test);
-        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-        status.set_message(xml_text(message.clone()));
-        status.set_type("forge::load");
-        let mut case = TestCase::new("load", status);
-        case.set_classname(xml_text(stem.to_owned()));
-        let mut test_suite = TestSuite::new(xml_text(stem.to_owned()));
-        test_suite.add_test_case(case);
-        report.add_test_suite(test_suite);
+    for failure in load_failures {
+        report.add_test_suite(load_failure_element(failure));
     }
     report.set_time(total);
     report
+}
+
+/// A suite's `<testsuite>` and its time.
+fn suite_element(suite: &SuiteReport) -> (TestSuite, Duration) {
+    let mut test_suite = TestSuite::new(xml_text(suite.name.clone()));
+    if let Response::Failure(failure) = &suite.response {
+        test_suite.set_system_err(xml_text(failure.error.clone()));
+    }
+    let mut suite_time = Duration::ZERO;
+    for record in suite.records.iter().filter(|r| r.selected) {
+        let case = test_case(&suite.name, record);
+        suite_time += case.time.unwrap_or_default();
+        test_suite.add_test_case(case);
+    }
+    test_suite.set_time(suite_time);
+    (test_suite, suite_time)
+}
+
+/// A batch's `<testcase>`: its verdict, time and answer.
+fn test_case(suite: &str, record: &BatchRecord) -> TestCase {
+    let status = if record.passed {
+        TestCaseStatus::success()
+    } else {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        let message = record.message.as_deref().unwrap_or("failed");
+        status.set_message(xml_text(message.to_owned()));
+        status.set_type("forge");
+        status
+    };
+    let name = record
+        .test
+        .strip_prefix(&format!("{suite}::"))
+        .unwrap_or(&record.test);
+    let mut case = TestCase::new(xml_text(name.to_owned()), status);
+    case.set_classname(xml_text(suite.to_owned()));
+    case.set_time(Duration::from_secs_f64(record.time_ms().max(0.0) / 1000.0));
+    case.set_system_out(xml_text(record.answer()));
+    case
+}
+
+/// A suite file that could not be loaded, as a suite with one failing test.
+fn load_failure_element(failure: &LoadFailure) -> TestSuite {
+    let stem = failure.test.strip_suffix("::load").unwrap_or(&failure.test);
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status.set_message(xml_text(failure.message.clone()));
+    status.set_type("forge::load");
+    let mut case = TestCase::new("load", status);
+    case.set_classname(xml_text(stem.to_owned()));
+    let mut test_suite = TestSuite::new(xml_text(stem.to_owned()));
+    test_suite.add_test_case(case);
+    test_suite
 }
 
 /// Whether XML 1.0 allows `c` in a document (its `Char` production). The
@@ -89,11 +127,11 @@ pub(crate) fn xml_text(text: String) -> String {
 /// Writes the JUnit report of the given suites to `path`.
 pub fn write(
     path: &Path,
-    suites: &[Reported<'_>],
-    load_errors: &[(String, String)],
+    suites: &[SuiteReport],
+    load_failures: &[LoadFailure],
 ) -> Result<(), ReportError> {
     let (tmp, mut writer) = create(path)?;
-    let result = report(suites, load_errors)
+    let result = report(suites, load_failures)
         .serialize(&mut writer)
         .map_err(std::io::Error::other);
     finish(path, &tmp, writer, result)

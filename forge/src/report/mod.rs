@@ -1,15 +1,29 @@
-//! Reports of a run, one file per format: the Fair-Forge summary JSON
-//! ([`summary`]) and JUnit XML ([`junit`]). Both are written under
-//! `$FORGE_OUT_DIR` (default `target/forge/`), also when tests fail, and
-//! neither ever contains a secret of the suite ([`crate::secrets`]).
+//! The last step of the pipeline: reporters. A run emits one stream of
+//! [`BatchRecord`]s; a [`Reporter`] consumes it (one implementation per
+//! output, several at once through a [`Tee`]) and then sees each suite's
+//! [`SuiteReport`] and the run's end:
+//!
+//! | reporter | writes |
+//! | --- | --- |
+//! | [`summary::SummaryJson`] | `<suite>.json`, Fair-Forge's response (+ `checks`) |
+//! | [`junit::Junit`] | `junit.xml` |
+//! | [`console::Console`] | `forge run`'s progress bar and `FAILED` lines |
+//! | the harness's trials | each libtest trial's verdict |
+//!
+//! Reports go under `$FORGE_OUT_DIR` (default `target/forge/`), also when
+//! tests fail. Records arrive redacted; the summary JSON redacts the
+//! answered datasets with the suite's [`Secrets`] while it streams them.
 
+pub mod console;
 pub mod junit;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::ReportError;
-use crate::run::SuiteResult;
+use crate::load::LoadFailure;
+use crate::run::BatchRecord;
+use crate::schema::Response;
 use crate::secrets::Secrets;
 
 /// Environment variable naming the output directory.
@@ -23,64 +37,108 @@ pub fn out_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// One suite's result with the secrets to keep out of its reports.
-pub struct Reported<'a> {
-    /// The result.
-    pub result: &'a SuiteResult,
-    /// Secret values (API keys, tokens) to redact.
+/// One suite's result, as reporters see it.
+#[derive(Debug, Clone)]
+pub struct SuiteReport {
+    /// The suite's name.
+    pub name: String,
+    /// Its response: the answered datasets and their summaries (emptied
+    /// once every reporter's [`Reporter::on_suite`] has seen them), or the
+    /// error that kept the suite from running.
+    pub response: Response,
+    /// One record per batch that ran, in suite order.
+    pub records: Vec<BatchRecord>,
+    /// The secrets to keep out of its reports.
     pub secrets: Secrets,
 }
 
-/// Writes `<suite>.json` per suite and `junit.xml` into `dir`; returns the
-/// files written. `load_errors` (test name, message) are suite files that
-/// could not be loaded: JUnit shows them as failing tests.
-pub fn write_all(
-    dir: &Path,
-    suites: &[Reported<'_>],
-    load_errors: &[(String, String)],
-) -> Result<Vec<PathBuf>, ReportError> {
-    let mut written = write_summaries(dir, suites)?;
-    written.push(write_junit(dir, suites, load_errors)?);
-    Ok(written)
-}
-
-/// Writes `<suite>.json` per suite into `dir` (created if need be).
-pub fn write_summaries(dir: &Path, suites: &[Reported<'_>]) -> Result<Vec<PathBuf>, ReportError> {
-    std::fs::create_dir_all(dir).map_err(|e| ReportError {
-        path: dir.to_owned(),
-        message: e.to_string(),
-    })?;
-    remove_stale(dir);
-    let mut written = Vec::with_capacity(suites.len() + 1);
-    for suite in suites {
-        let path = dir.join(format!("{}.json", suite.result.name));
-        summary::write(&path, suite)?;
-        written.push(path);
+impl SuiteReport {
+    /// Whether every selected batch passed.
+    pub fn passed(&self) -> bool {
+        self.response.is_success() && self.records.iter().all(|r| r.passed || !r.selected)
     }
-    Ok(written)
+
+    /// Whether the suite has anything to report: a batch that ran, or the
+    /// error that kept it from running.
+    pub fn is_reported(&self) -> bool {
+        !self.records.is_empty() || !self.response.is_success()
+    }
 }
 
-/// Writes `junit.xml` into `dir` (created if need be). It reads only the
-/// suites' records, so a caller may free the answered datasets first.
-pub fn write_junit(
-    dir: &Path,
-    suites: &[Reported<'_>],
-    load_errors: &[(String, String)],
-) -> Result<PathBuf, ReportError> {
+/// The end of a run, as [`Reporter::finish`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    /// Every suite, in order (answered datasets already freed).
+    pub suites: &'a [SuiteReport],
+    /// Suite files that could not be loaded (failing tests in JUnit).
+    pub load_failures: &'a [LoadFailure],
+}
+
+/// A consumer of a run's records: one output.
+pub trait Reporter: Send {
+    /// A batch's record, as soon as it is known (records of a suite arrive
+    /// in completion order).
+    fn on_record(&mut self, record: &BatchRecord) {
+        let _ = record;
+    }
+
+    /// A suite finished, with its answered datasets and all its records
+    /// in suite order.
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        let _ = suite;
+        Ok(())
+    }
+
+    /// The run ended: returns the files written.
+    fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        let _ = end;
+        Ok(Vec::new())
+    }
+}
+
+/// Several reporters fed the same stream, in order.
+#[derive(Default)]
+pub struct Tee(Vec<Box<dyn Reporter>>);
+
+impl Tee {
+    /// No reporter yet.
+    pub fn new() -> Self {
+        Tee::default()
+    }
+
+    /// Adds a reporter.
+    pub fn with(mut self, reporter: impl Reporter + 'static) -> Self {
+        self.0.push(Box::new(reporter));
+        self
+    }
+}
+
+impl Reporter for Tee {
+    fn on_record(&mut self, record: &BatchRecord) {
+        self.0.iter_mut().for_each(|r| r.on_record(record));
+    }
+
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        self.0.iter_mut().try_for_each(|r| r.on_suite(suite))
+    }
+
+    fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        let mut written = Vec::new();
+        for reporter in &mut self.0 {
+            written.extend(reporter.finish(end)?);
+        }
+        Ok(written)
+    }
+}
+
+/// Creates the output directory and removes what killed runs left in it.
+pub(crate) fn prepare(dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| ReportError {
         path: dir.to_owned(),
         message: e.to_string(),
     })?;
     remove_stale(dir);
-    let path = dir.join("junit.xml");
-    junit::write(&path, suites, load_errors)?;
-    Ok(path)
-}
-
-/// Replaces every secret in `text` by `[REDACTED]`: the one rule of
-/// [`Secrets::redact`], used by the reports, the console and the harness.
-pub fn redact(text: &str, secrets: &Secrets) -> String {
-    secrets.redact(text).into_owned()
+    Ok(())
 }
 
 /// Opens a temporary file beside `path` for writing; [`finish`] renames it

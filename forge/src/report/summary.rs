@@ -4,15 +4,85 @@
 //! or repeats, a `checks` key is added with each batch's check results.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
-use super::{create, finish, Reported};
+use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
 use crate::error::ReportError;
 use crate::schema::Response;
 use crate::secrets::Secrets;
+
+/// The reporter writing `<suite>.json` into a directory, as each suite
+/// finishes.
+pub struct SummaryJson {
+    dir: PathBuf,
+    prepared: bool,
+    written: Vec<PathBuf>,
+}
+
+impl SummaryJson {
+    /// Writes into `dir` (created if need be).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        SummaryJson {
+            dir: dir.into(),
+            prepared: false,
+            written: Vec::new(),
+        }
+    }
+}
+
+impl Reporter for SummaryJson {
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        if !suite.is_reported() {
+            return Ok(());
+        }
+        if !self.prepared {
+            prepare(&self.dir)?;
+            self.prepared = true;
+        }
+        let path = self.dir.join(format!("{}.json", suite.name));
+        write(&path, suite)?;
+        self.written.push(path);
+        Ok(())
+    }
+
+    fn finish(&mut self, _end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        Ok(std::mem::take(&mut self.written))
+    }
+}
+
+/// forge's own addition to the summary JSON: per batch and run, whether it
+/// passed and the result of each expectation. `None` when the suite has no
+/// expectation and no repeat, so the file is then exactly Fair-Forge's.
+pub fn checks(suite: &SuiteReport) -> Option<serde_json::Value> {
+    let interesting = suite
+        .records
+        .iter()
+        .any(|r| r.runs.len() > 1 || r.runs.iter().any(|run| !run.checks.is_empty()));
+    if !interesting {
+        return None;
+    }
+    let rows = suite
+        .records
+        .iter()
+        .filter(|r| r.selected)
+        .map(|r| {
+            serde_json::json!({
+                "test": r.test,
+                "passed": r.passed,
+                "runs": r.runs.iter().map(|run| serde_json::json!({
+                    "session_id": run.session_id,
+                    "passed": run.passed,
+                    "success": run.success,
+                    "checks": run.checks,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Some(serde_json::Value::Array(rows))
+}
 
 /// The file's shape: the response, and forge's `checks` beside it.
 #[derive(Serialize)]
@@ -26,10 +96,10 @@ struct SummaryFile<'a> {
 /// Writes one suite's response JSON to `path`, streamed to the file (no
 /// copy of the whole run in memory), with every secret redacted from the
 /// strings as they are written.
-pub fn write(path: &Path, suite: &Reported<'_>) -> Result<(), ReportError> {
+pub fn write(path: &Path, suite: &SuiteReport) -> Result<(), ReportError> {
     let file = SummaryFile {
-        response: &suite.result.response,
-        checks: suite.result.checks(),
+        response: &suite.response,
+        checks: checks(suite),
     };
     let (tmp, mut writer) = create(path)?;
     let formatter = Redacting {

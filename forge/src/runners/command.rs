@@ -62,9 +62,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::http_util::{bytes_shown, JSON_BODY_LIMIT};
 use super::template::{fill, placeholder};
 use crate::error::{humanize, ConfigError, ErrorKind, RunError};
-use crate::execute::{attempt_batch_with, Retry};
 use crate::registry::{self, BuildContext, RunnerType};
-use crate::runner::{BatchOutcome, Reply, Runner, Session};
+use crate::runner::{Reply, Retry, Runner, Session};
 use crate::schema::Batch;
 use crate::suite::DurationValue;
 
@@ -475,8 +474,8 @@ impl Runner for Command {
         }
     }
 
-    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        attempt_batch_with(self, batch, session, self.retry).await
+    fn retry(&self) -> Retry {
+        self.retry
     }
 
     /// The values of secret-looking `env` entries (`API_KEY`, `TOKEN`, ...)

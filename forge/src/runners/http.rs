@@ -55,9 +55,8 @@ use serde_json::{json, Value};
 use super::http_util::{self, redact_url, redact_url_str, RetryOn};
 use super::template::{fill, placeholder};
 use crate::error::{ConfigError, ErrorKind, RunError};
-use crate::execute::{attempt_batch_with, Retry};
 use crate::registry::{self, BuildContext, RunnerType};
-use crate::runner::{BatchOutcome, Reply, Runner, Session};
+use crate::runner::{Reply, Retry, Runner, Session};
 use crate::schema::{Batch, Object};
 use crate::suite::DurationValue;
 
@@ -322,9 +321,7 @@ fn fill_json(template: &Value, batch: &Batch, session: &Session<'_>) -> Value {
     match template {
         Value::String(s) if s == "{history}" => Value::Array(
             session
-                .history
-                .iter()
-                .filter(|t| !t.assistant.is_empty() && !t.assistant.starts_with("[ERROR]"))
+                .answered()
                 .map(|t| json!({"query": t.query, "answer": t.assistant}))
                 .collect(),
         ),
@@ -404,8 +401,8 @@ impl Runner for Http {
         self.extract(&bytes, &url)
     }
 
-    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        attempt_batch_with(self, batch, session, self.retry).await
+    fn retry(&self) -> Retry {
+        self.retry
     }
 
     /// The values of secret-looking headers (`Authorization`, `X-Api-Key`,
@@ -437,6 +434,7 @@ inventory::submit! { RunnerType { name: "http", build } }
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::BatchOutcome;
     use crate::schema::Dataset;
 
     #[test]
@@ -445,9 +443,11 @@ mod tests {
         dataset.context = "ctx \"quoted\"".into();
         let mut first = Batch::new("q1", "one");
         first.assistant = "A1".into();
-        let mut failed = Batch::new("q2", "two");
-        failed.assistant = "[ERROR] boom".into();
-        let history = vec![first, failed];
+        let failed = Batch::new("q2", "two");
+        let history = vec![
+            BatchOutcome::success(first, 1.0),
+            BatchOutcome::failure(failed, RunError::permanent("boom"), 1.0),
+        ];
         let session = Session::of(&dataset, &history);
         let batch = Batch::new("q3", "say \"hi\"\n{session_id}");
         let template = json!({

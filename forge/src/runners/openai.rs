@@ -224,7 +224,7 @@ impl OpenAi {
         }
         let mut first = true;
         if self.history {
-            for turn in session.history.iter().filter(|t| answered(t)) {
+            for turn in session.answered() {
                 messages.push(json!({"role": "user", "content": user_content(session.context, &turn.query, first)}));
                 messages.push(json!({"role": "assistant", "content": turn.assistant}));
                 first = false;
@@ -235,11 +235,6 @@ impl OpenAi {
         );
         messages
     }
-}
-
-/// Whether a history turn got an answer (failed turns are not replayed).
-fn answered(turn: &Batch) -> bool {
-    !turn.assistant.is_empty() && !turn.assistant.starts_with("[ERROR]")
 }
 
 /// The user message: the query, prefixed with the context on the first one.
@@ -312,6 +307,7 @@ inventory::submit! { RunnerType { name: "openai", build } }
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::BatchOutcome;
     use crate::schema::Dataset;
 
     #[test]
@@ -329,9 +325,11 @@ mod tests {
         dataset.context = "CTX".into();
         let mut first = Batch::new("q1", "one");
         first.assistant = "A1".into();
-        let mut failed = Batch::new("q2", "two");
-        failed.assistant = "[ERROR] boom".into();
-        let history = vec![first, failed];
+        let failed = Batch::new("q2", "two");
+        let history = vec![
+            BatchOutcome::success(first, 1.0),
+            BatchOutcome::failure(failed, RunError::permanent("boom"), 1.0),
+        ];
         let session = Session::of(&dataset, &history);
         let messages = runner.messages(&Batch::new("q3", "three"), &session);
         assert_eq!(

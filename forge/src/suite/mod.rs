@@ -49,11 +49,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use env::{interpolate, EnvError};
-
 use crate::error::{DatasetError, Location, SuiteError};
-use crate::execute::{Backoff, Policy, RateLimit};
 use crate::expect::Expect;
+use crate::policy::{Backoff, Policy, RateLimit};
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::{datasets_from_value, Dataset};
@@ -608,40 +606,6 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
         return Err(SuiteError::NotFound(dir.to_owned()));
     }
     Ok(files)
-}
-
-/// Loads suite files and directories (each directory's suites, sorted), and
-/// checks that suite names are unique.
-pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Suite>, SuiteError> {
-    let mut suites = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            for file in discover(path)? {
-                suites.push(Suite::load(&file)?);
-            }
-        } else {
-            suites.push(Suite::load(path)?);
-        }
-    }
-    check_unique_names(&suites)?;
-    Ok(suites)
-}
-
-pub(crate) fn check_unique_names(suites: &[Suite]) -> Result<(), SuiteError> {
-    let mut seen = HashSet::new();
-    for suite in suites {
-        if !seen.insert(suite.name.as_str()) {
-            return Err(SuiteError::Invalid {
-                location: Location {
-                    file: suite.path.clone(),
-                    line: None,
-                    column: None,
-                },
-                message: format!("duplicate suite name {:?}", suite.name),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The most sessions a suite may run at once (`concurrency`).

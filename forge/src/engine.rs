@@ -1,0 +1,557 @@
+//! The engine: turns in order within a session, sessions concurrently
+//! (bounded), every attempt at a turn under the suite's [`Policy`].
+//!
+//! For each session the engine calls the runner's
+//! [`run_dataset`](Runner::run_dataset), handing it [`Turns`]; the default
+//! (and any override that calls [`Turns::run`]) comes back here, where each
+//! turn is attempted through the runner's [`run_batch`](Runner::run_batch):
+//! under the timeout, after the rate-limit slot, retried after a
+//! [`Backoff`](crate::Backoff) delay (the server's `Retry-After` honoured)
+//! only when the system under test cannot have accepted the turn
+//! ([`ErrorKind::Transient`], and [`ErrorKind::Timeout`] for runners whose
+//! [`Runner::retry`] allows it). A panicking runner fails its turn only.
+//!
+//! Once the run's cancellation token fires (the first Ctrl-C or SIGTERM),
+//! a turn waiting for its backoff delay or its rate-limit slot stops
+//! waiting: it fails as interrupted, with its last error, and no further
+//! attempt is sent; turns not yet started fail as [`INTERRUPTED`].
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ErrorKind, RunError};
+use crate::policy::Policy;
+use crate::runner::{millis, BatchOutcome, Retry, Runner, Session, TurnDriver, Turns};
+use crate::schema::{Batch, Dataset, Summary};
+
+/// Message of a turn that never ran because the run was interrupted.
+pub const INTERRUPTED: &str = "run interrupted before this turn was sent";
+
+/// One session to run: the dataset and how many of its turns.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// Run only the first `limit` turns (`usize::MAX` for all).
+    pub limit: usize,
+}
+
+impl From<Dataset> for Job {
+    fn from(dataset: Dataset) -> Self {
+        Job {
+            dataset,
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// Called after every turn with the job's index, the turn's index and its outcome.
+pub type Observer = dyn Fn(usize, usize, &BatchOutcome) + Send + Sync;
+
+/// Runs sessions concurrently (at most `concurrency` at once), turns in order.
+#[derive(Clone)]
+pub struct Engine {
+    runner: Arc<dyn Runner>,
+    policy: Arc<Policy>,
+    concurrency: usize,
+    cancel: CancellationToken,
+}
+
+impl Engine {
+    /// An engine for `runner` with no timeout, no retries and 8 sessions at once.
+    pub fn new(runner: Arc<dyn Runner>) -> Self {
+        Engine {
+            runner,
+            policy: Arc::new(Policy::default()),
+            concurrency: 8,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Sets the per-turn policy.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Sets how many sessions run at once (at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Uses `cancel` to stop the run: turns not yet sent are recorded as
+    /// interrupted failures, turns in flight finish.
+    pub fn cancel_on(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Runs every job; results come back in the jobs' order.
+    pub async fn run(&self, jobs: Vec<Job>, observer: Arc<Observer>) -> Vec<(Dataset, Summary)> {
+        let count = jobs.len();
+        let queue = Arc::new(Mutex::new(
+            jobs.into_iter().enumerate().collect::<VecDeque<_>>(),
+        ));
+        let handles: Vec<_> = (0..self.concurrency.min(count))
+            .map(|_| tokio::spawn(self.clone().work(Arc::clone(&queue), Arc::clone(&observer))))
+            .collect();
+        let mut slots: Vec<Option<(Dataset, Summary)>> = (0..count).map(|_| None).collect();
+        for handle in handles {
+            match handle.await {
+                Ok(results) => {
+                    for (index, result) in results {
+                        slots[index] = Some(result);
+                    }
+                }
+                // A panic outside any runner call is a bug in forge: surface it.
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => {}
+            }
+        }
+        slots.into_iter().flatten().collect()
+    }
+
+    /// Runs whole datasets with no observer.
+    pub async fn run_datasets(&self, datasets: Vec<Dataset>) -> Vec<(Dataset, Summary)> {
+        self.run(
+            datasets.into_iter().map(Job::from).collect(),
+            Arc::new(|_, _, _| {}),
+        )
+        .await
+    }
+
+    /// Runs one whole session here, with no observer.
+    pub async fn run_one(&self, dataset: Dataset) -> (Dataset, Summary) {
+        let session = SessionRun {
+            runner: &*self.runner,
+            policy: &self.policy,
+            cancel: &self.cancel,
+            observer: &|_, _, _| {},
+            job: 0,
+        };
+        session.run(Job::from(dataset)).await
+    }
+
+    /// One worker: takes jobs off the queue until it is empty.
+    async fn work(
+        self,
+        queue: Arc<Mutex<VecDeque<(usize, Job)>>>,
+        observer: Arc<Observer>,
+    ) -> Vec<(usize, (Dataset, Summary))> {
+        let mut results = Vec::new();
+        loop {
+            let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+            let Some((index, job)) = next else { break };
+            let session = SessionRun {
+                runner: &*self.runner,
+                policy: &self.policy,
+                cancel: &self.cancel,
+                observer: &*observer,
+                job: index,
+            };
+            results.push((index, session.run(job).await));
+        }
+        results
+    }
+}
+
+/// Runs `dataset` with `runner`, no timeout and no retries: Fair-Forge's
+/// `runner.run_dataset(dataset)`, through the runner's own
+/// [`run_dataset`](Runner::run_dataset) and [`run_batch`](Runner::run_batch).
+pub async fn run_dataset<R: Runner + ?Sized>(runner: &R, dataset: Dataset) -> (Dataset, Summary) {
+    let cancel = CancellationToken::new();
+    let session = SessionRun {
+        runner: &runner,
+        policy: Policy::none(),
+        cancel: &cancel,
+        observer: &|_, _, _| {},
+        job: 0,
+    };
+    session.run(Job::from(dataset)).await
+}
+
+/// Fair-Forge's summary of a session's turns.
+fn summarise(session_id: &str, turns: &[BatchOutcome], total_ms: f64) -> Summary {
+    let failures = turns.iter().filter(|t| !t.is_success()).count();
+    let batch_time: f64 = turns.iter().map(|t| t.time_ms).sum();
+    Summary {
+        session_id: session_id.to_owned(),
+        total_batches: turns.len(),
+        successes: turns.len() - failures,
+        failures,
+        total_execution_time_ms: total_ms,
+        avg_batch_time_ms: if turns.is_empty() {
+            0.0
+        } else {
+            batch_time / turns.len() as f64
+        },
+    }
+}
+
+/// One session being run: the engine's [`TurnDriver`] for its runner.
+struct SessionRun<'a> {
+    runner: &'a dyn Runner,
+    policy: &'a Policy,
+    cancel: &'a CancellationToken,
+    observer: &'a Observer,
+    job: usize,
+}
+
+impl SessionRun<'_> {
+    /// Runs the job through the runner's `run_dataset`. Turns that an
+    /// override answered without [`Turns::run`] are reported from the
+    /// dataset it returns.
+    async fn run(&self, job: Job) -> (Dataset, Summary) {
+        let mut dataset = job.dataset;
+        dataset.conversation.truncate(job.limit);
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let driver = Driver {
+            run: self,
+            seen: &seen,
+        };
+        let turns = Turns::new(&driver);
+        let (dataset, summary) = self.runner.run_dataset(dataset, &turns).await;
+        let seen = seen.into_inner();
+        for (index, batch) in dataset.conversation.iter().enumerate().skip(seen) {
+            (self.observer)(
+                self.job,
+                index,
+                &BatchOutcome::from_fair_forge(batch.clone()),
+            );
+        }
+        (dataset, summary)
+    }
+
+    /// Runs the turns of `dataset` in order and summarises them.
+    async fn run_turns(
+        &self,
+        mut dataset: Dataset,
+        seen: &std::sync::atomic::AtomicUsize,
+    ) -> (Dataset, Summary) {
+        let start = Instant::now();
+        let turns = std::mem::take(&mut dataset.conversation);
+        let mut done: Vec<BatchOutcome> = Vec::with_capacity(turns.len());
+        for (index, batch) in turns.into_iter().enumerate() {
+            let outcome = if self.cancel.is_cancelled() {
+                BatchOutcome::failure(batch, RunError::permanent(INTERRUPTED), 0.0)
+            } else {
+                let session = Session::of(&dataset, &done);
+                self.attempt(batch, &session).await
+            };
+            (self.observer)(self.job, index, &outcome);
+            seen.store(index + 1, std::sync::atomic::Ordering::Relaxed);
+            done.push(outcome);
+        }
+        let summary = summarise(&dataset.session_id, &done, millis(start.elapsed()));
+        dataset.conversation = done
+            .into_iter()
+            .map(BatchOutcome::into_fair_forge)
+            .collect();
+        (dataset, summary)
+    }
+
+    /// One turn: attempts under the policy until one succeeds, a failure
+    /// may not be retried, the retries run out or the run is interrupted.
+    async fn attempt(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
+        let (policy, cancel, runner) = (self.policy, self.cancel, self.runner);
+        let start = Instant::now();
+        let mut attempts = 0u32;
+        let mut last_error = None;
+        loop {
+            if let Some(limit) = &policy.rate_limit {
+                if !unless_cancelled(cancel, limit.acquire()).await {
+                    return interrupted(batch, last_error, attempts, start);
+                }
+            }
+            if cancel.is_cancelled() {
+                return interrupted(batch, last_error, attempts, start);
+            }
+            attempts += 1;
+            let mut outcome = once(runner, batch.clone(), session, policy).await;
+            outcome.attempts = attempts;
+            outcome.time_ms = millis(start.elapsed());
+            let Some(error) = outcome.error.take() else {
+                return outcome;
+            };
+            if attempts > policy.retries || !retryable(&error, runner.retry()) {
+                return finally_failed(outcome, error, attempts);
+            }
+            tracing::debug!(session = session.session_id, qa_id = batch.qa_id, attempt = attempts, %error, "retrying");
+            let delay = policy.backoff.delay(attempts, error.retry_after);
+            if !unless_cancelled(cancel, tokio::time::sleep(delay)).await {
+                return interrupted(batch, Some(error), attempts, start);
+            }
+            last_error = Some(error);
+        }
+    }
+}
+
+/// The engine as the driver of one session's [`Turns`].
+struct Driver<'a> {
+    run: &'a SessionRun<'a>,
+    seen: &'a std::sync::atomic::AtomicUsize,
+}
+
+impl TurnDriver for Driver<'_> {
+    fn run_turns(
+        &self,
+        dataset: Dataset,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Dataset, Summary)> + Send + '_>> {
+        Box::pin(self.run.run_turns(dataset, self.seen))
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.run.cancel.is_cancelled()
+    }
+}
+
+/// One attempt through the runner's `run_batch`, under the policy's
+/// timeout; a panic becomes the turn's failure.
+async fn once(
+    runner: &dyn Runner,
+    batch: Batch,
+    session: &Session<'_>,
+    policy: &Policy,
+) -> BatchOutcome {
+    let copy = batch.clone();
+    let call = AssertUnwindSafe(runner.run_batch(batch, session)).catch_unwind();
+    let result = match policy.timeout {
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(|panic| panicked(&*panic)),
+            Err(_) => Err(RunError::timeout(limit)),
+        },
+        None => call.await.map_err(|panic| panicked(&*panic)),
+    };
+    result.unwrap_or_else(|error| BatchOutcome::failure(copy, error, 0.0))
+}
+
+/// The outcome of a turn whose last attempt failed with `error`.
+fn finally_failed(mut outcome: BatchOutcome, error: RunError, attempts: u32) -> BatchOutcome {
+    let message = if attempts > 1 {
+        format!("{error} (after {attempts} attempts)")
+    } else {
+        error.message.clone()
+    };
+    outcome.error = Some(RunError { message, ..error });
+    outcome
+}
+
+/// Waits for `wait` unless `cancel` fires first: `false` when it did.
+async fn unless_cancelled(
+    cancel: &CancellationToken,
+    wait: impl std::future::Future<Output = ()>,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => false,
+        () = wait => true,
+    }
+}
+
+/// The outcome of a turn the run's interruption stopped before its next
+/// attempt: [`INTERRUPTED`] when nothing was sent, else its last error.
+fn interrupted(
+    batch: Batch,
+    last_error: Option<RunError>,
+    attempts: u32,
+    start: Instant,
+) -> BatchOutcome {
+    let error = match last_error {
+        None => RunError::permanent(INTERRUPTED),
+        Some(error) => RunError {
+            message: format!(
+                "{} (after {attempts} attempt{}; run interrupted before a retry)",
+                error.message,
+                if attempts == 1 { "" } else { "s" }
+            ),
+            ..error
+        },
+    };
+    let mut outcome = BatchOutcome::failure(batch, error, millis(start.elapsed()));
+    outcome.attempts = attempts;
+    outcome
+}
+
+/// The error of a runner call that panicked, with the panic's message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> RunError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    RunError::permanent(format!("runner panicked: {message}"))
+}
+
+fn retryable(error: &RunError, retry: Retry) -> bool {
+    match error.kind {
+        ErrorKind::Transient => true,
+        ErrorKind::Timeout => retry == Retry::TransientAndTimeouts,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::RateLimit;
+    use crate::runner::Reply;
+    use std::time::Duration;
+
+    struct Moody;
+
+    #[async_trait::async_trait]
+    impl Runner for Moody {
+        async fn call(&self, batch: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            if batch.query == "panic" {
+                panic!("boom on {}", batch.qa_id);
+            }
+            Ok(Reply::text("fine"))
+        }
+    }
+
+    struct Careless;
+
+    #[async_trait::async_trait]
+    impl Runner for Careless {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            Ok(Reply::text("fine"))
+        }
+        async fn run_batch(&self, batch: Batch, _: &Session<'_>) -> BatchOutcome {
+            assert!(batch.qa_id != "q2", "no q2 here");
+            BatchOutcome::success(batch, 1.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_batch_fails_its_turn_and_keeps_the_batch() {
+        let mut dataset = Dataset::new("s", "a");
+        for id in ["q1", "q2", "q3"] {
+            let mut batch = Batch::new(id, "hi");
+            batch.ground_truth_assistant = format!("truth {id}");
+            dataset.conversation.push(batch);
+        }
+        let results = Engine::new(Arc::new(Careless))
+            .run_datasets(vec![dataset])
+            .await;
+        let (dataset, summary) = &results[0];
+        assert_eq!((summary.successes, summary.failures), (2, 1));
+        let failed = &dataset.conversation[1];
+        assert_eq!(failed.assistant, "[ERROR] runner panicked: no q2 here");
+        assert_eq!(failed.ground_truth_assistant, "truth q2");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_its_turn_only() {
+        let mut dataset = Dataset::new("s", "a");
+        for (id, query) in [("q1", "hi"), ("q2", "panic"), ("q3", "hi")] {
+            dataset.conversation.push(Batch::new(id, query));
+        }
+        let results = Engine::new(Arc::new(Moody))
+            .run_datasets(vec![dataset])
+            .await;
+        let (dataset, summary) = &results[0];
+        assert_eq!((summary.successes, summary.failures), (2, 1));
+        assert_eq!(
+            dataset.conversation[1].assistant,
+            "[ERROR] runner panicked: boom on q2"
+        );
+        assert_eq!(dataset.conversation[2].assistant, "fine");
+    }
+
+    /// Throttled on every call, asked to come back in 30 s; counts calls
+    /// and tells the test about each one.
+    struct Throttled {
+        calls: std::sync::atomic::AtomicUsize,
+        called: tokio::sync::Notify,
+    }
+
+    impl Throttled {
+        fn new() -> Arc<Self> {
+            Arc::new(Throttled {
+                calls: std::sync::atomic::AtomicUsize::new(0),
+                called: tokio::sync::Notify::new(),
+            })
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Runner for Throttled {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.called.notify_one();
+            Err(RunError::transient("HTTP 429 Too Many Requests")
+                .with_retry_after(Some(Duration::from_secs(30))))
+        }
+    }
+
+    fn two_turns(session: &str) -> Dataset {
+        let mut dataset = Dataset::new(session, "a");
+        dataset.conversation.push(Batch::new("q1", "hi"));
+        dataset.conversation.push(Batch::new("q2", "again"));
+        dataset
+    }
+
+    // Paused time: a wait the cancellation does not end would be skipped
+    // over by the clock and the retries would be sent.
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_ends_a_pending_backoff_wait() {
+        let runner = Throttled::new();
+        let cancel = CancellationToken::new();
+        let engine = Engine::new(runner.clone())
+            .policy(Policy {
+                retries: 10,
+                ..Policy::default()
+            })
+            .cancel_on(cancel.clone());
+        let run = tokio::spawn(async move { engine.run_datasets(vec![two_turns("s")]).await });
+        runner.called.notified().await;
+        cancel.cancel();
+        let results = run.await.unwrap();
+        assert_eq!(runner.calls(), 1, "a retry was sent after the cancellation");
+        let turns = &results[0].0.conversation;
+        assert_eq!(
+            turns[0].assistant,
+            "[ERROR] HTTP 429 Too Many Requests (after 1 attempt; run interrupted before a retry)"
+        );
+        assert_eq!(turns[1].assistant, format!("[ERROR] {INTERRUPTED}"));
+        assert_eq!(results[0].1.failures, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_ends_a_pending_rate_limit_wait() {
+        let runner = Throttled::new();
+        let cancel = CancellationToken::new();
+        let engine = Engine::new(runner.clone())
+            .policy(Policy {
+                rate_limit: RateLimit::new(1, Duration::from_secs(3600)),
+                ..Policy::default()
+            })
+            .concurrency(2)
+            .cancel_on(cancel.clone());
+        let run = tokio::spawn(async move {
+            engine
+                .run_datasets(vec![two_turns("a"), two_turns("b")])
+                .await
+        });
+        // One session got the hour's only slot; the other waits for the next.
+        runner.called.notified().await;
+        cancel.cancel();
+        let results = run.await.unwrap();
+        assert_eq!(runner.calls(), 1, "a turn was sent after the cancellation");
+        let interrupted = results
+            .iter()
+            .flat_map(|(d, _)| &d.conversation)
+            .filter(|b| b.assistant == format!("[ERROR] {INTERRUPTED}"))
+            .count();
+        assert_eq!(interrupted, 3);
+    }
+}

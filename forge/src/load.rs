@@ -1,0 +1,97 @@
+//! The first step of the pipeline: the suites to run, from files and
+//! directories, and a located error for each one that cannot be loaded.
+//!
+//! Every front end loads through [`load`]: `forge run` refuses to run when
+//! anything failed to load (exit 2); the `cargo test` harness runs the
+//! suites that loaded and shows each failure as a failing test.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::suite::{self, Suite};
+
+/// A suite file (or directory) that could not be loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadFailure {
+    /// The test that reports it: `<file stem>::load`, or `forge::suites`
+    /// for a directory with no suite.
+    pub test: String,
+    /// The located error.
+    pub message: String,
+}
+
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The suites that loaded, in order, with unique names.
+    pub suites: Vec<Suite>,
+    /// The files that did not.
+    pub failures: Vec<LoadFailure>,
+}
+
+/// Loads suite files and directories (each directory's `*.yaml` / `*.yml`
+/// files, sorted). A suite whose name an earlier one took fails, so no two
+/// suites write one report.
+pub fn load(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    for path in paths {
+        let files = if path.is_dir() {
+            match suite::discover(path) {
+                Ok(files) => files,
+                Err(error) => {
+                    loaded.failures.push(LoadFailure {
+                        test: "forge::suites".to_owned(),
+                        message: error.to_string(),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            match Suite::load(&file) {
+                Ok(suite) => loaded.suites.push(suite),
+                Err(error) => loaded.failures.push(LoadFailure {
+                    test: load_test_name(&file),
+                    message: error.to_string(),
+                }),
+            }
+        }
+    }
+    reject_duplicate_names(&mut loaded);
+    loaded
+}
+
+/// Moves every suite whose name an earlier suite took into the failures.
+fn reject_duplicate_names(loaded: &mut Loaded) {
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let failures = &mut loaded.failures;
+    loaded.suites.retain(|suite| match seen.get(&suite.name) {
+        Some(first) => {
+            failures.push(LoadFailure {
+                test: load_test_name(&suite.path),
+                message: format!(
+                    "{}: duplicate suite name {:?} (also in {})",
+                    suite.path.display(),
+                    suite.name,
+                    first.display()
+                ),
+            });
+            false
+        }
+        None => {
+            seen.insert(suite.name.clone(), suite.path.clone());
+            true
+        }
+    });
+}
+
+/// `<file stem>::load`, whitespace replaced so the name stays one word.
+fn load_test_name(file: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().replace(char::is_whitespace, "_"))
+        .unwrap_or_default();
+    format!("{stem}::load")
+}

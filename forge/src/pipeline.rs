@@ -1,0 +1,118 @@
+//! One way through forge, for every front end:
+//!
+//! ```text
+//! load (suites + located load failures)      crate::load
+//!   -> select (one Selection)                crate::select
+//!   -> run (engine; one record per batch)    crate::run, crate::engine
+//!   -> report (Reporter: JSON, JUnit, ...)   crate::report
+//! ```
+//!
+//! [`execute`] runs the last two steps: it feeds the run's record stream to
+//! a [`Reporter`] while the run goes on, then hands it each suite's report
+//! and the run's end. `forge run` and the `cargo test` harness differ only
+//! in how they load, select and which reporters they tee; the payload API
+//! (`forge run --payload`, `forge serve`, the Lambda function) runs its
+//! datasets on the same engine.
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ReportError;
+use crate::load::LoadFailure;
+use crate::report::{Reporter, RunEnd, SuiteReport};
+use crate::run::{self, BatchRecord, SuiteRun};
+use crate::schema::Response;
+use crate::select::Selection;
+use crate::suite::Suite;
+
+/// What a run and its reports came to.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Every suite's report, in order (answered datasets freed).
+    pub suites: Vec<SuiteReport>,
+    /// The report files written, or the first report that could not be.
+    pub reports: Result<Vec<PathBuf>, ReportError>,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    /// The selected batches' records.
+    pub fn selected(&self) -> impl Iterator<Item = &BatchRecord> {
+        self.suites
+            .iter()
+            .flat_map(|s| &s.records)
+            .filter(|r| r.selected)
+    }
+
+    /// How many selected batches passed and failed.
+    pub fn tally(&self) -> (usize, usize) {
+        let passed = self.selected().filter(|r| r.passed).count();
+        (passed, self.selected().count() - passed)
+    }
+
+    /// Whether every selected batch passed, every suite could run and the
+    /// run was not interrupted.
+    pub fn passed(&self) -> bool {
+        !self.interrupted && self.suites.iter().all(SuiteReport::passed)
+    }
+}
+
+/// Runs the `selection` of `suites` and reports it to `reporter`: records
+/// as they come, then each suite, then the end of the run (with the load
+/// failures a report shows).
+pub async fn execute(
+    suites: &mut [Suite],
+    selection: &Selection,
+    reporter: &mut dyn Reporter,
+    load_failures: &[LoadFailure],
+    cancel: CancellationToken,
+) -> Outcome {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let mut records: Vec<Vec<BatchRecord>> = vec![Vec::new(); suites.len()];
+    let consume = async {
+        while let Some(record) = receiver.recv().await {
+            reporter.on_record(&record);
+            records[record.id.suite].push(record);
+        }
+    };
+    let (runs, ()) = tokio::join!(run::run(suites, selection, sender, cancel.clone()), consume);
+    let mut reports: Vec<SuiteReport> = runs.into_iter().zip(records).map(suite_report).collect();
+    let written = reports
+        .iter_mut()
+        .try_for_each(|suite| {
+            let seen = reporter.on_suite(suite);
+            free_datasets(suite);
+            seen
+        })
+        .and_then(|()| {
+            reporter.finish(&RunEnd {
+                suites: &reports,
+                load_failures,
+            })
+        });
+    Outcome {
+        suites: reports,
+        reports: written,
+        interrupted: cancel.is_cancelled(),
+    }
+}
+
+fn suite_report((run, mut records): (SuiteRun, Vec<BatchRecord>)) -> SuiteReport {
+    records.sort_by_key(|r| (r.id.dataset, r.id.batch));
+    SuiteReport {
+        name: run.name,
+        response: run.response,
+        records,
+        secrets: run.secrets,
+    }
+}
+
+/// Drops a suite's answered datasets once reported: the end of the run
+/// needs only the records, and this halves the peak of a large run.
+fn free_datasets(suite: &mut SuiteReport) {
+    if let Response::Success(run) = &mut suite.response {
+        run.datasets = Vec::new();
+    }
+}

@@ -1,0 +1,63 @@
+//! `forge run`'s console: a progress bar over the selected batches (on a
+//! terminal, unless `--quiet`) and a `FAILED <test>: <message>` line on
+//! stderr for each failing one, as it fails.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{Reporter, RunEnd};
+use crate::error::ReportError;
+use crate::run::BatchRecord;
+
+/// The console reporter.
+pub struct Console {
+    progress: ProgressBar,
+    failed: usize,
+}
+
+impl Console {
+    /// A console over `total` selected batches; no bar when `quiet` or when
+    /// stderr is not a terminal.
+    pub fn new(total: usize, quiet: bool) -> Self {
+        let progress = if quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total as u64)
+        };
+        progress.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} batches, {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        progress.enable_steady_tick(Duration::from_millis(200));
+        Console {
+            progress,
+            failed: 0,
+        }
+    }
+}
+
+impl Reporter for Console {
+    fn on_record(&mut self, record: &BatchRecord) {
+        if !record.selected {
+            return;
+        }
+        self.progress.inc(1);
+        if record.passed {
+            return;
+        }
+        self.failed += 1;
+        self.progress.set_message(format!("{} failed", self.failed));
+        let message = record.message.as_deref().unwrap_or("failed");
+        self.progress
+            .suspend(|| eprintln!("FAILED {}: {message}", record.test));
+    }
+
+    fn finish(&mut self, _end: &RunEnd<'_>) -> Result<Vec<std::path::PathBuf>, ReportError> {
+        self.progress.finish_and_clear();
+        Ok(Vec::new())
+    }
+}
