@@ -2,10 +2,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod cli;
 pub mod error;
 pub mod execute;
-pub mod expect;
 pub mod harness;
 mod interrupt;
 #[cfg(feature = "lambda")]

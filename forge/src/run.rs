@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
+use crate::check::{CheckResult, Checks, Turn};
 use crate::execute::{Engine, Job};
-use crate::expect::{CheckResult, Expect};
 use crate::runner::BatchOutcome;
 use crate::schema::{Dataset, Response, RunResponse};
 use crate::suite::Suite;
@@ -83,14 +83,10 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Expect) -> Self {
+    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Checks) -> Self {
         let batch = &outcome.batch;
         let (checks, message) = if outcome.success {
-            let checks = expect.check(
-                &batch.assistant,
-                &batch.ground_truth_assistant,
-                outcome.time_ms,
-            );
+            let checks = expect.evaluate(&Turn::new(batch, outcome.time_ms));
             let failed: Vec<String> = checks
                 .iter()
                 .filter(|c| !c.passed)
@@ -357,7 +353,7 @@ async fn run_suite(
 
 struct DatasetMeta {
     names: Arc<[String]>,
-    expects: Arc<[Arc<Expect>]>,
+    expects: Arc<[Arc<Checks>]>,
     selected: Vec<bool>,
     runs: usize,
     needed: usize,

@@ -51,9 +51,9 @@ use serde_json::Value;
 
 pub use env::{interpolate, EnvError};
 
+use crate::check::Checks;
 use crate::error::{DatasetError, Location, SuiteError};
 use crate::execute::{Backoff, Policy, RateLimit};
-use crate::expect::Expect;
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::{datasets_from_value, Dataset};
@@ -125,7 +125,7 @@ pub struct SuiteDataset {
     pub ignored: Vec<bool>,
     /// Each batch's checks: its own `expect`, then its dataset's, then the suite's.
     /// Batches without checks of their own share their dataset's.
-    pub expects: Arc<[Arc<Expect>]>,
+    pub expects: Arc<[Arc<Checks>]>,
     /// How many times the dataset runs (`repeat`), each run a session of its own.
     pub runs: usize,
     /// Runs of a batch that must pass for its test to pass.
@@ -135,7 +135,7 @@ pub struct SuiteDataset {
 struct Loaded {
     dataset: Dataset,
     ignored: Vec<bool>,
-    expects: Vec<Arc<Expect>>,
+    expects: Vec<Arc<Checks>>,
     runs: (usize, usize),
 }
 
@@ -298,12 +298,10 @@ impl Suite {
             let mut test_names = Vec::with_capacity(dataset.conversation.len());
             for (batch, expect) in dataset.conversation.iter().zip(&expects) {
                 let test = test_name(&name, &session, &batch.qa_id);
-                if expect.similarity.is_some() && batch.ground_truth_assistant.is_empty() {
+                if let Err(message) = expect.validate(batch) {
                     return Err(invalid(
                         at_batch(&batch.qa_id),
-                        format!(
-                            "{test}: `similarity` needs a `ground_truth_assistant` to compare with"
-                        ),
+                        format!("{test}: {message}"),
                     ));
                 }
                 if !names.insert(test.clone()) {
