@@ -24,9 +24,11 @@
 //!
 //! # Adding a check
 //!
-//! One new file with a type that reads its YAML value and implements
-//! [`Check`], and one line in the `registry!` below naming its key. The
-//! registry's order is the order of the results in the reports.
+//! One new file (and its `mod` line) with a type that reads its YAML value
+//! and implements [`Check`] (its `name` is its key), and one line in the
+//! `registry!` below naming its key. The registry's order is the order of
+//! the results in the reports; unknown keys, duplicate keys and the "did you
+//! mean" suggestion come with it.
 //!
 //! ```ignore
 //! // check/word_count.rs
@@ -44,8 +46,12 @@
 //!     }
 //! }
 //!
-//! // check/mod.rs, in `registry!`:
-//! "max_words" => word_count::MaxWords,
+//! // check/mod.rs
+//! mod word_count;
+//! registry! {
+//!     // ...
+//!     "max_words" => word_count::MaxWords,
+//! }
 //! ```
 
 mod json;
