@@ -19,9 +19,9 @@ pub mod serve;
 
 // The pipeline, one way through (see `pipeline`): load -> select -> run ->
 // report, over the engine; internal.
+mod check;
 mod engine;
 mod error;
-mod expect;
 mod interrupt;
 mod load;
 mod pipeline;

@@ -15,8 +15,8 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use crate::check::{CheckResult, Checks, Turn};
 use crate::engine::{Engine, Job};
-use crate::expect::{CheckResult, Expect};
 use crate::runner::BatchOutcome;
 use crate::schema::{Dataset, Response, RunResponse};
 use crate::secrets::Secrets;
@@ -85,15 +85,11 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Expect, secrets: &Secrets) -> Self {
+    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Checks, secrets: &Secrets) -> Self {
         let batch = &outcome.batch;
         let (checks, message) = match &outcome.error {
             None => {
-                let checks = expect.check(
-                    &batch.assistant,
-                    &batch.ground_truth_assistant,
-                    outcome.time_ms,
-                );
+                let checks = expect.evaluate(&Turn::new(batch, outcome.time_ms));
                 let failed: Vec<String> = checks
                     .iter()
                     .filter(|c| !c.passed)
@@ -306,7 +302,7 @@ type Runs = Vec<Option<RunRecord>>;
 /// What the collector needs of a dataset.
 struct DatasetMeta {
     names: Arc<[String]>,
-    expects: Arc<[Arc<Expect>]>,
+    expects: Arc<[Arc<Checks>]>,
     selected: Vec<bool>,
     runs: usize,
     needed: usize,

@@ -94,6 +94,46 @@ fn gates_that_pass_a_batch_whose_every_run_failed_are_rejected() {
     assert_eq!(suite.datasets[0].min_passes, 1);
 }
 
+#[test]
+fn checks_with_unknown_keys_or_bad_values_get_located_errors() {
+    let keys = "(expected one of `contains`, `icontains`, `not_contains`, `equals`, `starts_with`, `regex`, `is_json`, `max_latency_ms`, `similarity`)";
+    for (head, expected) in [
+        (
+            "expect: {contains: a, regexx: b}",
+            format!("s.yaml:2:23: expect: unknown key `regexx`, did you mean `regex`? {keys}"),
+        ),
+        (
+            "expect: {contains: a, contains: b}",
+            "s.yaml:2:9: expect: duplicate field `contains`".to_owned(),
+        ),
+        (
+            "expect: {max_latency_ms: fast}",
+            "s.yaml:2:26: expect.max_latency_ms: invalid type: string \"fast\", expected f64"
+                .to_owned(),
+        ),
+        (
+            "expect: 5",
+            "s.yaml:2:9: expect: invalid type: integer `5`, expected struct Expect".to_owned(),
+        ),
+        (
+            "expect: {similarity: 0.5}",
+            "s.yaml:8:10: s::s::q1: `similarity` needs a `ground_truth_assistant` to compare with"
+                .to_owned(),
+        ),
+    ] {
+        assert_eq!(load_error(head), expected, "{head}");
+    }
+    // A batch's own checks are located where they are written.
+    let text = "runner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: bot\n    conversation:\n      - qa_id: q1\n        query: hello\n        expect: {not_contain: x}\n";
+    let error = Suite::parse(Path::new("s.yaml"), text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!("s.yaml:8:18: datasets[0].conversation[0].expect: unknown key `not_contain`, did you mean `not_contains`? {keys}")
+    );
+}
+
 fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_forge"))
         .args(args)

@@ -49,8 +49,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::check::Checks;
 use crate::error::{DatasetError, Location, SuiteError};
-use crate::expect::Expect;
 use crate::policy::{Backoff, Policy, RateLimit};
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
@@ -123,7 +123,7 @@ pub struct SuiteDataset {
     pub ignored: Vec<bool>,
     /// Each batch's checks: its own `expect`, then its dataset's, then the suite's.
     /// Batches without checks of their own share their dataset's.
-    pub expects: Arc<[Arc<Expect>]>,
+    pub expects: Arc<[Arc<Checks>]>,
     /// How many times the dataset runs (`repeat`), each run a session of its own.
     pub runs: usize,
     /// Runs of a batch that must pass for its test to pass.
@@ -133,7 +133,7 @@ pub struct SuiteDataset {
 struct Loaded {
     dataset: Dataset,
     ignored: Vec<bool>,
-    expects: Vec<Arc<Expect>>,
+    expects: Vec<Arc<Checks>>,
     runs: (usize, usize),
 }
 
@@ -296,12 +296,10 @@ impl Suite {
             let mut test_names = Vec::with_capacity(dataset.conversation.len());
             for (batch, expect) in dataset.conversation.iter().zip(&expects) {
                 let test = test_name(&name, &session, &batch.qa_id);
-                if expect.similarity.is_some() && batch.ground_truth_assistant.is_empty() {
+                if let Err(message) = expect.validate(batch) {
                     return Err(invalid(
                         at_batch(&batch.qa_id),
-                        format!(
-                            "{test}: `similarity` needs a `ground_truth_assistant` to compare with"
-                        ),
+                        format!("{test}: {message}"),
                     ));
                 }
                 if !names.insert(test.clone()) {

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::expect::Expect;
+use crate::check::Checks;
 use crate::schema::{Batch, Dataset, Object};
 
 /// A whole suite file.
@@ -28,7 +28,7 @@ pub(crate) struct SuiteFile {
     #[serde(default)]
     pub datasets: Vec<DatasetEntry>,
     #[serde(default)]
-    pub expect: Option<Expect>,
+    pub expect: Option<Checks>,
     #[serde(default)]
     pub repeat: Option<usize>,
     #[serde(default)]
@@ -271,13 +271,13 @@ pub(crate) enum DatasetEntry {
     File {
         file: String,
         ignore: bool,
-        expect: Option<Expect>,
+        expect: Option<Checks>,
         repeat: RepeatSpec,
     },
     Inline {
         dataset: Dataset,
         ignore: bool,
-        expect: Option<Expect>,
+        expect: Option<Checks>,
         repeat: RepeatSpec,
         batches: Vec<BatchMeta>,
     },
@@ -287,7 +287,7 @@ pub(crate) enum DatasetEntry {
 #[derive(Debug, Default)]
 pub(crate) struct BatchMeta {
     pub ignore: bool,
-    pub expect: Option<Expect>,
+    pub expect: Option<Checks>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,7 +308,7 @@ struct RawEntry {
     #[serde(default)]
     ignore: bool,
     #[serde(default)]
-    expect: Option<Expect>,
+    expect: Option<Checks>,
     #[serde(default)]
     repeat: Option<usize>,
     #[serde(default)]
@@ -425,7 +425,7 @@ pub(crate) struct SuiteBatch {
     #[serde(default)]
     ignore: bool,
     #[serde(default)]
-    expect: Option<Expect>,
+    expect: Option<Checks>,
 }
 
 fn object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Object>>, D::Error> {

@@ -1,0 +1,235 @@
+//! Checks: what a batch's answer must satisfy, written as `expect:` on a
+//! batch, a dataset or the suite (the narrower level wins, check by check).
+//!
+//! | check | passes when |
+//! | --- | --- |
+//! | `contains: x` or `[x, y]` | the answer contains every string |
+//! | `icontains` | the same, ignoring case |
+//! | `not_contains` | the answer contains none of the strings |
+//! | `equals` | the answer is exactly the string |
+//! | `starts_with` | the answer starts with the string |
+//! | `regex` | the regular expression matches somewhere in the answer |
+//! | `is_json: true` or `is_json: {schema: {...}}` | the answer is JSON (valid against the JSON Schema) |
+//! | `max_latency_ms` | the turn took at most this long |
+//! | `similarity: 0.6` or `{metric: rouge_l, min: 0.6}` | similarity to `ground_truth_assistant` is at least `min` |
+//!
+//! Similarity metrics: `token_f1` (default; SQuAD's token-overlap F1 after
+//! lower-casing and removing punctuation and articles) and `rouge_l`
+//! (ROUGE-L F-measure: longest common token subsequence).
+//!
+//! Each check is a value implementing [`Check`]; one file per family
+//! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`). The checks of one
+//! level are a [`Checks`], read from its `expect:` mapping and merged with
+//! the outer levels' by [`Checks::or`].
+//!
+//! # Adding a check
+//!
+//! One new file (and its `mod` line) with a type that reads its YAML value
+//! and implements [`Check`] (its `name` is its key), and one line in the
+//! `registry!` below naming its key. The registry's order is the order of
+//! the results in the reports; unknown keys, duplicate keys and the "did you
+//! mean" suggestion come with it.
+//!
+//! ```ignore
+//! // check/word_count.rs
+//! #[derive(Debug, serde::Deserialize)]
+//! #[serde(transparent)]
+//! pub struct MaxWords(usize);
+//!
+//! impl Check for MaxWords {
+//!     fn name(&self) -> &'static str {
+//!         "max_words"
+//!     }
+//!     fn evaluate(&self, turn: &Turn<'_>) -> Verdict {
+//!         let words = turn.answer.split_whitespace().count();
+//!         Verdict::new(words <= self.0, format!("{words} words, more than {}", self.0))
+//!     }
+//! }
+//!
+//! // check/mod.rs
+//! mod word_count;
+//! registry! {
+//!     // ...
+//!     "max_words" => word_count::MaxWords,
+//! }
+//! ```
+
+mod json;
+mod latency;
+mod level;
+mod similarity;
+mod text;
+
+use std::fmt::Debug;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::Batch;
+
+pub use level::Checks;
+
+/// Declares the checks `expect:` accepts: `"key" => Type`, in the order of
+/// their results. `Type` reads the key's value and implements [`Check`].
+macro_rules! registry {
+    ($($key:literal => $check:ty,)*) => {
+        /// The keys `expect:` accepts, in the order of their results.
+        const KEYS: &[&str] = &[$($key),*];
+
+        /// Reads the value of the check at `KEYS[rank]` from `map`
+        /// (`None` for a null value, which sets no check).
+        fn next_check<'de, A: serde::de::MapAccess<'de>>(
+            rank: usize,
+            map: &mut A,
+        ) -> Result<Option<std::sync::Arc<dyn Check>>, A::Error> {
+            let key = KEYS.get(rank).copied();
+            $(
+                if key == Some($key) {
+                    let check: Option<$check> = map.next_value()?;
+                    return Ok(check.map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn Check>));
+                }
+            )*
+            Err(serde::de::Error::custom("unregistered check"))
+        }
+    };
+}
+
+registry! {
+    "contains" => text::Contains,
+    "icontains" => text::IContains,
+    "not_contains" => text::NotContains,
+    "equals" => text::Equals,
+    "starts_with" => text::StartsWith,
+    "regex" => text::Regex,
+    "is_json" => json::IsJson,
+    "max_latency_ms" => latency::MaxLatencyMs,
+    "similarity" => similarity::Similarity,
+}
+
+/// One check on a turn, such as `contains: Paris`.
+pub trait Check: Send + Sync + Debug {
+    /// The check's name: its key under `expect:`.
+    fn name(&self) -> &'static str;
+
+    /// Judges one turn.
+    fn evaluate(&self, turn: &Turn<'_>) -> Verdict;
+
+    /// Whether the check can judge `batch` at all, asked when the suite
+    /// loads; the error says what the batch lacks.
+    fn validate(&self, batch: &Batch) -> Result<(), String> {
+        let _ = batch;
+        Ok(())
+    }
+}
+
+/// What a check sees of a turn that the runner answered.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Turn<'a> {
+    /// The answer (`assistant`).
+    pub answer: &'a str,
+    /// The reference answer (`ground_truth_assistant`).
+    pub ground_truth: &'a str,
+    /// The turn's time in milliseconds.
+    pub time_ms: f64,
+    /// The whole batch after the run: agentic data, logprobs, ...
+    pub batch: &'a Batch,
+}
+
+impl<'a> Turn<'a> {
+    /// The view of `batch`, answered in `time_ms`.
+    pub fn new(batch: &'a Batch, time_ms: f64) -> Self {
+        Turn {
+            answer: &batch.assistant,
+            ground_truth: &batch.ground_truth_assistant,
+            time_ms,
+            batch,
+        }
+    }
+}
+
+/// A check's judgement of one turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Whether the check held.
+    pub passed: bool,
+    /// A score behind the verdict, when the check computes one.
+    pub score: Option<f64>,
+    /// Why the check did not hold (dropped when it passed).
+    pub detail: String,
+}
+
+impl Verdict {
+    /// A verdict without a score; `detail` says why it failed.
+    pub fn new(passed: bool, detail: String) -> Self {
+        Verdict {
+            passed,
+            score: None,
+            detail,
+        }
+    }
+
+    /// This verdict with a score.
+    pub fn with_score(self, score: f64) -> Self {
+        Verdict {
+            score: Some(score),
+            ..self
+        }
+    }
+}
+
+/// The result of one check, as the summary JSON's `checks` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's name, such as `contains`.
+    pub check: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// Why it did not (empty when it passed).
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub detail: String,
+    /// The check's score, when it computes one (not written to reports).
+    #[serde(skip)]
+    pub score: Option<f64>,
+}
+
+impl CheckResult {
+    /// The result of `check`, whose verdict is `verdict`.
+    fn new(check: &dyn Check, verdict: Verdict) -> Self {
+        CheckResult {
+            check: check.name().to_owned(),
+            passed: verdict.passed,
+            detail: if verdict.passed {
+                String::new()
+            } else {
+                verdict.detail
+            },
+            score: verdict.score,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the families' unit tests.
+    use super::*;
+
+    /// Reads one check from its YAML `key: value`.
+    pub fn parse(yaml: &str) -> Checks {
+        serde_yaml::from_str(yaml).expect("valid checks")
+    }
+
+    /// The results of `yaml`'s checks on `answer` (with `ground_truth`, in `time_ms`).
+    pub fn run(yaml: &str, answer: &str, ground_truth: &str, time_ms: f64) -> Vec<CheckResult> {
+        let mut batch = Batch::new("q", "query");
+        batch.assistant = answer.to_owned();
+        batch.ground_truth_assistant = ground_truth.to_owned();
+        parse(yaml).evaluate(&Turn::new(&batch, time_ms))
+    }
+
+    /// The one result of `yaml`'s single check on `answer`.
+    pub fn one(yaml: &str, answer: &str) -> CheckResult {
+        let mut results = run(yaml, answer, "", 0.0);
+        assert_eq!(results.len(), 1, "{results:?}");
+        results.remove(0)
+    }
+}
