@@ -1,0 +1,126 @@
+//! Golden files: what users and Fair-Forge read, pinned byte for byte.
+//!
+//! The real `forge` binary runs the fixture suites of `tests/golden/suites/`
+//! (`forge run --quiet --out DIR suites`): every check kind passing and
+//! failing, `repeat` with `pass_rate` and `min_passes`, a multi-turn session
+//! carrying Fair-Forge's every field, ignored batches, runner errors, a
+//! best-of dataset, secrets echoed by the system under test, a runner that
+//! cannot be built, and the `alquimia` runner against the loopback server.
+//! Its summary JSONs, `junit.xml` and console (exit status, stdout, stderr)
+//! are compared, after normalising timings and paths, with
+//! `tests/golden/expected/`. `FORGE_BLESS=1 cargo test -p forge --test
+//! golden` rewrites them; review the diff before committing it.
+//!
+//! The root's `tests/golden_harness.rs` runs the same fixture through the
+//! `cargo test` harness and compares its reports with the same files.
+
+#[path = "golden/support.rs"]
+mod support;
+
+use std::path::Path;
+
+use support::{Fixture, Server};
+
+const FORGE_RUN: &str = "forge run --quiet --out <OUT> suites";
+
+fn fixture() -> Fixture {
+    Fixture::at(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))
+}
+
+#[test]
+fn forge_run_writes_the_golden_reports_and_console() {
+    let fixture = fixture();
+    let server = Server::start();
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = support::command(env!("CARGO_BIN_EXE_forge"), &fixture, &server)
+        .args(["run", "--quiet", "--out"])
+        .arg(out.path())
+        .arg("suites")
+        .output()
+        .expect("run forge");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    let mut mismatches = written_reports_problems(out.path());
+    mismatches.extend(support::leaks("stdout", &stdout));
+    mismatches.extend(support::leaks("stderr", &stderr));
+    mismatches.extend(support::compare_reports(
+        out.path(),
+        &fixture.reports(),
+        true,
+    ));
+    let console = support::transcript(
+        FORGE_RUN,
+        &output,
+        &support::normalize_console(&stdout, out.path()),
+        &support::sort_failed(&support::normalize_console(&stderr, out.path())),
+    );
+    if let Err(diff) = support::compare(&fixture.console("forge-run.txt"), &console, true) {
+        mismatches.push(diff);
+    }
+    support::assert_no_mismatch(&mismatches, "cargo test -p forge --test golden");
+}
+
+/// What is wrong with the reports as written, before normalising: a
+/// summary JSON Fair-Forge could not read, a `junit.xml` that is not XML,
+/// a secret that leaked.
+fn written_reports_problems(out: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    for name in support::file_names(out) {
+        let text = std::fs::read_to_string(out.join(&name)).expect("read a report");
+        problems.extend(support::leaks(&name, &text));
+        if name.ends_with(".json") {
+            match serde_json::from_str(&text) {
+                Ok(report) => problems.extend(support::fair_forge_problems(&name, &report)),
+                Err(error) => problems.push(format!("{name} is not JSON: {error}")),
+            }
+        } else if let Err(error) = roxmltree::Document::parse(&text) {
+            problems.push(format!("{name} is not XML: {error}"));
+        }
+    }
+    problems
+}
+
+/// The golden files are checked, not rubber-stamped: a run whose report
+/// differs from a golden file by one character fails with a diff.
+#[test]
+fn a_changed_golden_file_is_a_mismatch_with_a_diff() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let golden = dir.path().join("golden.json");
+    std::fs::write(&golden, "{\n  \"success\": true\n}\n").expect("write");
+    assert!(support::compare(&golden, "{\n  \"success\": true\n}\n", false).is_ok());
+    let diff =
+        support::compare(&golden, "{\n  \"success\": false\n}\n", false).expect_err("a mismatch");
+    assert!(diff.contains("-  \"success\": true"), "{diff}");
+    assert!(diff.contains("+  \"success\": false"), "{diff}");
+    let missing = support::compare(&dir.path().join("none.json"), "{}", false)
+        .expect_err("a missing golden file fails");
+    assert!(missing.contains("FORGE_BLESS=1"), "{missing}");
+}
+
+#[test]
+fn normalising_replaces_timings_and_paths_only() {
+    let json = "\"total_execution_time_ms\": 12.5,\n\"avg_batch_time_ms\": 0.0,\n\"time_ms\": 3e-2,\n\"total_batches\": 2";
+    assert_eq!(
+        support::normalize_json(json),
+        "\"total_execution_time_ms\": \"<ms>\",\n\"avg_batch_time_ms\": \"<ms>\",\n\"time_ms\": \"<ms>\",\n\"total_batches\": 2"
+    );
+    assert_eq!(
+        support::normalize_junit(
+            r#"<testcase name="t" time="0.001" timestamp="2024-01-01T00:00:00Z">"#
+        ),
+        r#"<testcase name="t" time="<s>" timestamp="<s>">"#
+    );
+    let out = Path::new("/tmp/x/out");
+    assert_eq!(
+        support::normalize_console(
+            "3 passed, 1 failed in 0.05s\nreports written to /tmp/x/out\nhttp://127.0.0.1:4242/a\nwithin 5s",
+            out
+        ),
+        "3 passed, 1 failed in <s>\nreports written to <OUT>\nhttp://127.0.0.1:<port>/a\nwithin 5s"
+    );
+    assert_eq!(
+        support::sort_failed("FAILED b: x\n  more\nFAILED a: y\nforge: reports written\n"),
+        "FAILED a: y\nFAILED b: x\n  more\nforge: reports written\n"
+    );
+}
