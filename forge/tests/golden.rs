@@ -23,42 +23,63 @@ use support::{Fixture, Server};
 
 const FORGE_RUN: &str = "forge run --quiet --out <OUT> suites";
 
-fn fixture() -> Fixture {
-    Fixture::at(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"))
-}
+const BLESS: &str = "If the change is meant, rewrite them with `FORGE_BLESS=1 cargo test -p forge --test golden` and review the diff.";
 
 #[test]
 fn forge_run_writes_the_golden_reports_and_console() {
-    let fixture = fixture();
+    let fixture = Fixture::at(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"));
     let server = Server::start();
     let out = tempfile::tempdir().expect("temp dir");
-    let output = support::command(env!("CARGO_BIN_EXE_forge"), &fixture, &server)
-        .args(["run", "--quiet", "--out"])
-        .arg(out.path())
-        .arg("suites")
-        .output()
-        .expect("run forge");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-
-    let mut mismatches = written_reports_problems(out.path());
-    mismatches.extend(support::leaks("stdout", &stdout));
-    mismatches.extend(support::leaks("stderr", &stderr));
+    let mut mismatches = forge_run(&fixture, Some(&server), out.path());
+    mismatches.extend(written_reports_problems(out.path()));
     mismatches.extend(support::compare_reports(
         out.path(),
         &fixture.reports(),
         true,
     ));
+    support::assert_no_mismatch(&mismatches, BLESS);
+}
+
+/// A suite that cannot be loaded stops `forge run` before anything runs
+/// (the harness instead reports it as a failing test and runs the others).
+#[test]
+fn forge_run_refuses_a_fixture_with_an_unloadable_suite() {
+    let fixture = Fixture::at(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/unloadable"
+    ));
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut mismatches = forge_run(&fixture, None, out.path());
+    let written = support::file_names(out.path());
+    if !written.is_empty() {
+        mismatches.push(format!("forge run wrote reports: {written:?}"));
+    }
+    support::assert_no_mismatch(&mismatches, BLESS);
+}
+
+/// Runs `forge run` on the fixture's suites with the reports in `out`, and
+/// compares its console with the golden `forge-run.txt`.
+fn forge_run(fixture: &Fixture, server: Option<&Server>, out: &Path) -> Vec<String> {
+    let output = support::command(env!("CARGO_BIN_EXE_forge"), fixture, server)
+        .args(["run", "--quiet", "--out"])
+        .arg(out)
+        .arg("suites")
+        .output()
+        .expect("run forge");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut mismatches = support::leaks("stdout", &stdout);
+    mismatches.extend(support::leaks("stderr", &stderr));
     let console = support::transcript(
         FORGE_RUN,
         &output,
-        &support::normalize_console(&stdout, out.path()),
-        &support::sort_failed(&support::normalize_console(&stderr, out.path())),
+        &support::normalize_console(&stdout, out),
+        &support::sort_failed(&support::normalize_console(&stderr, out)),
     );
     if let Err(diff) = support::compare(&fixture.console("forge-run.txt"), &console, true) {
         mismatches.push(diff);
     }
-    support::assert_no_mismatch(&mismatches, "cargo test -p forge --test golden");
+    mismatches
 }
 
 /// What is wrong with the reports as written, before normalising: a

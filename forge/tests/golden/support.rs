@@ -99,10 +99,13 @@ impl Server {
 }
 
 /// `program` set up to run the fixture: in its directory, with no key or
-/// log filter of the host's environment.
-pub fn command(program: &str, fixture: &Fixture, server: &Server) -> Command {
+/// log filter of the host's environment (and the server's URL and key).
+pub fn command(program: &str, fixture: &Fixture, server: Option<&Server>) -> Command {
     let mut command = Command::new(program);
-    command.current_dir(fixture.dir()).envs(server.env());
+    command.current_dir(fixture.dir());
+    if let Some(server) = server {
+        command.envs(server.env());
+    }
     for var in [
         "ALQUIMIA_BASE_URL",
         "ALQUIMIA_API_KEY",
@@ -220,12 +223,12 @@ pub fn compare(path: &Path, actual: &str, may_bless: bool) -> Result<(), String>
     Err(diff)
 }
 
-/// Panics with every mismatch at once, and how to bless when the change
-/// is meant.
-pub fn assert_no_mismatch(mismatches: &[String], bless_command: &str) {
+/// Panics with every mismatch at once, and `hint`: how to bless when the
+/// change is meant.
+pub fn assert_no_mismatch(mismatches: &[String], hint: &str) {
     if !mismatches.is_empty() {
         panic!(
-            "{} golden file(s) differ from this run:\n\n{}\n\nIf the change is meant, rewrite them with `{BLESS_ENV}=1 {bless_command}` and review the diff.",
+            "{} golden file(s) differ from this run:\n\n{}\n\n{hint}",
             mismatches.len(),
             mismatches.join("\n")
         );
