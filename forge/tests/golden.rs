@@ -145,3 +145,39 @@ fn normalising_replaces_timings_and_paths_only() {
         "FAILED a: y\nFAILED b: x\n  more\nforge: reports written\n"
     );
 }
+
+/// The Fair-Forge shape check is not a formality: a dropped field, an
+/// extra key or a summary that is not its dataset's are caught.
+#[test]
+fn the_fair_forge_shape_check_catches_departures() {
+    let batch = serde_json::json!({"qa_id": "q", "query": "?", "assistant": "a",
+        "ground_truth_assistant": "", "observation": null, "agentic": {},
+        "ground_truth_agentic": {}, "logprobs": {}, "weight": null});
+    let summary = serde_json::json!({"session_id": "s", "total_batches": 1, "successes": 1,
+        "failures": 0, "total_execution_time_ms": 1.0, "avg_batch_time_ms": 1.0});
+    let report = |batch: &serde_json::Value, summary: &serde_json::Value| {
+        serde_json::json!({"success": true,
+            "datasets": [{"session_id": "s", "assistant_id": "a", "language": "english",
+                          "context": "", "conversation": [batch]}],
+            "summaries": [summary], "total_datasets": 1})
+    };
+    assert_eq!(
+        support::fair_forge_problems("r", &report(&batch, &summary)),
+        Vec::<String>::new()
+    );
+    let mut no_weight = batch.clone();
+    no_weight.as_object_mut().map(|b| b.remove("weight"));
+    assert_eq!(
+        support::fair_forge_problems("r", &report(&no_weight, &summary)),
+        ["r: batch \"q\" has no `weight`"]
+    );
+    let mut integer_time = summary.clone();
+    integer_time["avg_batch_time_ms"] = serde_json::json!(1);
+    assert_eq!(
+        support::fair_forge_problems("r", &report(&batch, &integer_time)).len(),
+        1
+    );
+    let mut extra = report(&batch, &summary);
+    extra["extra"] = serde_json::json!(1);
+    assert_eq!(support::fair_forge_problems("r", &extra).len(), 1);
+}

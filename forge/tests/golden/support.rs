@@ -341,41 +341,49 @@ pub fn fair_forge_problems(name: &str, report: &Value) -> Vec<String> {
         problem("total_datasets, datasets and summaries disagree".to_owned());
     }
     for (dataset, summary) in datasets.iter().zip(&summaries) {
-        for key in [
-            "session_id",
-            "assistant_id",
-            "language",
-            "context",
-            "conversation",
-        ] {
-            if dataset.get(key).is_none() {
-                problem(format!("a dataset has no `{key}`"));
-            }
+        for what in dataset_problems(dataset, summary) {
+            problem(what);
         }
-        let summary_keys: Vec<&str> = summary
-            .as_object()
-            .map(|o| o.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        if summary_keys != SUMMARY_KEYS
-            || !summary["total_execution_time_ms"].is_f64()
-            || !summary["avg_batch_time_ms"].is_f64()
-        {
-            problem(format!("a summary is {summary}"));
+    }
+    problems
+}
+
+/// Where one dataset and its summary depart from Fair-Forge's `Dataset`,
+/// `Batch` and `Summary`.
+fn dataset_problems(dataset: &Value, summary: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for key in [
+        "session_id",
+        "assistant_id",
+        "language",
+        "context",
+        "conversation",
+    ] {
+        if dataset.get(key).is_none() {
+            problems.push(format!("a dataset has no `{key}`"));
         }
-        let batches = dataset["conversation"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if summary["session_id"] != dataset["session_id"]
-            || summary["total_batches"] != batches.len()
-        {
-            problem(format!("the summary {summary} is not its dataset's"));
-        }
-        for batch in &batches {
-            for field in BATCH_FIELDS {
-                if batch.get(field).is_none() {
-                    problem(format!("batch {} has no `{field}`", batch["qa_id"]));
-                }
+    }
+    let summary_keys: Vec<&str> = summary
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    if summary_keys != SUMMARY_KEYS
+        || !summary["total_execution_time_ms"].is_f64()
+        || !summary["avg_batch_time_ms"].is_f64()
+    {
+        problems.push(format!("a summary is {summary}"));
+    }
+    let batches = dataset["conversation"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if summary["session_id"] != dataset["session_id"] || summary["total_batches"] != batches.len() {
+        problems.push(format!("the summary {summary} is not its dataset's"));
+    }
+    for batch in &batches {
+        for field in BATCH_FIELDS {
+            if batch.get(field).is_none() {
+                problems.push(format!("batch {} has no `{field}`", batch["qa_id"]));
             }
         }
     }
