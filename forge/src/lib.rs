@@ -42,7 +42,6 @@ pub use forge_macros::forge_runner;
 pub use policy::{Backoff, Policy, RateLimit};
 pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
-pub use secrets::Secrets;
 pub use suite::Suite;
 
 /// Registers a hand-written [`Runner`] under a name suites use in

@@ -14,7 +14,7 @@
 //! (a `ChatOllama` connector, which needs no key, runs without one).
 //!
 //! Every credential the runner sends is redacted (`[REDACTED]`) from the
-//! answers of the response ([`crate::secrets`]).
+//! answers of the response (the one redaction rule of every output).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

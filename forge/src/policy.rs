@@ -42,7 +42,7 @@ impl Backoff {
 /// (retries included) start at most `count` per `period`, evenly spaced.
 ///
 /// Clones share their state, so one limit put into a [`Policy`] bounds all
-/// the sessions an [`Engine`] runs under it.
+/// the sessions an [`Engine`](crate::Engine) runs under it.
 #[derive(Clone)]
 pub struct RateLimit {
     count: u32,

@@ -7,16 +7,6 @@
 //! by [`REDACTED`] wherever forge writes text: the summary JSON, `junit.xml`,
 //! the console, the harness's failure messages, runner error messages and
 //! the payload API's responses. [`Secrets::redact`] is that rule.
-//!
-//! ```
-//! use forge::secrets::Secrets;
-//!
-//! let secrets = Secrets::new(["sk-live-123", "Bearer abc"]);
-//! assert_eq!(
-//!     secrets.redact("key sk-live-123, header Bearer abc, token abc"),
-//!     "key [REDACTED], header [REDACTED], token [REDACTED]"
-//! );
-//! ```
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -365,6 +355,15 @@ fn collect(value: &Value, secret: bool, out: &mut Vec<String>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_credential_becomes_redacted() {
+        let secrets = Secrets::new(["sk-live-123", "Bearer abc"]);
+        assert_eq!(
+            secrets.redact("key sk-live-123, header Bearer abc, token abc"),
+            "key [REDACTED], header [REDACTED], token [REDACTED]"
+        );
+    }
 
     #[test]
     fn redacts_every_length_once_and_idempotently() {

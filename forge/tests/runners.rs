@@ -704,18 +704,9 @@ async fn error_bodies_echoing_the_key_at_the_snippet_boundary_never_show_it() {
 
 #[tokio::test]
 async fn reply_bodies_are_read_up_to_a_cap() {
-    use forge::runners::http_util::{read_capped, ERROR_BODY_LIMIT};
-    let url = support::fixed_server(500, vec![b'x'; 200_000]).await;
-    let response = reqwest::get(&url).await.unwrap();
-    let (body, cut) = read_capped(response, 1000).await.unwrap();
-    assert_eq!((body.len(), cut), (1000, true));
-    let response = reqwest::get(&url).await.unwrap();
-    let (body, cut) = read_capped(response, 200_000).await.unwrap();
-    assert_eq!((body.len(), cut), (200_000, false));
-
-    // An error body far past the cap: quoted from its start, and the key at
-    // its end (never read) cannot show.
-    let mut body = vec![b'y'; ERROR_BODY_LIMIT * 4];
+    // An error body far past the cap (forge reads at most 64 KiB of one):
+    // quoted from its start, and the key at its end (never read) cannot show.
+    let mut body = vec![b'y'; 64 * 1024 * 4];
     body.extend_from_slice(b" key sk-0123456789abcdef");
     let url = support::fixed_server(500, body).await;
     let mut config = openai_config(&url);

@@ -24,7 +24,7 @@
 //!    `Accept: text/event-stream`; the answer is `response.data.content` of
 //!    the last event carrying one (answers grow over several events). The
 //!    stream ends when the body ends or with a `[DONE]` event. Events are
-//!    decoded by [`super::sse`]: comments, `event:`, `id:` and `retry:` lines
+//!    decoded by the `sse` module: comments, `event:`, `id:` and `retry:` lines
 //!    are ignored, and so is an event whose data is not JSON (keep-alives
 //!    such as `data: ping`), as the reference client does.
 //!
@@ -98,7 +98,7 @@ pub struct AlquimiaConfig {
     /// The API version path segment(s), such as `v1`; empty for none.
     #[serde(default)]
     pub api_version: Option<String>,
-    /// The HTTP statuses retried (default [`RetryOn::default`]: 408, 409,
+    /// The HTTP statuses retried (default: 408, 409,
     /// 429 and 5xx).
     #[serde(default)]
     pub retry_on: Option<RetryOn>,

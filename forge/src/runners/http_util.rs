@@ -181,7 +181,8 @@ pub fn redact_url_str(url: &str) -> String {
 
 /// `text` with every occurrence of `secret`, whatever its length, replaced
 /// by `[REDACTED]` (a server may echo the key it rejected): the one rule of
-/// [`Secrets::redact`](crate::secrets::Secrets::redact).
+/// `Secrets::redact`.
+#[cfg(test)]
 pub fn scrub(text: &str, secret: Option<&str>) -> String {
     scrub_all(text, secret.as_slice())
 }
@@ -238,6 +239,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Whether an HTTP status is in the default [`RetryOn`] set: 408, 409, 429
 /// or 5xx, the statuses the official OpenAI and Anthropic clients retry.
+#[cfg(test)]
 pub fn is_transient_status(status: StatusCode) -> bool {
     RetryOn::default().contains(status)
 }
@@ -483,6 +485,40 @@ pub fn setting_or_env(value: Option<String>, env: &str) -> Option<String> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    /// A loopback server answering every connection with `body` (HTTP 500).
+    async fn fixed_server(body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&body).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn reply_bodies_are_read_up_to_a_cap() {
+        let url = fixed_server(vec![b'x'; 200_000]).await;
+        let response = reqwest::get(&url).await.unwrap();
+        let (body, cut) = read_capped(response, 1000).await.unwrap();
+        assert_eq!((body.len(), cut), (1000, true));
+        let response = reqwest::get(&url).await.unwrap();
+        let (body, cut) = read_capped(response, 200_000).await.unwrap();
+        assert_eq!((body.len(), cut), (200_000, false));
+    }
 
     #[test]
     fn parses_retry_after_seconds_and_dates() {

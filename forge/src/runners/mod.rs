@@ -9,14 +9,15 @@
 //! | `command` | [`command`] | a local program (query on stdin, answer on stdout) |
 //! | `echo`, `replay` | [`offline`] | nothing: offline answers |
 //!
-//! [`http_util`] holds the HTTP helpers the network runners share; [`sse`]
-//! decodes the server-sent events of the `alquimia` stream.
+//! `http_util` holds the HTTP helpers the network runners share; `sse`
+//! decodes the server-sent events of the `alquimia` stream; `template`
+//! fills `{placeholders}`.
 
 pub mod alquimia;
 pub mod command;
 pub mod http;
-pub mod http_util;
+pub(crate) mod http_util;
 pub mod offline;
 pub mod openai;
-pub mod sse;
-pub mod template;
+pub(crate) mod sse;
+pub(crate) mod template;

@@ -19,7 +19,7 @@ use crate::schema::Batch;
 
 /// `type: echo` — answers with the query, or with a template.
 ///
-/// `template` may use the placeholders of [`template`](super::template)
+/// `template` may use the placeholders of `template`
 /// (`{query}`, `{session_id}`, `{turn}`, ...). `delay_ms` waits before
 /// answering, to simulate latency.
 #[derive(Debug, Clone, Default, Deserialize)]

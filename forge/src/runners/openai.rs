@@ -87,7 +87,7 @@ pub struct OpenAiConfig {
     /// Extra request body entries: `temperature`, `max_tokens`, ...
     #[serde(default)]
     pub params: Object,
-    /// The HTTP statuses retried (default [`RetryOn::default`]: 408, 409,
+    /// The HTTP statuses retried (default: 408, 409,
     /// 429 and 5xx).
     #[serde(default)]
     pub retry_on: Option<RetryOn>,

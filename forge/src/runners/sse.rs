@@ -108,6 +108,7 @@ impl Decoder {
     }
 
     /// Bytes fed so far.
+    #[cfg(test)]
     pub fn bytes_read(&self) -> usize {
         self.total
     }

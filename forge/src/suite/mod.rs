@@ -418,7 +418,7 @@ impl Suite {
     /// secret-looking keys, URL user info and secret query values, `redact:
     /// [..]`). Resolved once (the runner is built for it, and kept for the
     /// run); the first call warns on stderr when a credential is shorter
-    /// than [`SHORT_SECRET_CHARS`](crate::secrets::SHORT_SECRET_CHARS).
+    /// than 8 characters.
     pub fn secrets(&self) -> Secrets {
         self.secrets
             .get_or_init(|| {
