@@ -13,17 +13,6 @@
 //!
 //! Two caps bound what a stream can make the decoder hold: the longest line
 //! and the bytes of the whole stream ([`Limits`]).
-//!
-//! ```
-//! use forge::runners::sse::{Decoder, Limits};
-//!
-//! let mut decoder = Decoder::new(Limits::default());
-//! let mut events = decoder.feed(b"event: message\r\ndata: {\"a\":\r").unwrap();
-//! assert!(events.is_empty());
-//! events.extend(decoder.feed(b"\ndata: 1}\r\n\r\n").unwrap());
-//! assert_eq!(events[0].event, "message");
-//! assert_eq!(events[0].data, "{\"a\":\n1}");
-//! ```
 
 use thiserror::Error;
 
@@ -228,6 +217,16 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_split_across_chunks_and_crlf() {
+        let mut decoder = Decoder::new(Limits::default());
+        let mut events = decoder.feed(b"event: message\r\ndata: {\"a\":\r").unwrap();
+        assert!(events.is_empty());
+        events.extend(decoder.feed(b"\ndata: 1}\r\n\r\n").unwrap());
+        assert_eq!(events[0].event, "message");
+        assert_eq!(events[0].data, "{\"a\":\n1}");
+    }
 
     fn decode_in(chunks: &[&[u8]], limits: Limits) -> Result<Vec<Event>, SseError> {
         let mut decoder = Decoder::new(limits);
