@@ -21,8 +21,6 @@ pub mod secrets;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod suite;
-#[cfg(feature = "test-server")]
-pub mod testing;
 
 pub use async_trait::async_trait;
 pub use error::{ConfigError, DatasetError, ErrorKind, RunError, SuiteError};

@@ -1,18 +1,22 @@
 //! The benchmark: forge against a loopback Alquimia server of known latency.
 //!
 //! ```sh
-//! cargo run --release -p forge --features bench --bin forge-bench -- \
+//! cargo run --release -p forge-testkit --bin forge-bench -- \
 //!     --sessions 50 --turns 20 --latency-ms 20
 //! ```
 //!
 //! It starts the test server in a child process (one thread, hyper), writes a
 //! suite of S sessions x T turns, and runs it through `forge run` and through
 //! the cargo-test harness, each in a fresh process whose resource usage is
-//! read with `getrusage`. It prints wall time, batches per second, the ratio
+//! read with `getrusage`. Both front ends are compiled into forge-bench, so
+//! they come from the same build: run under the name `forge` (a symlink in
+//! its temporary directory) it is the `forge` command (`forge::cli::main`),
+//! and its `harness` subcommand is a user's one-line harness. It prints wall time, batches per second, the ratio
 //! of wall time to the physical bound T x L, CPU time and peak memory of the
 //! client, and the server's own CPU time. `--load-batches N` also measures
 //! loading (and running) an N-batch suite.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -79,6 +83,9 @@ struct Usage {
 }
 
 fn main() -> ExitCode {
+    if invoked_as_forge() {
+        return forge::cli::main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Sub::Serve { latency_ms }) => serve(latency_ms),
@@ -122,13 +129,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the program runs under the name `forge` (see the module docs).
+fn invoked_as_forge() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|arg0| Path::new(&arg0).file_name() == Some(OsStr::new("forge")))
+}
+
 fn serve(latency_ms: u64) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut builder = forge::testing::TestServer::builder().log_requests(false);
+        let mut builder = forge_testkit::TestServer::builder().log_requests(false);
         if latency_ms > 0 {
             builder = builder.latency(Duration::from_millis(latency_ms));
         }
@@ -190,7 +204,7 @@ fn process_cpu_s(pid: u32) -> Option<f64> {
 fn suite_header(name: &str, url: &str, concurrency: usize) -> String {
     format!(
         "name: {name}\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n",
-        forge::testing::TestServer::DEFAULT_API_KEY
+        forge_testkit::TestServer::DEFAULT_API_KEY
     )
 }
 
@@ -249,13 +263,6 @@ fn write_jsonl_suite(
 
 fn bench(cli: &Cli) -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let forge_bin = me.with_file_name("forge");
-    if !forge_bin.is_file() {
-        return Err(format!(
-            "{} not found: build the forge binary too",
-            forge_bin.display()
-        ));
-    }
     let mut server = Command::new(&me)
         .args(["serve", "--latency-ms", &cli.latency_ms.to_string()])
         .stdin(Stdio::piped())
@@ -268,6 +275,10 @@ fn bench(cli: &Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let url = format!("http://127.0.0.1:{}", port.trim());
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // This program, under the name `forge`.
+    let forge_bin = dir.path().join("forge");
+    std::os::unix::fs::symlink(&me, &forge_bin)
+        .map_err(|e| format!("cannot link {}: {e}", forge_bin.display()))?;
     let suites = dir.path().join("suites");
     std::fs::create_dir_all(&suites).map_err(|e| e.to_string())?;
     let concurrency = cli.concurrency.unwrap_or(cli.sessions);
