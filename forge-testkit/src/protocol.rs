@@ -139,6 +139,19 @@ pub(crate) fn infer(
     if query.contains("#badjson") {
         return Response::new(full("this is not json"));
     }
+    accept(state, session, query, (fault, attempt), logged, effects)
+}
+
+/// Records an accepted turn and creates the stream that will deliver its
+/// answer; the infer reply.
+fn accept(
+    state: &State,
+    session: &str,
+    query: &str,
+    (fault, attempt): (Option<Fault>, usize),
+    logged: &mut LoggedRequest,
+    effects: &mut Effects,
+) -> Response<Body> {
     let turn = {
         let mut sessions = lock(&state.sessions);
         let turns = sessions.entry(session.to_owned()).or_default();
@@ -351,17 +364,7 @@ pub(crate) fn chat(
     logged: &mut LoggedRequest,
     effects: &mut Effects,
 ) -> (Response<Body>, bool) {
-    let messages = body
-        .and_then(|b| b.get("messages"))
-        .and_then(Value::as_array);
-    let user: Vec<&str> = messages
-        .map(|m| {
-            m.iter()
-                .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-                .filter_map(|m| m.get("content").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
+    let user = user_messages(body);
     let query = user.last().map(|c| question(c).to_owned());
     logged.query = query.clone();
     if let Some(failure) = injected_failure(state) {
@@ -401,6 +404,24 @@ pub(crate) fn chat(
         openai_answer(&query, user.len())
     };
     echo_authorization(fault, logged, &mut answer);
+    (completion(&query, answer, body), true)
+}
+
+/// The contents of the user messages of a chat request, in order.
+fn user_messages(body: Option<&Value>) -> Vec<&str> {
+    body.and_then(|b| b.get("messages"))
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                .filter_map(|m| m.get("content").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The chat-completions reply carrying `answer` to `query`.
+fn completion(query: &str, answer: String, body: Option<&Value>) -> Response<Body> {
     let mut choice = json!({
         "index": 0,
         "message": {"role": "assistant", "content": answer},
@@ -413,7 +434,7 @@ pub(crate) fn chat(
         .and_then(|b| b.get("model"))
         .cloned()
         .unwrap_or(Value::Null);
-    let response = json_response(
+    json_response(
         200,
         &json!({
             "id": "chatcmpl-test",
@@ -421,8 +442,7 @@ pub(crate) fn chat(
             "model": model,
             "choices": [choice],
         }),
-    );
-    (response, true)
+    )
 }
 
 #[cfg(test)]

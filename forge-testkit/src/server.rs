@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use hyper::header::AUTHORIZATION;
+use hyper::http::request::Parts;
+use hyper::{HeaderMap, Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -323,7 +325,6 @@ async fn handle(
 ) -> Response<Body> {
     let connection_request = connection.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return error_response(400, "cannot read the request body"),
@@ -333,70 +334,19 @@ async fn handle(
     } else {
         serde_json::from_slice(&body).ok()
     };
-    let mut logged = LoggedRequest {
-        method: parts.method.to_string(),
-        path: path.clone(),
-        query_string: parts.uri.query().map(str::to_owned),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: json_body.clone(),
-        session_id: None,
-        query: None,
-        at: state.started.elapsed(),
-        status: 0,
-        stream_id: None,
-        fault: None,
-        connection_request,
-    };
-    let authorized = match &state.api_key {
-        None => true,
-        Some(key) => {
-            parts
-                .headers
-                .get(hyper::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                == Some(key.as_str())
-        }
-    };
+    let mut logged = log_entry(&parts, json_body.clone(), &state, connection_request);
+    let authorized = authorized(&state, &parts.headers);
     let mut effects = Effects::default();
-    let delayed =
-        |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
+    let (response, latency) = route(
+        &state,
+        &parts.method,
+        json_body.as_ref(),
+        authorized,
+        &mut logged,
+        &mut effects,
+    );
     let starts_turn = parts.method == Method::POST
-        && (path.contains("/event/infer/") || path.ends_with("/chat/completions"));
-    let (response, latency) = if parts.method == Method::POST && path.contains("/event/infer/") {
-        (
-            infer(
-                &state,
-                &path,
-                json_body.as_ref(),
-                authorized,
-                &mut logged,
-                &mut effects,
-            ),
-            None,
-        )
-    } else if parts.method == Method::GET && path.contains("/event/stream/") {
-        delayed(stream(&state, &path, authorized, &mut logged, &mut effects))
-    } else if parts.method == Method::POST && path.ends_with("/chat/completions") {
-        delayed(chat(
-            &state,
-            json_body.as_ref(),
-            authorized,
-            &mut logged,
-            &mut effects,
-        ))
-    } else {
-        (error_response(404, "no such endpoint"), None)
-    };
+        && (logged.is_infer() || logged.path.ends_with("/chat/completions"));
     // Logged before the latency, so the log keeps the arrival order.
     logged.status = if effects.close {
         0
@@ -419,4 +369,75 @@ async fn handle(
         tokio::time::sleep(latency).await;
     }
     response
+}
+
+/// The log entry of a request, before it is answered.
+fn log_entry(
+    parts: &Parts,
+    body: Option<Value>,
+    state: &State,
+    connection_request: usize,
+) -> LoggedRequest {
+    LoggedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query_string: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        session_id: None,
+        query: None,
+        at: state.started.elapsed(),
+        status: 0,
+        stream_id: None,
+        fault: None,
+        connection_request,
+    }
+}
+
+/// Whether the request carries the server's key (always, without one).
+fn authorized(state: &State, headers: &HeaderMap) -> bool {
+    match &state.api_key {
+        None => true,
+        Some(key) => {
+            headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                == Some(key.as_str())
+        }
+    }
+}
+
+/// The endpoint's response, and the latency that applies to it (the
+/// server's, when the response delivers a turn).
+fn route(
+    state: &State,
+    method: &Method,
+    body: Option<&Value>,
+    authorized: bool,
+    logged: &mut LoggedRequest,
+    effects: &mut Effects,
+) -> (Response<Body>, Option<Duration>) {
+    let delayed =
+        |(response, turn): (Response<Body>, bool)| (response, state.latency.filter(|_| turn));
+    let path = logged.path.clone();
+    if method == Method::POST && logged.is_infer() {
+        let response = infer(state, &path, body, authorized, logged, effects);
+        (response, None)
+    } else if method == Method::GET && logged.is_stream() {
+        delayed(stream(state, &path, authorized, logged, effects))
+    } else if method == Method::POST && path.ends_with("/chat/completions") {
+        delayed(chat(state, body, authorized, logged, effects))
+    } else {
+        (error_response(404, "no such endpoint"), None)
+    }
 }

@@ -1,5 +1,5 @@
 //! The `alquimia` and `openai` runners and the payload API against the
-//! loopback test server (feature `test-server`).
+//! loopback test server of `forge_testkit`.
 
 mod support;
 use forge_testkit::data::dataset;
