@@ -23,7 +23,6 @@
 //!
 //! # The test server
 //!
-//!
 //! Endpoints (any path prefix before `/event/...` is taken as the API
 //! version; `/chat/completions` may sit under any prefix such as `/v1`):
 //!
@@ -65,6 +64,7 @@
 //! request's arrival time, status, stream id, injected fault and place on its
 //! connection, so tests can check from the server's side what was sent and
 //! accepted.
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -15,8 +15,6 @@ use forge::{async_trait, Batch, Dataset, Engine, Reply, RunError, Runner, Sessio
 use forge_testkit::{openai_answer, TestServer};
 use serde_json::{json, Value};
 
-mod support;
-
 fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_forge"))
         .args(args)
