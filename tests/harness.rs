@@ -7,9 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-#[path = "../forge/tests/support/process.rs"]
-mod process;
-use process::{is_dead, read_pid, wait_until, Reap, Spawned};
+use forge_testkit::process::{is_dead, read_pid, wait_until, Reap, Spawned};
 
 struct Project {
     dir: tempfile::TempDir,
@@ -365,7 +363,7 @@ datasets:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_harness_against_the_loopback_alquimia_server() {
-    use forge::testing::TestServer;
+    use forge_testkit::TestServer;
     let server = TestServer::builder()
         .api_key("sekret-key-123")
         .start()
@@ -419,7 +417,7 @@ async fn the_harness_against_the_loopback_alquimia_server() {
     assert_eq!(report["summaries"][0]["failures"], 1);
     assert_eq!(
         report["datasets"][0]["conversation"][1]["assistant"],
-        forge::testing::alquimia_answer("second", 4, "s1"),
+        forge_testkit::alquimia_answer("second", 4, "s1"),
         "the server counts turns across both runs of s1"
     );
     for file in ["agent.json", "junit.xml"] {
@@ -465,7 +463,7 @@ const INTERRUPTED: &str = "run interrupted before this turn was sent";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_stops_the_harness_and_writes_partial_reports_of_this_run() {
-    use forge::testing::TestServer;
+    use forge_testkit::TestServer;
     // 12 turns of 1 s, 2 sessions at once: the whole run would take 6 s.
     let server = TestServer::builder()
         .latency(std::time::Duration::from_secs(1))

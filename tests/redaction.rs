@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use forge::testing::{Fault, FaultPlan, TestServer};
+use forge_testkit::{Fault, FaultPlan, TestServer};
 
 const SUITE: &str = r#"
 name: agent

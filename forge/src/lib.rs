@@ -32,8 +32,6 @@ mod runner;
 mod secrets;
 mod select;
 mod suite;
-#[cfg(feature = "test-server")]
-pub mod testing;
 
 pub use async_trait::async_trait;
 pub use engine::{run_dataset, Engine, Job, INTERRUPTED};

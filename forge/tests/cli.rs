@@ -186,7 +186,7 @@ fn payload_from_a_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn payload_against_the_loopback_alquimia_server_prints_the_response_format() {
-    let server = forge::testing::TestServer::builder()
+    let server = forge_testkit::TestServer::builder()
         .api_key("payload-key-42")
         .start()
         .await;
@@ -229,7 +229,7 @@ async fn payload_against_the_loopback_alquimia_server_prints_the_response_format
     let turns = &response["datasets"][0]["conversation"];
     assert_eq!(
         turns[0]["assistant"],
-        forge::testing::alquimia_answer("What is the capital of France?", 1, "test-session-1")
+        forge_testkit::alquimia_answer("What is the capital of France?", 1, "test-session-1")
     );
     assert!(turns[1]["assistant"]
         .as_str()

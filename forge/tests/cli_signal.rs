@@ -14,11 +14,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use forge::testing::{alquimia_answer, Fault, FaultPlan, TestServer};
+use forge_testkit::process::{is_dead, read_pid, wait_until, Reap, Spawned};
+use forge_testkit::{alquimia_answer, Fault, FaultPlan, TestServer};
 use serde_json::Value;
-
-mod support;
-use support::process::{is_dead, read_pid, wait_until, Reap, Spawned};
 
 const INTERRUPTED: &str = "[ERROR] run interrupted before this turn was sent";
 

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
-use forge::testing::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
 use forge::{Batch, Dataset, Engine, Runner, Suite};
+use forge_testkit::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
 use serde_json::json;
 
 const ALWAYS: usize = usize::MAX;
 
 mod support;
-use support::{alquimia, datasets, is_infer, is_stream, policy};
+use forge_testkit::data::datasets;
+use support::{alquimia, policy};
 
 /// What the engine must make of a turn with `fault` when it retries up to
 /// `retries` times: (succeeds, infer requests, stream reads).
@@ -194,8 +195,8 @@ async fn every_batch_once_and_no_accepted_turn_sent_twice() {
                         && r.query.as_deref() == Some(&batch.query)
                 })
                 .collect();
-            let infer: Vec<&&LoggedRequest> = mine.iter().filter(|r| is_infer(r)).collect();
-            let streams: Vec<&&LoggedRequest> = mine.iter().filter(|r| is_stream(r)).collect();
+            let infer: Vec<&&LoggedRequest> = mine.iter().filter(|r| r.is_infer()).collect();
+            let streams: Vec<&&LoggedRequest> = mine.iter().filter(|r| r.is_stream()).collect();
             let context = format!(
                 "{session}/{} with {fault:?}: {}",
                 batch.qa_id, batch.assistant
@@ -296,7 +297,7 @@ async fn retry_after_is_honoured() {
         alquimia_answer("slow down", 1, "s")
     );
     let log = server.requests();
-    let infers: Vec<&LoggedRequest> = log.iter().filter(|r| is_infer(r)).collect();
+    let infers: Vec<&LoggedRequest> = log.iter().filter(|r| r.is_infer()).collect();
     assert_eq!(infers.len(), 2);
     assert_eq!(infers[0].status, 429);
     assert_eq!(infers[0].fault.as_deref(), Some("reject 429"));
@@ -459,7 +460,7 @@ async fn a_turn_cut_off_during_infer_is_never_sent_twice() {
         server
             .requests()
             .iter()
-            .filter(|r| is_infer(r) && r.query.as_deref() == Some(query))
+            .filter(|r| r.is_infer() && r.query.as_deref() == Some(query))
             .count()
     };
 

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use forge::testing::TestServer;
+use forge_testkit::TestServer;
 use serde_json::{json, Value};
 mod support;
 #[cfg(feature = "serve")]
@@ -72,7 +72,7 @@ impl Capture {
 }
 
 fn datasets() -> Value {
-    support::seed_datasets(&["s1"], &["What is the capital of France?"])
+    forge_testkit::data::seed_datasets(&["s1"], &["What is the capital of France?"])
 }
 
 fn alquimia_payload(base_url: &str) -> Value {

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use forge::lambda::{handle, ApiGatewayV2httpRequest};
-use forge::testing::TestServer;
+use forge_testkit::TestServer;
 use serde_json::Value;
 
 mod support;
@@ -58,7 +58,7 @@ async fn a_string_body_runs_the_payload() {
     assert_eq!(body["total_datasets"], 1);
     assert_eq!(
         body["datasets"][0]["conversation"][0]["assistant"],
-        forge::testing::alquimia_answer("What is the capital of France?", 1, "test-session-1")
+        forge_testkit::alquimia_answer("What is the capital of France?", 1, "test-session-1")
     );
     assert_eq!(body["summaries"][0]["successes"], 1);
     assert_eq!(

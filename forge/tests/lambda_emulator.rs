@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use forge::testing::{LoggedRequest, TestServer};
+use forge_testkit::{LoggedRequest, TestServer};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -75,7 +75,7 @@ async fn the_readme_watch_command_answers_gateway_and_direct_events() {
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(
         body["datasets"][0]["conversation"][0]["assistant"],
-        forge::testing::alquimia_answer("What is the capital of France?", 1, "test-session-1")
+        forge_testkit::alquimia_answer("What is the capital of France?", 1, "test-session-1")
     );
     assert_eq!(body["summaries"][0]["successes"], 1, "{body}");
     assert_eq!(
@@ -490,7 +490,7 @@ fn gateway(payload: &Value) -> Value {
 
 /// A payload of one one-turn dataset per session, with `config`.
 fn payload<S: AsRef<str>>(sessions: &[S], config: Value) -> Value {
-    support::seed_payload(sessions, &["What is the capital of France?"], config)
+    forge_testkit::data::seed_payload(sessions, &["What is the capital of France?"], config)
 }
 
 fn session_ids(count: usize) -> Vec<String> {

@@ -3,7 +3,7 @@
 //! (Its own test binary: it sets the process environment.)
 #![cfg(feature = "lambda")]
 
-use forge::testing::TestServer;
+use forge_testkit::TestServer;
 use serde_json::{json, Value};
 
 const HOST_KEY: &str = "lambda-host-key-77";

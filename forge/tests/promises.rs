@@ -11,11 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use forge::testing::{openai_answer, TestServer};
 use forge::{async_trait, Batch, Dataset, Engine, Reply, RunError, Runner, Session, Suite};
+use forge_testkit::{openai_answer, TestServer};
 use serde_json::{json, Value};
-
-mod support;
 
 fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -293,7 +291,7 @@ async fn no_more_than_concurrency_sessions_run_at_once() {
 }
 
 async fn raw_server(reply: &[u8]) -> (String, Arc<Mutex<Vec<String>>>) {
-    support::capture_server(reply.to_vec()).await
+    forge_testkit::capture::capture_server(reply.to_vec()).await
 }
 
 fn body_of(request: &str) -> Value {

@@ -4,14 +4,15 @@
 //! sent and accepted comes from the server's own request log.
 
 mod support;
-use support::{alquimia, build, dataset, datasets, is_infer, is_stream, openai, retrying};
+use forge_testkit::data::{dataset, datasets};
+use support::{alquimia, build, openai, retrying};
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use forge::testing::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
 use forge::{Batch, Dataset, Engine, ErrorKind, Runner, Session, Suite};
+use forge_testkit::{alquimia_answer, openai_answer, Fault, FaultPlan, LoggedRequest, TestServer};
 use serde_json::{json, Value};
 
 const KEY: &str = TestServer::DEFAULT_API_KEY;
@@ -72,8 +73,8 @@ async fn keep_alive_data_lines_are_skipped() {
         ("silent, no done", 3),
     ] {
         let turn = of_turn(&log, "s", query);
-        assert_eq!(turn.iter().filter(|r| is_infer(r)).count(), 1, "{query}");
-        let streams: Vec<_> = turn.iter().filter(|r| is_stream(r)).collect();
+        assert_eq!(turn.iter().filter(|r| r.is_infer()).count(), 1, "{query}");
+        let streams: Vec<_> = turn.iter().filter(|r| r.is_stream()).collect();
         assert_eq!(streams.len(), reads, "{query}");
         assert!(streams
             .iter()
@@ -120,7 +121,7 @@ async fn server_errors_are_retried_and_no_accepted_turn_is_sent_twice() {
                 "{context}"
             );
             let mine = of_turn(&log, session, &batch.query);
-            let infers: Vec<_> = mine.iter().filter(|r| is_infer(r)).collect();
+            let infers: Vec<_> = mine.iter().filter(|r| r.is_infer()).collect();
             let times = match plan.fault(session, &batch.query) {
                 Some(Fault::Reject { times, .. }) => times,
                 _ => 0,
@@ -143,7 +144,7 @@ async fn server_errors_are_retried_and_no_accepted_turn_is_sent_twice() {
             assert!(
                 after
                     .iter()
-                    .all(|r| is_stream(r) && r.stream_id == stream_id),
+                    .all(|r| r.is_stream() && r.stream_id == stream_id),
                 "{context}"
             );
         }
@@ -314,8 +315,8 @@ async fn a_stream_whose_kept_alive_connection_closes_is_reattached() {
     );
     let log = server.requests();
     let turn = of_turn(&log, "s", "closed");
-    let infers: Vec<_> = turn.iter().filter(|r| is_infer(r)).collect();
-    let streams: Vec<_> = turn.iter().filter(|r| is_stream(r)).collect();
+    let infers: Vec<_> = turn.iter().filter(|r| r.is_infer()).collect();
+    let streams: Vec<_> = turn.iter().filter(|r| r.is_stream()).collect();
     assert_eq!(infers.len(), 1, "sent once");
     assert_eq!(streams.len(), 2, "re-attached once");
     assert_eq!(streams[0].fault.as_deref(), Some("close"));
@@ -424,7 +425,7 @@ async fn same_origin_redirects_are_followed_a_few_times() {
     let log = server.requests();
     let infers: Vec<_> = of_turn(&log, "s", "moved")
         .into_iter()
-        .filter(|r| is_infer(r))
+        .filter(|r| r.is_infer())
         .collect();
     assert_eq!(infers.len(), 3);
     assert!(infers
@@ -493,7 +494,7 @@ async fn long_lines_are_read_and_the_size_caps_hold() {
     );
     // Final: each stream read once.
     let log = server.requests();
-    assert_eq!(log.iter().filter(|r| is_stream(r)).count(), 4);
+    assert_eq!(log.iter().filter(|r| r.is_stream()).count(), 4);
 }
 
 #[tokio::test]

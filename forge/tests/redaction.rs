@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use forge::testing::{Fault, FaultPlan, TestServer};
+use forge_testkit::{Fault, FaultPlan, TestServer};
 
 const SUITES: &[(&str, &str)] = &[
     (

@@ -1,16 +1,17 @@
 //! The `alquimia` and `openai` runners and the payload API against the
-//! loopback test server (feature `test-server`).
+//! loopback test server of `forge_testkit`.
 
 mod support;
-use support::{dataset, retrying};
+use forge_testkit::data::dataset;
+use support::retrying;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
 use forge::runners::openai::{OpenAi, OpenAiConfig};
-use forge::testing::{alquimia_answer, openai_answer, LoggedRequest, TestServer};
 use forge::{Dataset, Engine, ErrorKind, Runner, Session};
+use forge_testkit::{alquimia_answer, openai_answer, LoggedRequest, TestServer};
 use serde_json::{json, Value};
 
 /// Serializes the tests that read or change environment variables.
@@ -675,7 +676,7 @@ async fn error_bodies_echoing_the_key_at_the_snippet_boundary_never_show_it() {
         for status in [401, 200] {
             // 401: the error body is quoted; 200: not JSON, quoted as malformed.
             let body = format!("{} {key} is not valid", "x".repeat(offset)).into_bytes();
-            let url = support::fixed_server(status, body).await;
+            let url = forge_testkit::capture::fixed_server(status, body).await;
             let mut openai = openai_config(&url);
             openai.api_key = Some(key.into());
             let mut alquimia_cfg = alquimia_config(&url);
@@ -708,7 +709,7 @@ async fn reply_bodies_are_read_up_to_a_cap() {
     // quoted from its start, and the key at its end (never read) cannot show.
     let mut body = vec![b'y'; 64 * 1024 * 4];
     body.extend_from_slice(b" key sk-0123456789abcdef");
-    let url = support::fixed_server(500, body).await;
+    let url = forge_testkit::capture::fixed_server(500, body).await;
     let mut config = openai_config(&url);
     config.api_key = Some("sk-0123456789abcdef".into());
     let (data, _) = forge::run_dataset(&OpenAi::new(config).unwrap(), dataset("s", &["q"])).await;

@@ -2,15 +2,16 @@
 //! `command` runner with `sh -c` scripts.
 
 mod support;
-use support::process::{is_dead, wait_until};
-use support::{dataset, retrying};
+use forge_testkit::data::dataset;
+use forge_testkit::process::{is_dead, wait_until};
+use support::retrying;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use forge::registry::{self, BuildContext};
-use forge::testing::{openai_answer, TestServer};
 use forge::{Dataset, Engine, Policy, Runner};
+use forge_testkit::{openai_answer, TestServer};
 use serde_json::{json, Value};
 
 fn runner(config: Value) -> Arc<dyn Runner> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use forge::serve::ServeConfig;
-use forge::testing::TestServer;
+use forge_testkit::TestServer;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -49,10 +49,10 @@ impl Served {
 
 /// Two turns per session for the agent at `base_url`.
 fn seed_payload(base_url: &str, sessions: &[&str]) -> Value {
-    support::seed_payload(
+    forge_testkit::data::seed_payload(
         sessions,
         &["What is the capital of France?", "And of Spain?"],
-        support::alquimia_config(base_url, KEY),
+        forge_testkit::data::alquimia_config(base_url, KEY),
     )
 }
 
@@ -103,7 +103,7 @@ async fn seed_payload_answers_what_payload_run_gives() {
     assert_eq!(body["total_datasets"], 2);
     assert_eq!(
         body["datasets"][0]["conversation"][0]["assistant"],
-        forge::testing::alquimia_answer("What is the capital of France?", 1, "s1")
+        forge_testkit::alquimia_answer("What is the capital of France?", 1, "s1")
     );
     assert_eq!(body["summaries"][1]["successes"], 2);
     assert_eq!(
@@ -413,10 +413,10 @@ async fn runs_in_flight(url: &str) -> u64 {
 fn long_payload(base_url: &str, session: &str, turns: usize) -> Value {
     let queries: Vec<String> = (0..turns).map(|i| format!("Question {i}?")).collect();
     let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
-    support::seed_payload(
+    forge_testkit::data::seed_payload(
         &[session],
         &queries,
-        support::alquimia_config(base_url, KEY),
+        forge_testkit::data::alquimia_config(base_url, KEY),
     )
 }
 

@@ -67,7 +67,7 @@ impl Fixture {
 /// its own (the binaries under test are separate processes). The one place
 /// the test kit is named.
 pub struct Server {
-    server: forge::testing::TestServer,
+    server: forge_testkit::TestServer,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -75,7 +75,7 @@ impl Server {
     /// Starts the server: key [`SERVER_KEY`], and the turn asking
     /// `echo my key` answered with the Authorization header it got.
     pub fn start() -> Server {
-        use forge::testing::{Fault, FaultPlan, TestServer};
+        use forge_testkit::{Fault, FaultPlan, TestServer};
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
         let server = runtime.block_on(
             TestServer::builder()

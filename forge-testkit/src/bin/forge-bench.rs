@@ -1,21 +1,25 @@
 //! The benchmark: forge against a loopback Alquimia server of known latency.
 //!
 //! ```sh
-//! cargo run --release -p forge --features bench --bin forge-bench -- \
+//! cargo run --release -p forge-testkit --bin forge-bench -- \
 //!     --sessions 50 --turns 20 --latency-ms 20
 //! ```
 //!
 //! It starts the test server in a child process (one thread, hyper), writes a
 //! suite of S sessions x T turns, and runs it through `forge run` and through
 //! the cargo-test harness, each in a fresh process whose resource usage is
-//! read with `getrusage`. It prints wall time, batches per second, the ratio
+//! read with `getrusage`. Both front ends are compiled into forge-bench, so
+//! they come from the same build: run under the name `forge` (a symlink in
+//! its temporary directory) it is the `forge` command (`forge::cli::main`),
+//! and its `harness` subcommand is a user's one-line harness. It prints wall time, batches per second, the ratio
 //! of wall time to the physical bound T x L, CPU time and peak memory of the
 //! client, and the server's own CPU time. `--load-batches N` also measures
 //! loading (and running) an N-batch suite.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -79,6 +83,9 @@ struct Usage {
 }
 
 fn main() -> ExitCode {
+    if invoked_as_forge() {
+        return forge::cli::main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Sub::Serve { latency_ms }) => serve(latency_ms),
@@ -122,13 +129,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the program runs under the name `forge` (see the module docs).
+fn invoked_as_forge() -> bool {
+    std::env::args_os()
+        .next()
+        .is_some_and(|arg0| Path::new(&arg0).file_name() == Some(OsStr::new("forge")))
+}
+
 fn serve(latency_ms: u64) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut builder = forge::testing::TestServer::builder().log_requests(false);
+        let mut builder = forge_testkit::TestServer::builder().log_requests(false);
         if latency_ms > 0 {
             builder = builder.latency(Duration::from_millis(latency_ms));
         }
@@ -190,7 +204,7 @@ fn process_cpu_s(pid: u32) -> Option<f64> {
 fn suite_header(name: &str, url: &str, concurrency: usize) -> String {
     format!(
         "name: {name}\nrunner:\n  type: alquimia\n  base_url: {url}\n  api_key: {}\n  agent_id: bench\n  channel_id: web\nconcurrency: {concurrency}\ntimeout: 60s\ndatasets:\n",
-        forge::testing::TestServer::DEFAULT_API_KEY
+        forge_testkit::TestServer::DEFAULT_API_KEY
     )
 }
 
@@ -247,33 +261,85 @@ fn write_jsonl_suite(
     std::fs::write(path, text).map_err(|e| e.to_string())
 }
 
-fn bench(cli: &Cli) -> Result<(), String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let forge_bin = me.with_file_name("forge");
-    if !forge_bin.is_file() {
-        return Err(format!(
-            "{} not found: build the forge binary too",
-            forge_bin.display()
-        ));
-    }
-    let mut server = Command::new(&me)
-        .args(["serve", "--latency-ms", &cli.latency_ms.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut port = String::new();
-    BufReader::new(server.stdout.take().ok_or("no server stdout")?)
-        .read_line(&mut port)
-        .map_err(|e| e.to_string())?;
-    let url = format!("http://127.0.0.1:{}", port.trim());
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let suites = dir.path().join("suites");
-    std::fs::create_dir_all(&suites).map_err(|e| e.to_string())?;
-    let concurrency = cli.concurrency.unwrap_or(cli.sessions);
-    let suite = suites.join("bench.yaml");
-    write_suite(&suite, &url, cli.sessions, cli.turns, concurrency)?;
+/// Where a benchmark runs: this program (also under the name `forge`), a
+/// temporary directory, and the test server in a child process.
+struct Setup {
+    me: PathBuf,
+    forge_bin: PathBuf,
+    dir: tempfile::TempDir,
+    url: String,
+    out: PathBuf,
+    server: Child,
+}
 
+impl Setup {
+    /// Starts the server (this program's `serve`) and makes the directory.
+    fn start(latency_ms: u64) -> Result<Setup, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut server = Command::new(&me)
+            .args(["serve", "--latency-ms", &latency_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut port = String::new();
+        BufReader::new(server.stdout.take().ok_or("no server stdout")?)
+            .read_line(&mut port)
+            .map_err(|e| e.to_string())?;
+        let url = format!("http://127.0.0.1:{}", port.trim());
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        // This program, under the name `forge`.
+        let forge_bin = dir.path().join("forge");
+        std::os::unix::fs::symlink(&me, &forge_bin)
+            .map_err(|e| format!("cannot link {}: {e}", forge_bin.display()))?;
+        let out = dir.path().join("out");
+        Ok(Setup {
+            me,
+            forge_bin,
+            dir,
+            url,
+            out,
+            server,
+        })
+    }
+
+    /// `forge run SUITE --quiet --out OUT`.
+    fn forge_run(&self, suite: &Path) -> Vec<String> {
+        vec![
+            self.forge_bin.display().to_string(),
+            "run".into(),
+            suite.display().to_string(),
+            "--quiet".into(),
+            "--out".into(),
+            self.out.display().to_string(),
+        ]
+    }
+
+    /// Stops the server: it serves until its stdin closes.
+    fn stop(mut self) {
+        drop(self.server.stdin.take());
+        let _ = self.server.wait();
+    }
+}
+
+fn bench(cli: &Cli) -> Result<(), String> {
+    let setup = Setup::start(cli.latency_ms)?;
+    let concurrency = cli.concurrency.unwrap_or(cli.sessions);
+    run_modes(cli, &setup, concurrency)?;
+    if let Some(count) = cli.load_batches {
+        run_load(cli, &setup, count, concurrency)?;
+    }
+    setup.stop();
+    Ok(())
+}
+
+/// Runs the S x T suite through each front end of `--modes` and prints a
+/// row for each.
+fn run_modes(cli: &Cli, setup: &Setup, concurrency: usize) -> Result<(), String> {
+    let suites = setup.dir.path().join("suites");
+    std::fs::create_dir_all(&suites).map_err(|e| e.to_string())?;
+    let suite = suites.join("bench.yaml");
+    write_suite(&suite, &setup.url, cli.sessions, cli.turns, concurrency)?;
     let batches = cli.sessions * cli.turns;
     let bound_s = cli.turns as f64 * cli.latency_ms as f64 / 1000.0;
     println!(
@@ -284,27 +350,20 @@ fn bench(cli: &Cli) -> Result<(), String> {
         "{:<8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
         "mode", "wall s", "batches/s", "wall/TxL", "user s", "sys s", "peak MB", "server s"
     );
-    let out = dir.path().join("out");
     for mode in &cli.modes {
         let command: Vec<String> = match mode.as_str() {
-            "run" => vec![
-                forge_bin.display().to_string(),
-                "run".into(),
-                suite.display().to_string(),
-                "--quiet".into(),
-                "--out".into(),
-                out.display().to_string(),
-            ],
+            "run" => setup.forge_run(&suite),
             "harness" => vec![
-                me.display().to_string(),
+                setup.me.display().to_string(),
                 "harness".into(),
                 suites.display().to_string(),
             ],
             other => return Err(format!("unknown mode {other:?} (run, harness)")),
         };
-        let server_before = process_cpu_s(server.id()).unwrap_or(0.0);
-        let usage = measured(&me, dir.path(), &command, &[("FORGE_OUT_DIR", &out)])?;
-        let server_s = process_cpu_s(server.id()).unwrap_or(0.0) - server_before;
+        let server_before = process_cpu_s(setup.server.id()).unwrap_or(0.0);
+        let env = [("FORGE_OUT_DIR", setup.out.as_path())];
+        let usage = measured(&setup.me, setup.dir.path(), &command, &env)?;
+        let server_s = process_cpu_s(setup.server.id()).unwrap_or(0.0) - server_before;
         if usage.status != Some(0) {
             return Err(format!("{mode} failed with status {:?}", usage.status));
         }
@@ -324,48 +383,37 @@ fn bench(cli: &Cli) -> Result<(), String> {
             server_s
         );
     }
+    Ok(())
+}
 
-    if let Some(count) = cli.load_batches {
-        let big_dir = dir.path().join("big");
-        std::fs::create_dir_all(&big_dir).map_err(|e| e.to_string())?;
-        let big = big_dir.join("big.yaml");
-        let sessions = count.div_ceil(cli.turns.max(1));
-        // A suite this large keeps its datasets in a Fair-Forge JSONL file,
-        // as real large suites do.
-        write_jsonl_suite(&big, &url, sessions, cli.turns.max(1), concurrency)?;
-        let start = Instant::now();
-        let loaded = forge::Suite::load(&big).map_err(|e| e.to_string())?;
-        let load_s = start.elapsed().as_secs_f64();
-        println!(
-            "load: {} batches (YAML suite + JSONL datasets) in {load_s:.3}s",
-            loaded.batch_count()
-        );
-        drop(loaded);
-        let usage = measured(
-            &me,
-            dir.path(),
-            &[
-                forge_bin.display().to_string(),
-                "run".into(),
-                big.display().to_string(),
-                "--quiet".into(),
-                "--out".into(),
-                out.display().to_string(),
-            ],
-            &[],
-        )?;
-        println!(
-            "run {} batches: wall {:.3}s, {:.0} batches/s, user {:.3}s, sys {:.3}s, peak {:.1} MB",
-            sessions * cli.turns.max(1),
-            usage.wall_s,
-            (sessions * cli.turns.max(1)) as f64 / usage.wall_s,
-            usage.user_s,
-            usage.sys_s,
-            usage.max_rss_mb
-        );
-    }
-    drop(server.stdin.take());
-    let _ = server.wait();
+/// Loads a suite of about `count` batches in this process, then runs it
+/// with `forge run`, and prints both.
+fn run_load(cli: &Cli, setup: &Setup, count: usize, concurrency: usize) -> Result<(), String> {
+    let big_dir = setup.dir.path().join("big");
+    std::fs::create_dir_all(&big_dir).map_err(|e| e.to_string())?;
+    let big = big_dir.join("big.yaml");
+    let sessions = count.div_ceil(cli.turns.max(1));
+    // A suite this large keeps its datasets in a Fair-Forge JSONL file,
+    // as real large suites do.
+    write_jsonl_suite(&big, &setup.url, sessions, cli.turns.max(1), concurrency)?;
+    let start = Instant::now();
+    let loaded = forge::Suite::load(&big).map_err(|e| e.to_string())?;
+    let load_s = start.elapsed().as_secs_f64();
+    println!(
+        "load: {} batches (YAML suite + JSONL datasets) in {load_s:.3}s",
+        loaded.batch_count()
+    );
+    drop(loaded);
+    let usage = measured(&setup.me, setup.dir.path(), &setup.forge_run(&big), &[])?;
+    println!(
+        "run {} batches: wall {:.3}s, {:.0} batches/s, user {:.3}s, sys {:.3}s, peak {:.1} MB",
+        sessions * cli.turns.max(1),
+        usage.wall_s,
+        (sessions * cli.turns.max(1)) as f64 / usage.wall_s,
+        usage.user_s,
+        usage.sys_s,
+        usage.max_rss_mb
+    );
     Ok(())
 }
 

@@ -1,9 +1,7 @@
 //! Processes under test: a binary run in the background with its output
 //! read on threads, signals, and waits on events (a stderr line, a
 //! condition, a process's death), each bounded so that a regression fails
-//! instead of hanging. Only std and tokio: forge's tests use it as
-//! `support::process`, the root package's tests through `#[path]`.
-#![allow(dead_code)]
+//! instead of hanging.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
