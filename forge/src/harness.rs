@@ -31,7 +31,7 @@ use crate::load::{load, LoadFailure, Loaded};
 use crate::pipeline;
 use crate::report::junit::Junit;
 use crate::report::summary::SummaryJson;
-use crate::report::{self, Reporter, SuiteReport, Tee};
+use crate::report::{self, Reporter, Tee};
 use crate::run::BatchRecord;
 use crate::select::Selection;
 use crate::suite::Suite;
@@ -55,8 +55,6 @@ pub fn main(dir: impl AsRef<Path>) -> ExitCode {
 pub struct HarnessOutcome {
     /// libtest-mimic's tally.
     pub conclusion: Conclusion,
-    /// The suites' reports (empty with `--list`).
-    pub suites: Vec<SuiteReport>,
     /// The report files written.
     pub reports: Vec<PathBuf>,
 }
@@ -75,7 +73,6 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     if args.list {
         return Ok(HarnessOutcome {
             conclusion: libtest_mimic::run(args, trials),
-            suites: Vec::new(),
             reports: Vec::new(),
         });
     }
@@ -106,7 +103,6 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     let Some(outcome) = outcome else {
         return Ok(HarnessOutcome {
             conclusion,
-            suites: Vec::new(),
             reports: Vec::new(),
         });
     };
@@ -119,7 +115,6 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     }
     Ok(HarnessOutcome {
         conclusion,
-        suites: outcome.suites,
         reports,
     })
 }

@@ -13,7 +13,6 @@ pub mod lambda;
 pub mod payload;
 pub mod registry;
 pub mod runners;
-pub mod schema;
 #[cfg(feature = "serve")]
 pub mod serve;
 
@@ -29,6 +28,7 @@ mod policy;
 mod report;
 mod run;
 mod runner;
+mod schema;
 mod secrets;
 mod select;
 mod suite;

@@ -312,62 +312,31 @@ pub trait Runner: Send + Sync {
     }
 }
 
-#[async_trait]
-impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
-    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
-        (**self).call(batch, session).await
-    }
-    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        (**self).run_batch(batch, session).await
-    }
-    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
-        (**self).run_dataset(dataset, turns).await
-    }
-    fn retry(&self) -> Retry {
-        (**self).retry()
-    }
-    fn secrets(&self) -> Vec<String> {
-        (**self).secrets()
-    }
+/// A pointer to a runner is the runner: every method forwarded.
+macro_rules! forward_runner {
+    ($($pointer:ty),*) => {$(
+        #[async_trait]
+        impl<R: Runner + ?Sized> Runner for $pointer {
+            async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+                (**self).call(batch, session).await
+            }
+            async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
+                (**self).run_batch(batch, session).await
+            }
+            async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+                (**self).run_dataset(dataset, turns).await
+            }
+            fn retry(&self) -> Retry {
+                (**self).retry()
+            }
+            fn secrets(&self) -> Vec<String> {
+                (**self).secrets()
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<R: Runner + ?Sized> Runner for &R {
-    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
-        (**self).call(batch, session).await
-    }
-    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        (**self).run_batch(batch, session).await
-    }
-    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
-        (**self).run_dataset(dataset, turns).await
-    }
-    fn retry(&self) -> Retry {
-        (**self).retry()
-    }
-    fn secrets(&self) -> Vec<String> {
-        (**self).secrets()
-    }
-}
-
-#[async_trait]
-impl<R: Runner + ?Sized> Runner for Box<R> {
-    async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
-        (**self).call(batch, session).await
-    }
-    async fn run_batch(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        (**self).run_batch(batch, session).await
-    }
-    async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
-        (**self).run_dataset(dataset, turns).await
-    }
-    fn retry(&self) -> Retry {
-        (**self).retry()
-    }
-    fn secrets(&self) -> Vec<String> {
-        (**self).secrets()
-    }
-}
+forward_runner!(std::sync::Arc<R>, Box<R>, &R);
 
 /// Milliseconds in a duration, as a float.
 pub(crate) fn millis(duration: Duration) -> f64 {
