@@ -1,5 +1,12 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE` and (feature `serve`) `forge serve`.
+//!
+//! `forge run SUITE...` keeps only its own concerns (arguments, the exit
+//! status, the closing lines) around the pipeline every front end shares:
+//! load, select by `--filter`, run, and report through the console, summary
+//! JSON and JUnit reporters. A binary with runners of its own (registered
+//! with `#[forge_runner]` or `forge::register_runner!`) gets the whole
+//! command by calling [`main`].
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -493,6 +493,106 @@ mod tests {
         }
     }
 
+    /// Opens a session on the agent around the conversation, and fails its
+    /// first attempt at every turn with a transient error.
+    struct Wrapped {
+        log: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Runner for Wrapped {
+        async fn call(&self, batch: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            let mut log = self.log.lock().unwrap();
+            log.push(format!("call {}", batch.qa_id));
+            if log
+                .iter()
+                .filter(|l| **l == format!("call {}", batch.qa_id))
+                .count()
+                == 1
+            {
+                return Err(RunError::transient("busy"));
+            }
+            Ok(Reply::text(format!("answer {}", batch.qa_id)))
+        }
+
+        async fn run_dataset(&self, dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+            self.log.lock().unwrap().push("open".into());
+            let done = turns.run(dataset).await;
+            self.log.lock().unwrap().push("close".into());
+            done
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overridden_run_dataset_wraps_the_engines_turns() {
+        let runner = Arc::new(Wrapped {
+            log: Mutex::new(Vec::new()),
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer = {
+            let seen = Arc::clone(&seen);
+            move |_: usize, turn: usize, outcome: &BatchOutcome| {
+                seen.lock()
+                    .unwrap()
+                    .push((turn, outcome.is_success(), outcome.attempts));
+            }
+        };
+        let engine = Engine::new(runner.clone()).policy(Policy {
+            retries: 1,
+            backoff: crate::policy::Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            ..Policy::default()
+        });
+        let results = engine
+            .run(vec![Job::from(two_turns("s"))], Arc::new(observer))
+            .await;
+        assert_eq!(
+            *runner.log.lock().unwrap(),
+            ["open", "call q1", "call q1", "call q2", "call q2", "close"]
+        );
+        assert_eq!(*seen.lock().unwrap(), [(0, true, 2), (1, true, 2)]);
+        assert_eq!(results[0].0.conversation[1].assistant, "answer q2");
+    }
+
+    /// Answers a conversation its own way, failing its second turn as
+    /// Fair-Forge records a failure.
+    struct Whole;
+
+    #[async_trait::async_trait]
+    impl Runner for Whole {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            Err(RunError::permanent("not used"))
+        }
+
+        async fn run_dataset(&self, mut dataset: Dataset, _: &Turns<'_>) -> (Dataset, Summary) {
+            dataset.conversation[0].assistant = "all at once".into();
+            dataset.conversation[1].record_failure("no second answer");
+            let summary = summarise(&dataset.session_id, &[], 0.0);
+            (dataset, summary)
+        }
+    }
+
+    #[tokio::test]
+    async fn turns_an_override_answered_itself_are_reported_from_its_dataset() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer = {
+            let seen = Arc::clone(&seen);
+            move |_: usize, turn: usize, outcome: &BatchOutcome| {
+                let error = outcome.error.as_ref().map(|e| e.message.clone());
+                seen.lock().unwrap().push((turn, error));
+            }
+        };
+        Engine::new(Arc::new(Whole))
+            .run(vec![Job::from(two_turns("s"))], Arc::new(observer))
+            .await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(0, None), (1, Some("no second answer".to_owned()))]
+        );
+    }
+
     fn two_turns(session: &str) -> Dataset {
         let mut dataset = Dataset::new(session, "a");
         dataset.conversation.push(Batch::new("q1", "hi"));

@@ -18,6 +18,11 @@
 //! Ctrl-C and SIGTERM work as in `forge run`: the first stops new work (turns
 //! not yet sent fail as interrupted, turns in flight finish) and the partial
 //! reports of this run are written; a second exits at once with 130.
+//!
+//! It goes through the same pipeline as `forge run` (see the README's
+//! Layout): the same load, a selection from libtest's filters, the same run,
+//! and the reporters of `forge run` teed with its own, which posts each
+//! selected batch's verdict to the trial waiting for it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
