@@ -380,7 +380,7 @@ fn check_count(
     }
 }
 
-pub(super) fn invalid(location: Location, message: String) -> SuiteError {
+fn invalid(location: Location, message: String) -> SuiteError {
     SuiteError::Invalid { location, message }
 }
 
