@@ -268,19 +268,28 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
 /// One entry of `datasets:`: inline, or `file:`.
 #[derive(Debug)]
 pub(crate) enum DatasetEntry {
-    File {
-        file: String,
-        ignore: bool,
-        expect: Option<Checks>,
-        repeat: RepeatSpec,
-    },
-    Inline {
-        dataset: Dataset,
-        ignore: bool,
-        expect: Option<Checks>,
-        repeat: RepeatSpec,
-        batches: Vec<BatchMeta>,
-    },
+    File(FileEntry),
+    Inline(InlineEntry),
+}
+
+/// `- file: data/more.json`, with what the suite says about its datasets.
+#[derive(Debug)]
+pub(crate) struct FileEntry {
+    pub file: String,
+    pub ignore: bool,
+    pub expect: Option<Checks>,
+    pub repeat: RepeatSpec,
+}
+
+/// A dataset written in the suite, with what the suite says about it and
+/// each of its batches.
+#[derive(Debug)]
+pub(crate) struct InlineEntry {
+    pub dataset: Dataset,
+    pub ignore: bool,
+    pub expect: Option<Checks>,
+    pub repeat: RepeatSpec,
+    pub batches: Vec<BatchMeta>,
 }
 
 /// What an inline batch says beyond Fair-Forge's fields.
@@ -332,7 +341,7 @@ impl<'de> Deserialize<'de> for DatasetEntry {
 impl TryFrom<RawEntry> for DatasetEntry {
     type Error = String;
 
-    fn try_from(raw: RawEntry) -> Result<Self, String> {
+    fn try_from(mut raw: RawEntry) -> Result<Self, String> {
         let repeat = RepeatSpec {
             repeat: raw.repeat,
             pass_rate: raw.pass_rate,
@@ -340,40 +349,55 @@ impl TryFrom<RawEntry> for DatasetEntry {
         };
         // Checked whole once merged with the suite's settings.
         repeat.check_alone()?;
-        if let Some(file) = raw.file {
-            let mut extra = Vec::new();
-            if raw.session_id.is_some() {
-                extra.push("session_id");
-            }
-            if raw.assistant_id.is_some() {
-                extra.push("assistant_id");
-            }
-            if raw.conversation.is_some() {
-                extra.push("conversation");
-            }
-            if raw.context.is_some() {
-                extra.push("context");
-            }
-            if raw.language.is_some() {
-                extra.push("language");
-            }
-            if !extra.is_empty() {
-                return Err(format!(
-                    "a `file:` dataset entry takes only `file`, `ignore`, `expect` and `repeat`; remove {}",
-                    extra
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            return Ok(DatasetEntry::File {
-                file,
-                ignore: raw.ignore,
-                expect: raw.expect,
-                repeat,
-            });
+        match raw.file.take() {
+            Some(file) => FileEntry::from_raw(file, raw, repeat).map(DatasetEntry::File),
+            None => InlineEntry::from_raw(raw, repeat).map(DatasetEntry::Inline),
         }
+    }
+}
+
+impl RawEntry {
+    /// The keys of an inline dataset that the entry sets.
+    fn inline_keys(&self) -> Vec<&'static str> {
+        [
+            ("session_id", self.session_id.is_some()),
+            ("assistant_id", self.assistant_id.is_some()),
+            ("conversation", self.conversation.is_some()),
+            ("context", self.context.is_some()),
+            ("language", self.language.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+}
+
+impl FileEntry {
+    /// A `file:` entry, which takes none of an inline dataset's keys.
+    fn from_raw(file: String, raw: RawEntry, repeat: RepeatSpec) -> Result<Self, String> {
+        let extra = raw.inline_keys();
+        if !extra.is_empty() {
+            return Err(format!(
+                "a `file:` dataset entry takes only `file`, `ignore`, `expect` and `repeat`; remove {}",
+                extra
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(FileEntry {
+            file,
+            ignore: raw.ignore,
+            expect: raw.expect,
+            repeat,
+        })
+    }
+}
+
+impl InlineEntry {
+    /// An inline dataset: `session_id` and `assistant_id` required.
+    fn from_raw(raw: RawEntry, repeat: RepeatSpec) -> Result<Self, String> {
         let session_id = raw.session_id.ok_or(
             "missing field `session_id` (an inline dataset needs `session_id`, `assistant_id` and `conversation`; or use `file:`)",
         )?;
@@ -392,7 +416,7 @@ impl TryFrom<RawEntry> for DatasetEntry {
             .map(SuiteBatch::split)
             .unzip();
         dataset.conversation = conversation;
-        Ok(DatasetEntry::Inline {
+        Ok(InlineEntry {
             dataset,
             ignore: raw.ignore,
             expect: raw.expect,

@@ -1,0 +1,429 @@
+//! The steps of [`Suite::parse`](super::Suite::parse), each a function, in
+//! the order the parse runs them (which is the order their errors are
+//! reported in): the name, the runner, the suite's `repeat`, the datasets,
+//! their test names, the policy. Errors serde cannot place are located by
+//! the first occurrence of their key in the suite text.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::env;
+use super::files::load_dataset_file;
+use super::model::{BackoffValue, BatchMeta, DatasetEntry, FileEntry, InlineEntry};
+use super::model::{RepeatSpec, SuiteFile};
+use super::{test_name, SuiteDataset, DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_RETRIES};
+use crate::check::Checks;
+use crate::error::{Location, SuiteError};
+use crate::policy::{Backoff, Policy, RateLimit};
+use crate::registry;
+use crate::schema::Dataset;
+
+/// The suite file being parsed: its path and text, to locate errors in.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// The first position of `needle` in the suite.
+    pub fn at(self, needle: &str) -> Location {
+        locate(self.path, self.text, needle)
+    }
+
+    /// An error at the first position of `needle`.
+    fn invalid_at(self, needle: &str, message: String) -> SuiteError {
+        invalid(self.at(needle), message)
+    }
+
+    /// The line of a batch: its `qa_id:` key, quoted or not (else `datasets:`).
+    fn at_batch(self, qa_id: &str) -> Location {
+        [
+            format!("qa_id: {qa_id}"),
+            format!("qa_id: \"{qa_id}\""),
+            format!("qa_id: '{qa_id}'"),
+        ]
+        .iter()
+        .map(|needle| self.at(needle))
+        .find(|location| location.line.is_some())
+        .unwrap_or_else(|| self.at("datasets:"))
+    }
+
+    /// An unset variable, located at its first `${NAME`.
+    fn env_error(self, error: &env::EnvError) -> SuiteError {
+        self.invalid_at(&format!("${{{}", error.variable()), error.to_string())
+    }
+}
+
+/// The suite file as serde reads it.
+pub(super) fn suite_file(source: Source) -> Result<SuiteFile, SuiteError> {
+    serde_yaml::from_str(source.text).map_err(|e| yaml_error(source.path, e))
+}
+
+/// The suite's name: its `name:`, else the file stem. It becomes test names
+/// and the report's file name, so it is one safe word.
+pub(super) fn suite_name(source: Source, name: Option<String>) -> Result<String, SuiteError> {
+    let name = name.unwrap_or_else(|| {
+        source
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "suite".to_owned())
+    });
+    let valid_char = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.starts_with('.') || !name.chars().all(valid_char) {
+        return Err(source.invalid_at(
+            "name:",
+            format!(
+                "invalid suite name {name:?}: use letters, digits, `-`, `_` and `.` (not first)"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// The `runner:` mapping as JSON, its `${VAR}`s replaced.
+pub(super) fn runner(source: Source, mapping: &serde_yaml::Mapping) -> Result<Value, SuiteError> {
+    let mut runner = serde_json::to_value(mapping)
+        .map_err(|e| source.invalid_at("runner:", format!("invalid `runner`: {e}")))?;
+    env::interpolate_runner(&mut runner).map_err(|error| source.env_error(&error))?;
+    Ok(runner)
+}
+
+/// What the suite gives the datasets that do not say: its `expect` and its
+/// `repeat` (with `pass_rate` or `min_passes`).
+pub(super) struct Defaults {
+    pub expect: Checks,
+    pub repeat: RepeatSpec,
+}
+
+/// The suite's `repeat` settings, checked on their own; an error is located
+/// at the suite-level key it is about.
+pub(super) fn suite_repeat(source: Source, repeat: RepeatSpec) -> Result<RepeatSpec, SuiteError> {
+    repeat.resolve().map_err(|message| {
+        let key = ["min_passes", "pass_rate", "repeat"]
+            .into_iter()
+            .find(|key| message.contains(&format!("`{key}`")))
+            .unwrap_or("repeat");
+        source.invalid_at(&format!("{key}:"), message)
+    })?;
+    Ok(repeat)
+}
+
+/// (runs, passes needed) of a dataset, an error located at `needle`.
+fn resolve_repeat(
+    source: Source,
+    repeat: RepeatSpec,
+    needle: &str,
+) -> Result<(usize, usize), SuiteError> {
+    repeat
+        .resolve()
+        .map_err(|message| source.invalid_at(needle, message))
+}
+
+/// A dataset of the suite before its tests are named.
+pub(super) struct Loaded {
+    dataset: Dataset,
+    ignored: Vec<bool>,
+    expects: Vec<Arc<Checks>>,
+    runs: (usize, usize),
+}
+
+/// The datasets of `datasets:`, in file order (a file's in its order).
+pub(super) fn datasets(
+    source: Source,
+    entries: Vec<DatasetEntry>,
+    defaults: &Defaults,
+) -> Result<Vec<Loaded>, SuiteError> {
+    let mut datasets = Vec::new();
+    for entry in entries {
+        match entry {
+            DatasetEntry::Inline(entry) => datasets.push(inline(source, entry, defaults)?),
+            DatasetEntry::File(entry) => datasets.extend(from_file(source, entry, defaults)?),
+        }
+    }
+    Ok(datasets)
+}
+
+/// An inline dataset, checked, each batch with its `ignore` and checks.
+fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loaded, SuiteError> {
+    let InlineEntry {
+        dataset,
+        ignore,
+        expect,
+        repeat,
+        batches,
+    } = entry;
+    let anchor = format!("session_id: {}", dataset.session_id);
+    dataset
+        .validate(&format!("session {:?}", dataset.session_id))
+        .map_err(|source_error| SuiteError::Dataset {
+            location: source.at(&anchor),
+            source: Box::new(source_error),
+        })?;
+    let dataset_expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
+    let (ignored, expects) = batches
+        .into_iter()
+        .map(|meta| batch_settings(meta, ignore, &dataset_expect))
+        .unzip();
+    Ok(Loaded {
+        runs: resolve_repeat(source, repeat.or(defaults.repeat), &anchor)?,
+        dataset,
+        ignored,
+        expects,
+    })
+}
+
+/// Whether an inline batch is ignored, and its checks: its own `expect`
+/// over its dataset's, or (without one) its dataset's, shared.
+fn batch_settings(meta: BatchMeta, ignore: bool, dataset: &Arc<Checks>) -> (bool, Arc<Checks>) {
+    let expect = match meta.expect {
+        Some(expect) => Arc::new(expect.or(dataset)),
+        None => Arc::clone(dataset),
+    };
+    (meta.ignore || ignore, expect)
+}
+
+/// The datasets of a `file:` entry, each batch with the entry's settings.
+fn from_file(
+    source: Source,
+    entry: FileEntry,
+    defaults: &Defaults,
+) -> Result<Vec<Loaded>, SuiteError> {
+    let FileEntry {
+        file,
+        ignore,
+        expect,
+        repeat,
+    } = entry;
+    let path = dataset_path(source, &file)?;
+    let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
+    let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
+    let datasets = load_dataset_file(&path)?;
+    Ok(datasets
+        .into_iter()
+        .map(|dataset| {
+            let count = dataset.conversation.len();
+            Loaded {
+                dataset,
+                ignored: vec![ignore; count],
+                expects: vec![expect.clone(); count],
+                runs,
+            }
+        })
+        .collect())
+}
+
+/// The path of a `file:` entry, `${VAR}`s replaced, relative to the suite's
+/// directory; an error when it is not a file.
+fn dataset_path(source: Source, file: &str) -> Result<PathBuf, SuiteError> {
+    let base = source.path.parent().unwrap_or(Path::new(""));
+    let path = base.join(env::interpolate(file).map_err(|error| source.env_error(&error))?);
+    if !path.is_file() {
+        return Err(source.invalid_at(file, format!("dataset file {} not found", path.display())));
+    }
+    Ok(path)
+}
+
+/// The suite's datasets with their test names, each batch's checks
+/// validated against it. Test names are unique, and there is at least one.
+pub(super) fn name_tests(
+    source: Source,
+    suite: &str,
+    datasets: Vec<Loaded>,
+) -> Result<Vec<SuiteDataset>, SuiteError> {
+    let sessions = session_counts(&datasets);
+    let mut names = HashSet::new();
+    let mut named = Vec::with_capacity(datasets.len());
+    for loaded in datasets {
+        let dataset = &loaded.dataset;
+        // Fair-Forge's best-of datasets share one session_id between
+        // several assistants: their tests are named `<session_id>@<assistant_id>`.
+        let session = if sessions[&dataset.session_id] > 1 {
+            format!("{}@{}", dataset.session_id, dataset.assistant_id)
+        } else {
+            dataset.session_id.clone()
+        };
+        let test_names = batch_names(source, suite, &session, &loaded, &mut names)?;
+        named.push(loaded.into_suite_dataset(test_names));
+    }
+    if names.is_empty() {
+        return Err(source.invalid_at(
+            "datasets",
+            "the suite has no batches: add datasets with a conversation".to_owned(),
+        ));
+    }
+    Ok(named)
+}
+
+/// How many datasets of the suite have each session id.
+fn session_counts(datasets: &[Loaded]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for Loaded { dataset, .. } in datasets {
+        *counts.entry(dataset.session_id.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The test names of a dataset's batches, added to `names` (the suite's so
+/// far); an error for a batch whose checks do not fit it or whose name is taken.
+fn batch_names(
+    source: Source,
+    suite: &str,
+    session: &str,
+    loaded: &Loaded,
+    names: &mut HashSet<String>,
+) -> Result<Vec<String>, SuiteError> {
+    let dataset = &loaded.dataset;
+    let mut test_names = Vec::with_capacity(dataset.conversation.len());
+    for (batch, expect) in dataset.conversation.iter().zip(&loaded.expects) {
+        let test = test_name(suite, session, &batch.qa_id);
+        if let Err(message) = expect.validate(batch) {
+            return Err(invalid(
+                source.at_batch(&batch.qa_id),
+                format!("{test}: {message}"),
+            ));
+        }
+        if !names.insert(test.clone()) {
+            return Err(invalid(
+                source.at_batch(&batch.qa_id),
+                format!(
+                    "duplicate test name {test}: two datasets share session_id {:?} and assistant_id {:?}, or ids differ only in whitespace",
+                    dataset.session_id, dataset.assistant_id
+                ),
+            ));
+        }
+        test_names.push(test);
+    }
+    Ok(test_names)
+}
+
+impl Loaded {
+    fn into_suite_dataset(self, test_names: Vec<String>) -> SuiteDataset {
+        SuiteDataset {
+            dataset: self.dataset,
+            test_names: test_names.into(),
+            ignored: self.ignored,
+            expects: self.expects.into(),
+            runs: self.runs.0,
+            min_passes: self.runs.1,
+        }
+    }
+}
+
+/// The suite's `concurrency` and its per-turn policy (`timeout`, `retries`,
+/// `backoff`, `rate_limit`), checked.
+pub(super) fn policy(source: Source, file: &SuiteFile) -> Result<(usize, Policy), SuiteError> {
+    let backoff = backoff(source, file.backoff)?;
+    check_count(source, file.concurrency, "concurrency", 1, MAX_CONCURRENCY)?;
+    let retries = file.retries.map(|r| r as usize);
+    check_count(source, retries, "retries", 0, MAX_RETRIES)?;
+    if file.timeout.is_some_and(|t| t.0.is_zero()) {
+        return Err(source.invalid_at(
+            "timeout:",
+            "`timeout` must be more than 0 (leave it out for none)".to_owned(),
+        ));
+    }
+    let policy = Policy {
+        timeout: file.timeout.map(|t| t.0),
+        retries: file.retries.unwrap_or(0),
+        backoff,
+        rate_limit: file
+            .rate_limit
+            .and_then(|rate| RateLimit::new(rate.count, rate.period)),
+    };
+    let concurrency = file.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
+    Ok((concurrency, policy))
+}
+
+/// `backoff:` over the defaults; `initial` may not be longer than `max`.
+fn backoff(source: Source, value: Option<BackoffValue>) -> Result<Backoff, SuiteError> {
+    let mut backoff = Backoff::DEFAULT;
+    let Some(value) = value else {
+        return Ok(backoff);
+    };
+    if let Some(initial) = value.initial {
+        backoff.initial = initial.0;
+    }
+    if let Some(max) = value.max {
+        backoff.max = max.0;
+    }
+    if backoff.initial > backoff.max {
+        return Err(source.invalid_at(
+            "backoff:",
+            format!(
+                "`backoff.initial` ({:?}) is longer than `backoff.max` ({:?})",
+                backoff.initial, backoff.max
+            ),
+        ));
+    }
+    Ok(backoff)
+}
+
+/// A located error when the count `key` is set outside `min..=max`.
+fn check_count(
+    source: Source,
+    value: Option<usize>,
+    key: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), SuiteError> {
+    match value {
+        Some(value) if value < min || value > max => Err(source.invalid_at(
+            &format!("{key}:"),
+            format!("`{key}` {value} is outside {min}..={max}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn invalid(location: Location, message: String) -> SuiteError {
+    SuiteError::Invalid { location, message }
+}
+
+/// The first position of `needle` in `text` (1-based), for errors about
+/// values serde does not locate.
+fn locate(path: &Path, text: &str, needle: &str) -> Location {
+    let position = text.find(needle).map(|offset| {
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    });
+    Location {
+        file: path.to_owned(),
+        line: position.map(|p| p.0),
+        column: position.map(|p| p.1),
+    }
+}
+
+/// A YAML error at serde's position, the closest valid key suggested for
+/// an unknown one.
+pub(super) fn yaml_error(path: &Path, error: serde_yaml::Error) -> SuiteError {
+    let location = error.location();
+    let mut message = error.to_string();
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
+    }
+    // "datasets[0].conversation[1]: unknown field `x`, expected ..." ->
+    // keep the path, add the closest valid key.
+    let message = match message.split_once(": unknown field") {
+        Some((at, rest)) => format!(
+            "{at}: {}",
+            registry::with_suggestion(&format!("unknown field{rest}"))
+        ),
+        None if message.starts_with("unknown field") => registry::with_suggestion(&message),
+        None => message,
+    };
+    invalid(
+        Location {
+            file: path.to_owned(),
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+        },
+        message,
+    )
+}
