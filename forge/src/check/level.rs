@@ -35,6 +35,7 @@ impl Checks {
     }
 
     /// Whether no check is set.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

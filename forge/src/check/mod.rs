@@ -131,8 +131,6 @@ pub struct Turn<'a> {
     pub ground_truth: &'a str,
     /// The turn's time in milliseconds.
     pub time_ms: f64,
-    /// The whole batch after the run: agentic data, logprobs, ...
-    pub batch: &'a Batch,
 }
 
 impl<'a> Turn<'a> {
@@ -142,7 +140,6 @@ impl<'a> Turn<'a> {
             answer: &batch.assistant,
             ground_truth: &batch.ground_truth_assistant,
             time_ms,
-            batch,
         }
     }
 }

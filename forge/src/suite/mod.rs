@@ -124,7 +124,7 @@ pub struct SuiteDataset {
     pub ignored: Vec<bool>,
     /// Each batch's checks: its own `expect`, then its dataset's, then the suite's.
     /// Batches without checks of their own share their dataset's.
-    pub expects: Arc<[Arc<Checks>]>,
+    pub(crate) expects: Arc<[Arc<Checks>]>,
     /// How many times the dataset runs (`repeat`), each run a session of its own.
     pub runs: usize,
     /// Runs of a batch that must pass for its test to pass.
