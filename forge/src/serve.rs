@@ -47,6 +47,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -90,13 +91,13 @@ pub fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS
 }
 
-/// How `forge serve` behaves.
-#[derive(Clone)]
+/// How `forge serve` behaves. Its `Debug` output hides the token.
+#[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// Address to listen on (used by [`bind_and_serve`]).
     pub bind: SocketAddr,
     /// Bearer token `POST /run` requires; `None` requires none.
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// Runs in flight at once; one more gets 503.
@@ -136,28 +137,13 @@ impl Default for ServeConfig {
     }
 }
 
-impl std::fmt::Debug for ServeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeConfig")
-            .field("bind", &self.bind)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_concurrent_runs", &self.max_concurrent_runs)
-            .field("concurrency", &self.concurrency)
-            .field("body_timeout", &self.body_timeout)
-            .field("allowed_hosts", &self.allowed_hosts.hosts())
-            .field("max_answer_bytes", &self.max_answer_bytes)
-            .field("header_timeout", &self.header_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_connections", &self.max_connections)
-            .finish()
-    }
-}
-
 impl ServeConfig {
     /// Sets the token from [`TOKEN_ENV`] when it is set and not empty.
     pub fn token_from_env(mut self) -> Self {
-        self.token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+        self.token = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from);
         self
     }
 
@@ -625,7 +611,7 @@ async fn run(State(state): State<Arc<AppState>>, request: Request) -> Response {
 /// (415); `None` for one that may go on.
 fn refuse(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     if let Some(expected) = &state.config.token {
-        if !authorized(headers, expected) {
+        if !authorized(headers, expected.expose_secret()) {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid bearer token (Authorization: Bearer <FORGE_SERVE_TOKEN>)",

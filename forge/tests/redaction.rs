@@ -118,3 +118,79 @@ async fn keys_from_the_environment_never_reach_reports_or_console() {
         run_with_key(key).await;
     }
 }
+
+/// Asserts that `shown` (a `Debug` output) holds none of `secrets`.
+fn assert_hides(what: &str, shown: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!shown.contains(secret), "{what} shows {secret:?}: {shown}");
+    }
+}
+
+#[test]
+fn debug_output_of_runners_and_configs_never_shows_a_credential() {
+    use forge::registry::BuildContext;
+    use forge::runners::alquimia::{Alquimia, AlquimiaConfig};
+    use forge::runners::command::Command;
+    use forge::runners::http::Http;
+    use forge::runners::openai::{OpenAi, OpenAiConfig};
+    use serde_json::json;
+
+    let key = "sk-debug-key-0123456789";
+    // Credentials in a URL: user info and a secret query value.
+    let base_url = "https://user:url-pass-4711@api.example/v1?api_key=url-key-4712";
+    let in_url = ["url-pass-4711", "url-key-4712"];
+
+    let alquimia_config = AlquimiaConfig {
+        base_url: Some(base_url.into()),
+        api_key: Some(key.into()),
+        agent_id: Some("agent".into()),
+        channel_id: Some("web".into()),
+        ..Default::default()
+    };
+    let shown = format!("{alquimia_config:?}");
+    assert!(shown.contains("agent"), "{shown}");
+    assert_hides("AlquimiaConfig", &shown, &[&[key][..], &in_url].concat());
+    let alquimia = Alquimia::new(alquimia_config).expect("alquimia");
+    assert_hides(
+        "Alquimia",
+        &format!("{alquimia:?}"),
+        &[&[key][..], &in_url].concat(),
+    );
+
+    let mut openai_config = OpenAiConfig::new("m");
+    openai_config.base_url = Some(base_url.into());
+    openai_config.api_key = Some(key.into());
+    let shown = format!("{openai_config:?}");
+    assert!(shown.contains("api_key"), "{shown}");
+    assert_hides("OpenAiConfig", &shown, &[&[key][..], &in_url].concat());
+    let openai = OpenAi::new(openai_config).expect("openai");
+    assert_hides(
+        "OpenAi",
+        &format!("{openai:?}"),
+        &[&[key][..], &in_url].concat(),
+    );
+
+    let http = Http::from_value(json!({
+        "url": base_url,
+        "headers": {"Authorization": format!("Bearer {key}"), "X-Custom": "custom-secret-0815"},
+        "body": {"query": "{query}", "api_key": "body-key-4713"},
+    }))
+    .expect("http");
+    let shown = format!("{http:?}");
+    assert!(shown.contains("x-custom"), "{shown}");
+    let mut hidden = vec![key, "custom-secret-0815", "body-key-4713"];
+    hidden.extend(in_url);
+    assert_hides("Http", &shown, &hidden);
+
+    let command = Command::from_value(
+        json!({"program": "true", "env": {"API_KEY": key, "MODE": "plain-env-4714"}}),
+        &BuildContext::default(),
+    )
+    .expect("command");
+    let shown = format!("{command:?}");
+    assert!(
+        shown.contains("API_KEY") && shown.contains("MODE"),
+        "{shown}"
+    );
+    assert_hides("Command", &shown, &[key, "plain-env-4714"]);
+}

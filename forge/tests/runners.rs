@@ -22,7 +22,7 @@ const KEY: &str = TestServer::DEFAULT_API_KEY;
 fn alquimia_config(url: &str) -> AlquimiaConfig {
     AlquimiaConfig {
         base_url: Some(url.to_owned()),
-        api_key: Some(KEY.to_owned()),
+        api_key: Some(KEY.into()),
         agent_id: Some("agent-7".to_owned()),
         channel_id: Some("web".to_owned()),
         api_version: None,
@@ -37,7 +37,7 @@ fn alquimia(url: &str) -> Alquimia {
 fn openai_config(url: &str) -> OpenAiConfig {
     let mut config = OpenAiConfig::new("test-model");
     config.base_url = Some(format!("{url}/v1"));
-    config.api_key = Some(KEY.to_owned());
+    config.api_key = Some(KEY.into());
     config
 }
 
@@ -654,7 +654,7 @@ async fn payload_ollama_connector_never_sends_the_hosts_openai_key() {
     // A suite's `api_key: ""` is no key as well; a missing one still falls back.
     std::env::set_var("OPENAI_API_KEY", "sk-host-secret-openai-key");
     let mut config = openai_config(&server.url());
-    config.api_key = Some(String::new());
+    config.api_key = Some("".into());
     forge::run_dataset(&OpenAi::new(config.clone()).unwrap(), dataset("e", &["a"])).await;
     config.api_key = None;
     forge::run_dataset(&OpenAi::new(config).unwrap(), dataset("f", &["b"])).await;

@@ -198,6 +198,17 @@ async fn health_methods_and_paths() {
     served.shutdown().await;
 }
 
+#[test]
+fn debug_output_hides_the_token() {
+    let config = ServeConfig {
+        token: Some("s3cret-serve-token".into()),
+        ..Default::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(shown.contains("token"), "{shown}");
+    assert!(!shown.contains("s3cret-serve-token"), "{shown}");
+}
+
 #[tokio::test]
 async fn a_token_when_set_is_required() {
     let served = Served::start(ServeConfig {

@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -88,7 +89,7 @@ pub struct AlquimiaConfig {
     pub base_url: Option<String>,
     /// The API key; falls back to `ALQUIMIA_API_KEY`.
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     /// The agent to talk to (required).
     #[serde(default)]
     pub agent_id: Option<String>,
@@ -104,6 +105,8 @@ pub struct AlquimiaConfig {
     pub retry_on: Option<RetryOn>,
 }
 
+/// Written by hand only to show `base_url` without the credentials it may
+/// carry (user info, secret query values); `api_key` hides itself.
 impl std::fmt::Debug for AlquimiaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlquimiaConfig")
@@ -111,7 +114,7 @@ impl std::fmt::Debug for AlquimiaConfig {
                 "base_url",
                 &self.base_url.as_deref().map(http_util::redact_url_str),
             )
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key", &self.api_key)
             .field("agent_id", &self.agent_id)
             .field("channel_id", &self.channel_id)
             .field("api_version", &self.api_version)
@@ -126,7 +129,7 @@ pub struct Alquimia {
     client: reqwest::Client,
     infer_url: Url,
     stream_base: Url,
-    api_key: String,
+    api_key: SecretString,
     auth: HeaderValue,
     /// Turns sent whose answer has not been read yet, by
     /// `(assistant_id, session_id, qa_id)`: datasets of different assistants
@@ -137,11 +140,14 @@ pub struct Alquimia {
     retry_on: RetryOn,
 }
 
+/// Written by hand to show the infer URL without the credentials `base_url`
+/// may carry, and to leave out the HTTP client and the pending turns;
+/// `api_key` hides itself.
 impl std::fmt::Debug for Alquimia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Alquimia")
             .field("infer_url", &redact_url(&self.infer_url))
-            .field("api_key", &"***")
+            .field("api_key", &self.api_key)
             .finish_non_exhaustive()
     }
 }
@@ -187,7 +193,7 @@ impl Alquimia {
                     "missing `base_url`: set it or the {BASE_URL_ENV} environment variable"
                 ))
             })?;
-        let api_key = http_util::setting_or_env(config.api_key, API_KEY_ENV).ok_or_else(|| {
+        let api_key = http_util::secret_or_env(config.api_key, API_KEY_ENV).ok_or_else(|| {
             err(format!(
                 "missing `api_key`: set it or the {API_KEY_ENV} environment variable"
             ))
@@ -209,7 +215,7 @@ impl Alquimia {
             .append_pair("chat_history", "50")
             .append_pair("agentspace", "_default");
         let stream_base = http_util::join_segments(&base, ["event", "stream"]);
-        let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", api_key.expose_secret()))
             .map_err(|_| err("`api_key` contains characters not allowed in a header".into()))?;
         auth.set_sensitive(true);
         Ok(Alquimia {
@@ -244,7 +250,7 @@ impl Alquimia {
         &self.infer_url
     }
 
-    fn secrets(&self) -> &[String] {
+    fn secrets(&self) -> &[SecretString] {
         std::slice::from_ref(&self.api_key)
     }
 
@@ -471,7 +477,7 @@ impl Runner for Alquimia {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![self.api_key.clone()]
+        vec![self.api_key.expose_secret().to_owned()]
     }
 }
 

@@ -55,6 +55,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -106,7 +107,7 @@ struct CommandConfig {
     #[serde(default)]
     input: Input,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, SecretString>,
     #[serde(default)]
     cwd: Option<PathBuf>,
     #[serde(default)]
@@ -117,29 +118,16 @@ struct CommandConfig {
 
 /// The `command` runner. Build it from a suite's `runner: {type: command, ...}`
 /// or with [`Command::from_value`]. Its `Debug` output hides `env` values.
+#[derive(Debug)]
 pub struct Command {
     program: PathBuf,
     args: Vec<String>,
     input: Input,
-    env: BTreeMap<String, String>,
+    /// Values may hold a key: they hide themselves from `Debug`.
+    env: BTreeMap<String, SecretString>,
     cwd: Option<PathBuf>,
     timeout: Option<Duration>,
     retry: Retry,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env: BTreeMap<&str, &str> = self.env.keys().map(|k| (k.as_str(), "***")).collect();
-        f.debug_struct("Command")
-            .field("program", &self.program)
-            .field("args", &self.args)
-            .field("input", &self.input)
-            .field("env", &env)
-            .field("cwd", &self.cwd)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
-            .finish()
-    }
 }
 
 /// The process groups of the programs running now, killed by
@@ -365,7 +353,11 @@ impl Command {
         let mut command = tokio::process::Command::new(&self.program);
         command
             .args(self.args.iter().map(|a| fill(a, value)))
-            .envs(self.env.iter().map(|(k, v)| (k, fill(v, value))))
+            .envs(
+                self.env
+                    .iter()
+                    .map(|(k, v)| (k, fill(v.expose_secret(), value))),
+            )
             .env("FORGE_SESSION_ID", session.session_id)
             .env("FORGE_QA_ID", &batch.qa_id)
             .env("FORGE_ASSISTANT_ID", session.assistant_id)
@@ -483,8 +475,9 @@ impl Runner for Command {
     fn secrets(&self) -> Vec<String> {
         self.env
             .iter()
+            .map(|(name, value)| (name, value.expose_secret()))
             .filter(|(name, value)| crate::secrets::is_secret_name(name) && !value.contains('{'))
-            .map(|(_, value)| value.clone())
+            .map(|(_, value)| value.to_owned())
             .collect()
     }
 }

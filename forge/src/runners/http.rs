@@ -49,6 +49,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -96,7 +97,8 @@ pub struct Http {
     client: reqwest::Client,
     method: Method,
     url: String,
-    headers: Vec<(HeaderName, String)>,
+    /// Header values are templates that may hold a token.
+    headers: Vec<(HeaderName, SecretString)>,
     body: Option<Value>,
     answer: Option<String>,
     agentic: Option<String>,
@@ -104,18 +106,18 @@ pub struct Http {
     retry: Retry,
     retry_on: RetryOn,
     /// Header values, scrubbed from every message.
-    secrets: Vec<String>,
+    secrets: Vec<SecretString>,
 }
 
+/// Written by hand to show the URL without its credentials (user info,
+/// secret query values) and to leave out the body template (it may hold a
+/// key) and the HTTP client; header values hide themselves.
 impl std::fmt::Debug for Http {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http")
             .field("method", &self.method)
             .field("url", &redact_url_str(&self.url))
-            .field(
-                "headers",
-                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
+            .field("headers", &self.headers)
             .field("answer", &self.answer)
             .finish_non_exhaustive()
     }
@@ -180,9 +182,10 @@ impl Http {
             // or after a scheme such as `Bearer ` too.
             for part in value.split(['{', '}', ' ']) {
                 if part.len() >= 8 {
-                    secrets.push(part.to_owned());
+                    secrets.push(part.into());
                 }
             }
+            let value = SecretString::from(value);
             secrets.push(value.clone());
             headers.push((header, value));
         }
@@ -360,7 +363,7 @@ impl Runner for Http {
         let url = self.url(batch, session)?;
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         for (name, template) in &self.headers {
-            let value = fill(template, |n| placeholder(n, batch, session));
+            let value = fill(template.expose_secret(), |n| placeholder(n, batch, session));
             let mut value = HeaderValue::from_str(&value).map_err(|_| {
                 RunError::permanent(format!(
                     "header {name}: a placeholder's value is not allowed in a header"
@@ -414,11 +417,12 @@ impl Runner for Http {
             if !crate::secrets::is_secret_name(name.as_str()) {
                 continue;
             }
+            let value = value.expose_secret();
             if value.contains('{') {
                 let parts = value.split(['{', '}']).map(str::trim);
                 secrets.extend(parts.filter(|p| p.len() >= 8).map(str::to_owned));
             } else {
-                secrets.push(value.clone());
+                secrets.push(value.to_owned());
             }
         }
         secrets

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Response, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::error::{humanize, ConfigError, ErrorKind, RunError};
@@ -184,16 +185,17 @@ pub fn redact_url_str(url: &str) -> String {
 /// `Secrets::redact`.
 #[cfg(test)]
 pub fn scrub(text: &str, secret: Option<&str>) -> String {
+    let secret: Option<SecretString> = secret.map(SecretString::from);
     scrub_all(text, secret.as_slice())
 }
 
 /// `text` with every secret of `secrets` replaced by `[REDACTED]`, as
 /// [`Secrets::redact`](crate::secrets::Secrets::redact) does.
-pub fn scrub_all<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
-    if secrets.iter().all(|s| s.as_ref().trim().is_empty()) {
+pub fn scrub_all(text: &str, secrets: &[SecretString]) -> String {
+    if secrets.iter().all(|s| s.expose_secret().trim().is_empty()) {
         return text.to_owned();
     }
-    crate::secrets::Secrets::new(secrets)
+    crate::secrets::Secrets::new(secrets.iter().map(ExposeSecret::expose_secret))
         .redact(text)
         .into_owned()
 }
@@ -201,7 +203,7 @@ pub fn scrub_all<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
 /// A reply quoted in an error message: `secrets` scrubbed from the whole
 /// text first, then cut to a [`snippet`] (cutting first could leave the start
 /// of a secret that straddles the cut).
-pub fn quote(text: &str, secrets: &[String]) -> String {
+pub fn quote(text: &str, secrets: &[SecretString]) -> String {
     snippet(&scrub_all(text, secrets))
 }
 
@@ -385,7 +387,7 @@ pub fn send_error(error: reqwest::Error, url: &Url, limit: Duration) -> RunError
 pub async fn check_status(
     response: Response,
     url: &Url,
-    secrets: &[String],
+    secrets: &[SecretString],
     retry_on: &RetryOn,
 ) -> Result<Response, RunError> {
     let status = response.status();
@@ -455,7 +457,7 @@ pub async fn read_json(
     response: Response,
     url: &Url,
     limit: Duration,
-    secrets: &[String],
+    secrets: &[SecretString],
 ) -> Result<Value, RunError> {
     let (bytes, cut) = read_capped(response, JSON_BODY_LIMIT)
         .await
@@ -479,6 +481,18 @@ pub fn setting_or_env(value: Option<String>, env: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
         .or_else(|| std::env::var(env).ok().filter(|v| !v.trim().is_empty()))
         .map(|v| v.trim().to_owned())
+}
+
+/// [`setting_or_env`] for a credential: the value stays a [`SecretString`].
+pub fn secret_or_env(value: Option<SecretString>, env: &str) -> Option<SecretString> {
+    value
+        .map(|v| v.expose_secret().trim().into())
+        .filter(|v: &SecretString| !v.expose_secret().is_empty())
+        .or_else(|| {
+            let from_env = SecretString::from(std::env::var(env).ok()?);
+            let trimmed: SecretString = from_env.expose_secret().trim().into();
+            (!trimmed.expose_secret().is_empty()).then_some(trimmed)
+        })
 }
 
 #[cfg(test)]
@@ -587,9 +601,35 @@ mod tests {
         // Whatever the length, as in reports.
         assert_eq!(scrub("bad key Zq9", Some("Zq9")), "bad key [REDACTED]");
         assert_eq!(
-            quote("key abcde rejected", &["abcde".to_owned()]),
+            quote("key abcde rejected", &["abcde".into()]),
             "key [REDACTED] rejected"
         );
+    }
+
+    #[test]
+    fn secrets_fall_back_to_the_environment_as_settings_do() {
+        // A variable of this test alone: no other test reads it.
+        const ENV: &str = "FORGE_TEST_SECRET_OR_ENV";
+        let shown = |v: Option<SecretString>| v.map(|v| v.expose_secret().to_owned());
+        std::env::remove_var(ENV);
+        assert_eq!(
+            shown(secret_or_env(Some(" k1 ".into()), ENV)),
+            Some("k1".into())
+        );
+        assert_eq!(shown(secret_or_env(Some("  ".into()), ENV)), None);
+        std::env::set_var(ENV, " from-env ");
+        assert_eq!(shown(secret_or_env(None, ENV)), Some("from-env".into()));
+        assert_eq!(
+            shown(secret_or_env(Some("".into()), ENV)),
+            Some("from-env".into())
+        );
+        assert_eq!(
+            shown(secret_or_env(Some("k2".into()), ENV)),
+            Some("k2".into())
+        );
+        std::env::set_var(ENV, " ");
+        assert_eq!(shown(secret_or_env(None, ENV)), None);
+        std::env::remove_var(ENV);
     }
 
     #[test]
@@ -597,7 +637,7 @@ mod tests {
         let key = "sk-live-0123456789abcdefghij".to_owned();
         for offset in SNIPPET_CHARS - 30..=SNIPPET_CHARS + 5 {
             let body = format!("{} {key} rejected", "e".repeat(offset));
-            let quoted = quote(&body, std::slice::from_ref(&key));
+            let quoted = quote(&body, &[key.as_str().into()]);
             for start in 0..=key.len() - 8 {
                 for end in start + 8..=key.len() {
                     assert!(!quoted.contains(&key[start..end]), "{offset}: {quoted}");

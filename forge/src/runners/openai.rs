@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -75,7 +76,7 @@ pub struct OpenAiConfig {
     /// caller that must not send the host's key anywhere (the payload API's
     /// connectors) can say so. No key sends no `Authorization` header.
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     /// The model name (required).
     pub model: String,
     /// A system message sent first.
@@ -108,6 +109,8 @@ impl OpenAiConfig {
     }
 }
 
+/// Written by hand only to show `base_url` without the credentials it may
+/// carry (user info, secret query values); `api_key` hides itself.
 impl std::fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiConfig")
@@ -115,7 +118,7 @@ impl std::fmt::Debug for OpenAiConfig {
                 "base_url",
                 &self.base_url.as_deref().map(http_util::redact_url_str),
             )
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key", &self.api_key)
             .field("model", &self.model)
             .field("system_prompt", &self.system_prompt)
             .field("history", &self.history)
@@ -129,7 +132,7 @@ impl std::fmt::Debug for OpenAiConfig {
 pub struct OpenAi {
     client: reqwest::Client,
     url: Url,
-    api_key: Option<String>,
+    api_key: Option<SecretString>,
     auth: Option<HeaderValue>,
     model: String,
     system_prompt: Option<String>,
@@ -139,10 +142,13 @@ pub struct OpenAi {
     retry_on: RetryOn,
 }
 
+/// Written by hand to show the URL without the credentials `base_url` may
+/// carry, and to leave out the HTTP client; `api_key` hides itself.
 impl std::fmt::Debug for OpenAi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAi")
             .field("url", &redact_url(&self.url))
+            .field("api_key", &self.api_key)
             .field("model", &self.model)
             .field("history", &self.history)
             .finish_non_exhaustive()
@@ -172,12 +178,13 @@ impl OpenAi {
         let url = http_util::join_segments(&base, ["chat", "completions"]);
         let api_key = match config.api_key {
             // Explicitly no key: never the environment's.
-            Some(key) if key.trim().is_empty() => None,
-            key => http_util::setting_or_env(key, API_KEY_ENV),
+            Some(key) if key.expose_secret().trim().is_empty() => None,
+            key => http_util::secret_or_env(key, API_KEY_ENV),
         };
         let auth = match &api_key {
             Some(key) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                let bearer = format!("Bearer {}", key.expose_secret());
+                let mut value = HeaderValue::from_str(&bearer).map_err(|_| {
                     err("`api_key` contains characters not allowed in a header".into())
                 })?;
                 value.set_sensitive(true);
@@ -294,7 +301,10 @@ impl Runner for OpenAi {
     }
 
     fn secrets(&self) -> Vec<String> {
-        self.api_key.iter().cloned().collect()
+        self.api_key
+            .iter()
+            .map(|key| key.expose_secret().to_owned())
+            .collect()
     }
 }
 
