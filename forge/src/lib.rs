@@ -40,6 +40,7 @@ pub use forge_macros::forge_runner;
 pub use policy::{Backoff, Policy, RateLimit};
 pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
+pub use secrecy::{ExposeSecret, SecretString};
 pub use suite::{Suite, SuiteDataset};
 
 /// Registers a hand-written [`Runner`] under a name suites use in
