@@ -211,7 +211,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         }
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let mut suites = loaded.suites;
+    let suites = loaded.suites;
     let selection = Selection::filtered(&suites, args.filter.as_deref());
     if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
         eprintln!("forge: no batch matches --filter {filter:?}");
@@ -221,15 +221,14 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
-    let mut reporter = Tee::new()
+    let reporter = Tee::new()
         .with(Console::new(selection.count(), args.quiet))
         .with(SummaryJson::new(&out))
         .with(Junit::new(&out));
     let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
-    let outcome = pipeline::execute(&mut suites, &selection, &mut reporter, &[], cancel).await;
-    drop(suites);
+    let outcome = pipeline::execute(suites, &selection, reporter, &[], cancel).await;
     conclude(&outcome, &out, start)
 }
 

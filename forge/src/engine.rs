@@ -249,16 +249,17 @@ impl SessionRun<'_> {
             done.push(outcome);
         }
         let summary = summarise(&dataset.session_id, &done, millis(start.elapsed()));
-        dataset.conversation = done
-            .into_iter()
-            .map(BatchOutcome::into_fair_forge)
-            .collect();
+        // A fresh vector: collecting in place would keep the outcomes'
+        // larger allocation alive for the whole run.
+        let mut conversation = Vec::with_capacity(done.len());
+        conversation.extend(done.into_iter().map(BatchOutcome::into_fair_forge));
+        dataset.conversation = conversation;
         (dataset, summary)
     }
 
     /// One turn: attempts under the policy until one succeeds, a failure
     /// may not be retried, the retries run out or the run is interrupted.
-    async fn attempt(&self, batch: Batch, session: &Session<'_>) -> BatchOutcome {
+    async fn attempt(&self, mut batch: Batch, session: &Session<'_>) -> BatchOutcome {
         let (policy, cancel, runner) = (self.policy, self.cancel, self.runner);
         let start = Instant::now();
         let mut attempts = 0u32;
@@ -273,16 +274,32 @@ impl SessionRun<'_> {
                 return interrupted(batch, last_error, attempts, start);
             }
             attempts += 1;
-            let mut outcome = once(runner, batch.clone(), session, policy).await;
-            outcome.attempts = attempts;
-            outcome.time_ms = millis(start.elapsed());
-            let Some(error) = outcome.error.take() else {
-                return outcome;
+            // The runner answers into the batch itself, so no copy of it
+            // outlives a successful turn; the copy is what a failed attempt
+            // leaves, for the next attempt or the failure.
+            let copy = batch.clone();
+            let error = match once(runner, batch, session, policy).await {
+                Ok(mut outcome) => match outcome.error.take() {
+                    None => {
+                        outcome.attempts = attempts;
+                        outcome.time_ms = millis(start.elapsed());
+                        return outcome;
+                    }
+                    Some(error) => error,
+                },
+                Err(error) => error,
             };
+            batch = copy;
             if attempts > policy.retries || !retryable(&error, runner.retry()) {
-                return finally_failed(outcome, error, attempts);
+                return finally_failed(batch, error, attempts, start);
             }
-            tracing::debug!(session = session.session_id, qa_id = batch.qa_id, attempt = attempts, %error, "retrying");
+            tracing::debug!(
+                session = session.session_id,
+                qa_id = batch.qa_id,
+                attempt = attempts,
+                %error,
+                "retrying"
+            );
             let delay = policy.backoff.delay(attempts, error.retry_after);
             if !unless_cancelled(cancel, tokio::time::sleep(delay)).await {
                 return interrupted(batch, Some(error), attempts, start);
@@ -312,33 +329,36 @@ impl TurnDriver for Driver<'_> {
 }
 
 /// One attempt through the runner's `run_batch`, under the policy's
-/// timeout; a panic becomes the turn's failure.
+/// timeout; a panic or a timeout is the attempt's error.
 async fn once(
     runner: &dyn Runner,
     batch: Batch,
     session: &Session<'_>,
     policy: &Policy,
-) -> BatchOutcome {
-    let copy = batch.clone();
+) -> Result<BatchOutcome, RunError> {
     let call = AssertUnwindSafe(runner.run_batch(batch, session)).catch_unwind();
-    let result = match policy.timeout {
+    match policy.timeout {
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(result) => result.map_err(|panic| panicked(&*panic)),
             Err(_) => Err(RunError::timeout(limit)),
         },
         None => call.await.map_err(|panic| panicked(&*panic)),
-    };
-    result.unwrap_or_else(|error| BatchOutcome::failure(copy, error, 0.0))
+    }
 }
 
 /// The outcome of a turn whose last attempt failed with `error`.
-fn finally_failed(mut outcome: BatchOutcome, error: RunError, attempts: u32) -> BatchOutcome {
+fn finally_failed(batch: Batch, error: RunError, attempts: u32, start: Instant) -> BatchOutcome {
     let message = if attempts > 1 {
         format!("{error} (after {attempts} attempts)")
     } else {
         error.message.clone()
     };
-    outcome.error = Some(RunError { message, ..error });
+    let mut outcome = BatchOutcome::failure(
+        batch,
+        RunError { message, ..error },
+        millis(start.elapsed()),
+    );
+    outcome.attempts = attempts;
     outcome
 }
 

@@ -92,12 +92,12 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     board.reset(selection.len());
     let engine = {
         let board = Arc::clone(&board);
-        let mut suites = loaded.suites;
+        let suites = loaded.suites;
         let out = out.clone();
         std::thread::spawn(move || {
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
-            execute(&mut suites, &selection, board, out.as_deref(), &failures)
+            execute(suites, &selection, board, out.as_deref(), &failures)
         })
     };
     let conclusion = libtest_mimic::run(args, trials);
@@ -154,7 +154,7 @@ fn trials(loaded: &Loaded, board: &Arc<Board>) -> Vec<Trial> {
 /// Runs the selection on a runtime of its own, posting each verdict to the
 /// board, and writes the reports into `out` (none when `None`).
 fn execute(
-    suites: &mut [Suite],
+    suites: Vec<Suite>,
     selection: &Selection,
     board: Arc<Board>,
     out: Option<&Path>,
@@ -181,7 +181,7 @@ fn execute(
     Some(runtime.block_on(async {
         // Watching before the first turn is sent, so no signal is missed.
         crate::interrupt::stop_on_signal(cancel.clone());
-        pipeline::execute(suites, selection, &mut reporter, failures, cancel).await
+        pipeline::execute(suites, selection, reporter, failures, cancel).await
     }))
 }
 

@@ -15,6 +15,7 @@
 //! datasets on the same engine.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
@@ -59,26 +60,33 @@ impl Outcome {
     }
 }
 
-/// Runs the `selection` of `suites` and reports it to `reporter`: records
-/// as they come, then each suite, then the end of the run (with the load
-/// failures a report shows).
-pub async fn execute(
-    suites: &mut [Suite],
+/// Runs the `selection` of `suites` (taken: the run moves their turns into
+/// its results) and reports it to `reporter`: records
+/// as they come (from the engine's workers, one at a time), then each
+/// suite, then the end of the run (with the load failures a report shows).
+pub async fn execute<R: Reporter + 'static>(
+    mut suites: Vec<Suite>,
     selection: &Selection,
-    reporter: &mut dyn Reporter,
+    reporter: R,
     load_failures: &[LoadFailure],
     cancel: CancellationToken,
 ) -> Outcome {
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let mut records: Vec<Vec<BatchRecord>> = vec![Vec::new(); suites.len()];
-    let consume = async {
-        while let Some(record) = receiver.recv().await {
-            reporter.on_record(&record);
-            records[record.id.suite].push(record);
-        }
+    let live = Arc::new(Mutex::new(Live {
+        reporter,
+        records: vec![Vec::new(); suites.len()],
+    }));
+    let sink = {
+        let live = Arc::clone(&live);
+        move |record: BatchRecord| live.lock().unwrap_or_else(|e| e.into_inner()).take(record)
     };
-    let (runs, ()) = tokio::join!(run::run(suites, selection, sender, cancel.clone()), consume);
+    let runs = run::run(&mut suites, selection, Arc::new(sink), cancel.clone()).await;
+    // What is left of the suites (names, checks) is not needed by the
+    // reports: free it before they are built.
+    drop(suites);
+    let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
+    let records = std::mem::take(&mut live.records);
     let mut reports: Vec<SuiteReport> = runs.into_iter().zip(records).map(suite_report).collect();
+    let reporter = &mut live.reporter;
     let written = reports
         .iter_mut()
         .try_for_each(|suite| {
@@ -96,6 +104,22 @@ pub async fn execute(
         suites: reports,
         reports: written,
         interrupted: cancel.is_cancelled(),
+    }
+}
+
+/// The reporter and the records of a run in progress.
+struct Live<R> {
+    reporter: R,
+    /// Each suite's records, in the order they came.
+    records: Vec<Vec<BatchRecord>>,
+}
+
+impl<R: Reporter> Live<R> {
+    fn take(&mut self, record: BatchRecord) {
+        self.reporter.on_record(&record);
+        if let Some(records) = self.records.get_mut(record.id.suite) {
+            records.push(record);
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{CheckResult, Checks, Turn};
@@ -23,8 +22,9 @@ use crate::secrets::Secrets;
 use crate::select::{BatchId, Selection};
 use crate::suite::Suite;
 
-/// The record stream: one record per batch that ran.
-pub type RecordSender = UnboundedSender<BatchRecord>;
+/// The record stream: called with one record per batch that ran, from the
+/// engine's workers, as soon as the batch's verdict is known.
+pub type RecordSink = dyn Fn(BatchRecord) + Send + Sync;
 
 /// The verdict on one batch, as a test case. Its texts are redacted.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,13 +169,18 @@ pub struct SuiteRun {
 pub async fn run(
     suites: &mut [Suite],
     selection: &Selection,
-    records: RecordSender,
+    records: Arc<RecordSink>,
     cancel: CancellationToken,
 ) -> Vec<SuiteRun> {
-    let runs = suites
-        .iter_mut()
-        .enumerate()
-        .map(|(index, suite)| run_suite(index, suite, selection, records.clone(), cancel.clone()));
+    let runs = suites.iter_mut().enumerate().map(|(index, suite)| {
+        run_suite(
+            index,
+            suite,
+            selection,
+            Arc::clone(&records),
+            cancel.clone(),
+        )
+    });
     join_all(runs).await
 }
 
@@ -183,7 +188,7 @@ async fn run_suite(
     index: usize,
     suite: &mut Suite,
     selection: &Selection,
-    records: RecordSender,
+    records: Arc<RecordSink>,
     cancel: CancellationToken,
 ) -> SuiteRun {
     let secrets = suite.secrets();
@@ -210,7 +215,7 @@ async fn run_suite(
         Ok(runner) => runner,
         Err(error) => {
             let message = secrets.redact(&error.to_string()).into_owned();
-            unbuilt(index, suite, &plan, selection, &message, &records);
+            unbuilt(index, suite, &plan, selection, &message, &*records);
             return done(Response::error(message));
         }
     };
@@ -234,7 +239,7 @@ fn unbuilt(
     plan: &[(usize, usize)],
     selection: &Selection,
     message: &str,
-    records: &RecordSender,
+    records: &RecordSink,
 ) {
     for &(d, turns) in plan {
         for b in 0..turns {
@@ -243,7 +248,7 @@ fn unbuilt(
                 dataset: d,
                 batch: b,
             };
-            let _ = records.send(BatchRecord {
+            records(BatchRecord {
                 id,
                 test: suite.datasets[d].test_names[b].clone(),
                 selected: selection.contains(id),
@@ -293,7 +298,7 @@ struct Collector {
     secrets: Secrets,
     /// The runs of a repeated batch seen so far, by (dataset, batch).
     pending: Mutex<HashMap<(usize, usize), Runs>>,
-    records: RecordSender,
+    records: Arc<RecordSink>,
 }
 
 /// The runs of one repeated batch, by run index, as they come in.
@@ -315,7 +320,7 @@ impl Collector {
         selection: &Selection,
         jobs: &[Job],
         job_of: Vec<(usize, usize)>,
-        records: RecordSender,
+        records: Arc<RecordSink>,
     ) -> Self {
         let meta = |(d, data): (usize, &crate::suite::SuiteDataset)| DatasetMeta {
             names: Arc::clone(&data.test_names),
@@ -356,7 +361,7 @@ impl Collector {
             dataset: d,
             batch,
         };
-        let _ = self.records.send(verdict(
+        (self.records)(verdict(
             id,
             &meta.names[batch],
             meta.selected[batch],
