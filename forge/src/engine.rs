@@ -206,26 +206,68 @@ struct SessionRun<'a> {
 impl SessionRun<'_> {
     /// Runs the job through the runner's `run_dataset`. Turns that an
     /// override answered without [`Turns::run`] are reported from the
-    /// dataset it returns.
+    /// dataset it returns; a panic in an override fails the session's turns
+    /// that were not reported yet, not the run.
     async fn run(&self, job: Job) -> (Dataset, Summary) {
         let mut dataset = job.dataset;
         dataset.conversation.truncate(job.limit);
+        let qa_ids: Vec<String> = dataset
+            .conversation
+            .iter()
+            .map(|b| b.qa_id.clone())
+            .collect();
+        // The session without its turns, for a panic to report on.
+        let conversation = std::mem::take(&mut dataset.conversation);
+        let header = dataset.clone();
+        dataset.conversation = conversation;
+        let started = Instant::now();
         let seen = std::sync::atomic::AtomicUsize::new(0);
         let driver = Driver {
             run: self,
             seen: &seen,
         };
         let turns = Turns::new(&driver);
-        let (dataset, summary) = self.runner.run_dataset(dataset, &turns).await;
+        let run = self.runner.run_dataset(dataset, &turns);
+        let result = AssertUnwindSafe(run).catch_unwind().await;
         let seen = seen.into_inner();
+        let (dataset, summary) = match result {
+            Ok(done) => done,
+            Err(panic) => {
+                let error = panicked(&*panic);
+                return self.abandoned(header, &qa_ids, seen, &error, millis(started.elapsed()));
+            }
+        };
         for (index, batch) in dataset.conversation.iter().enumerate().skip(seen) {
-            (self.observer)(
-                self.job,
-                index,
-                &BatchOutcome::from_fair_forge(batch.clone()),
-            );
+            let outcome = BatchOutcome::from_fair_forge(batch.clone());
+            (self.observer)(self.job, index, &outcome);
         }
         (dataset, summary)
+    }
+
+    /// The session of a `run_dataset` that panicked: every turn failed with
+    /// the panic (what it answered is lost with it), the turns not yet
+    /// reported reported so.
+    fn abandoned(
+        &self,
+        mut header: Dataset,
+        qa_ids: &[String],
+        seen: usize,
+        error: &RunError,
+        total_ms: f64,
+    ) -> (Dataset, Summary) {
+        let turns: Vec<BatchOutcome> = qa_ids
+            .iter()
+            .map(|qa_id| BatchOutcome::failure(Batch::new(qa_id.as_str(), ""), error.clone(), 0.0))
+            .collect();
+        for (index, outcome) in turns.iter().enumerate().skip(seen) {
+            (self.observer)(self.job, index, outcome);
+        }
+        let summary = summarise(&header.session_id, &turns, total_ms);
+        header.conversation = turns
+            .into_iter()
+            .map(BatchOutcome::into_fair_forge)
+            .collect();
+        (header, summary)
     }
 
     /// Runs the turns of `dataset` in order and summarises them.
@@ -592,6 +634,59 @@ mod tests {
             let summary = summarise(&dataset.session_id, &[], 0.0);
             (dataset, summary)
         }
+    }
+
+    /// Answers the first turn through the engine, then panics.
+    struct Crashing;
+
+    #[async_trait::async_trait]
+    impl Runner for Crashing {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            Ok(Reply::text("fine"))
+        }
+
+        async fn run_dataset(&self, mut dataset: Dataset, turns: &Turns<'_>) -> (Dataset, Summary) {
+            dataset.conversation.truncate(1);
+            let _ = turns.run(dataset).await;
+            panic!("lost the session");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_dataset_fails_its_session_not_the_run() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer = {
+            let seen = Arc::clone(&seen);
+            move |job: usize, turn: usize, outcome: &BatchOutcome| {
+                let error = outcome.error.as_ref().map(|e| e.message.clone());
+                seen.lock().unwrap().push((job, turn, error));
+            }
+        };
+        let results = Engine::new(Arc::new(Crashing))
+            .concurrency(1)
+            .run(
+                vec![Job::from(two_turns("a")), Job::from(two_turns("b"))],
+                Arc::new(observer),
+            )
+            .await;
+        let panicked = Some("runner panicked: lost the session".to_owned());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (0, 0, None),
+                (0, 1, panicked.clone()),
+                (1, 0, None),
+                (1, 1, panicked)
+            ]
+        );
+        let (dataset, summary) = &results[1];
+        assert_eq!(dataset.session_id, "b");
+        assert_eq!(dataset.conversation[1].qa_id, "q2");
+        assert_eq!(
+            dataset.conversation[1].assistant,
+            "[ERROR] runner panicked: lost the session"
+        );
+        assert_eq!((summary.total_batches, summary.failures), (2, 2));
     }
 
     #[tokio::test]
