@@ -349,6 +349,32 @@ impl Command {
     }
 
     async fn execute(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
+        let mut command = self.command(batch, session);
+        let mut child = command
+            .spawn()
+            .map_err(|e| RunError::permanent(format!("cannot start `{}`: {e}", self.name())))?;
+        #[cfg(unix)]
+        let group = KillGroup::new(&child);
+        let output = collect(&mut child, batch.query.as_bytes()).await;
+        // The turn is over: what the program left running goes too.
+        #[cfg(unix)]
+        drop(group);
+        let output = output.map_err(|error| match error {
+            OutputError::TooLarge => RunError::permanent(format!(
+                "`{}` printed more than {} on stdout and was killed",
+                self.name(),
+                bytes_shown(STDOUT_LIMIT)
+            )),
+            OutputError::Read(e) => {
+                RunError::permanent(format!("cannot read the output of `{}`: {e}", self.name()))
+            }
+        })?;
+        self.answer(&output)
+    }
+
+    /// The program's command for a turn: arguments and `env` filled, the
+    /// `FORGE_*` variables set, pipes ready, in a process group of its own.
+    fn command(&self, batch: &Batch, session: &Session<'_>) -> tokio::process::Command {
         let value = |name: &str| placeholder(name, batch, session);
         let mut command = tokio::process::Command::new(&self.program);
         command
@@ -383,25 +409,12 @@ impl Command {
         }
         #[cfg(unix)]
         command.process_group(0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| RunError::permanent(format!("cannot start `{}`: {e}", self.name())))?;
-        #[cfg(unix)]
-        let group = KillGroup::new(&child);
-        let output = collect(&mut child, batch.query.as_bytes()).await;
-        // The turn is over: what the program left running goes too.
-        #[cfg(unix)]
-        drop(group);
-        let output = output.map_err(|error| match error {
-            OutputError::TooLarge => RunError::permanent(format!(
-                "`{}` printed more than {} on stdout and was killed",
-                self.name(),
-                bytes_shown(STDOUT_LIMIT)
-            )),
-            OutputError::Read(e) => {
-                RunError::permanent(format!("cannot read the output of `{}`: {e}", self.name()))
-            }
-        })?;
+        command
+    }
+
+    /// The answer on stdout (one trailing line end dropped), or why there
+    /// is none: a failed exit or an empty answer, with stderr's tail.
+    fn answer(&self, output: &Finished) -> Result<Reply, RunError> {
         let stderr = tail(&String::from_utf8_lossy(&output.stderr));
         if !output.status.success() {
             let how = match output.status.code() {
