@@ -18,6 +18,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::console::Console;
 use crate::report::junit::Junit;
@@ -126,6 +127,11 @@ struct RunArgs {
     /// Run only the batches whose test name contains this text.
     #[arg(long)]
     filter: Option<String>,
+    /// Run only shard M of N: `hash:M/N` (by a stable hash of each
+    /// session) or `count:M/N` (sessions dealt round-robin). Default:
+    /// `$FORGE_PARTITION`, else everything.
+    #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<Partition>())]
+    partition: Option<Partition>,
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
@@ -212,10 +218,26 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let suites = loaded.suites;
-    let selection = Selection::filtered(&suites, args.filter.as_deref());
+    let mut selection = Selection::filtered(&suites, args.filter.as_deref());
     if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
         eprintln!("forge: no batch matches --filter {filter:?}");
         return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let partition = match args
+        .partition
+        .map(Ok)
+        .or_else(|| Partition::from_env().transpose())
+    {
+        None => None,
+        Some(Ok(partition)) => Some(partition),
+        Some(Err(error)) => {
+            eprintln!("forge: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if let Some(partition) = &partition {
+        // A shard with no session of a suite runs nothing of it and passes.
+        selection = selection.in_shard(&suites, partition);
     }
     let out = args
         .out

@@ -33,12 +33,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ReportError;
 use crate::load::{load, LoadFailure, Loaded};
+use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::junit::Junit;
 use crate::report::summary::SummaryJson;
 use crate::report::{self, Reporter, Tee};
 use crate::run::BatchRecord;
-use crate::select::Selection;
+use crate::select::{shard_members, Selection};
 use crate::suite::Suite;
 
 /// Runs the suites found directly in `dir` (relative to the package root
@@ -68,13 +69,18 @@ pub struct HarnessOutcome {
 /// report that could not be written; suite errors are failing tests.
 pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> {
     let root = package_root();
-    let loaded = load(&[resolve(dir, &root)]);
+    let mut loaded = load(&[resolve(dir, &root)]);
+    let partition = partition(&mut loaded);
+    let shard = partition.map(|p| shard_members(&loaded.suites, &p));
     let board = Arc::new(Board::default());
-    let trials = trials(&loaded, &board);
-    let selection = Selection::new(&loaded.suites, |batch| {
+    let trials = trials(&loaded, shard.as_deref(), &board);
+    let mut selection = Selection::new(&loaded.suites, |batch| {
         let probe = Trial::test(batch.name, || Ok(())).with_ignored_flag(batch.ignored);
         !args.list && !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
     });
+    if let Some(partition) = &partition {
+        selection = selection.in_shard(&loaded.suites, partition);
+    }
     if args.list {
         return Ok(HarnessOutcome {
             conclusion: libtest_mimic::run(args, trials),
@@ -124,20 +130,38 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     })
 }
 
-/// One trial per batch, in suite order, waiting on the board for its
-/// verdict, and one failing trial per suite that could not be loaded;
-/// listed and reported in name order.
-fn trials(loaded: &Loaded, board: &Arc<Board>) -> Vec<Trial> {
+/// `FORGE_PARTITION`, if set; an invalid one becomes a failing test,
+/// `forge::partition`, and nothing is left out.
+fn partition(loaded: &mut Loaded) -> Option<Partition> {
+    Partition::from_env().unwrap_or_else(|message| {
+        loaded.failures.push(LoadFailure {
+            test: "forge::partition".to_owned(),
+            message,
+        });
+        None
+    })
+}
+
+/// One trial per batch of the shard (every batch with no partition), in
+/// suite order, waiting on the board for its verdict, and one failing trial
+/// per suite that could not be loaded; listed and reported in name order.
+/// A batch's slot on the board is its [`Selection::index`].
+fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> Vec<Trial> {
     let mut trials = Vec::new();
-    for suite in &loaded.suites {
-        for data in &suite.datasets {
+    let mut slot = 0;
+    for (s, suite) in loaded.suites.iter().enumerate() {
+        for (d, data) in suite.datasets.iter().enumerate() {
+            let member = shard.is_none_or(|shard| shard[s][d]);
             for (b, name) in data.test_names.iter().enumerate() {
-                let slot = trials.len();
-                let board = Arc::clone(board);
-                trials.push(
-                    Trial::test(name.clone(), move || board.wait(slot))
-                        .with_ignored_flag(data.ignored[b]),
-                );
+                if member {
+                    let board = Arc::clone(board);
+                    let this = slot;
+                    trials.push(
+                        Trial::test(name.clone(), move || board.wait(this))
+                            .with_ignored_flag(data.ignored[b]),
+                    );
+                }
+                slot += 1;
             }
         }
     }

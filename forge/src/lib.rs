@@ -23,6 +23,7 @@ mod engine;
 mod error;
 mod interrupt;
 mod load;
+mod partition;
 mod pipeline;
 mod policy;
 mod report;

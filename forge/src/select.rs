@@ -6,6 +6,7 @@
 //! dataset runs up to its last selected turn (the earlier ones keep the
 //! conversation intact, unreported); a dataset with none is not contacted.
 
+use crate::partition::Partition;
 use crate::suite::Suite;
 
 /// Where a batch sits: suite, dataset and turn indices.
@@ -65,6 +66,20 @@ impl Selection {
         })
     }
 
+    /// This selection, keeping only the sessions of `partition`'s shard.
+    pub fn in_shard(mut self, suites: &[Suite], partition: &Partition) -> Self {
+        for (s, members) in shard_members(suites, partition).iter().enumerate() {
+            for (d, member) in members.iter().enumerate() {
+                let (start, len) = self.spans[s][d];
+                if !member {
+                    self.flags[start..start + len].fill(false);
+                }
+            }
+        }
+        self.count = self.flags.iter().filter(|f| **f).count();
+        self
+    }
+
     /// The position of a batch among all the suites' batches.
     pub fn index(&self, id: BatchId) -> Option<usize> {
         let (start, len) = *self.spans.get(id.suite)?.get(id.dataset)?;
@@ -105,4 +120,30 @@ impl Selection {
             })
             .map(|last| last + 1)
     }
+}
+
+/// Whether each dataset (a session, with its repeats) of `suites` belongs
+/// to `partition`'s shard, per suite.
+pub fn shard_members(suites: &[Suite], partition: &Partition) -> Vec<Vec<bool>> {
+    let mut ordinal = 0u64;
+    suites
+        .iter()
+        .map(|suite| {
+            suite
+                .datasets
+                .iter()
+                .map(|data| {
+                    let dataset = &data.dataset;
+                    let kept = partition.keeps(
+                        ordinal,
+                        &suite.name,
+                        &dataset.session_id,
+                        &dataset.assistant_id,
+                    );
+                    ordinal += 1;
+                    kept
+                })
+                .collect()
+        })
+        .collect()
 }
