@@ -63,7 +63,10 @@ fn each_shard_lists_and_runs_its_sessions_only() {
         for test in &passed {
             let session = test.rsplit_once("::").map(|(s, _)| s).unwrap_or(test);
             let twin = if test.ends_with("::q1") { "q2" } else { "q1" };
-            assert!(passed.contains(&format!("{session}::{twin}")), "{spec}: {session} split");
+            assert!(
+                passed.contains(&format!("{session}::{twin}")),
+                "{spec}: {session} split"
+            );
         }
         ran.extend(passed);
     }
@@ -80,9 +83,15 @@ fn a_bad_partition_is_a_failing_test() {
     fixture(&suites);
     let output = harness(&suites, &dir.path().join("out"), "hash:4/3", &[]);
     assert!(!output.status.success(), "{output:?}");
-    assert!(tests(&output, "FAILED").contains("forge::partition"), "{output:?}");
+    assert!(
+        tests(&output, "FAILED").contains("forge::partition"),
+        "{output:?}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("FORGE_PARTITION: invalid partition \"hash:4/3\""), "{stdout}");
+    assert!(
+        stdout.contains("FORGE_PARTITION: invalid partition \"hash:4/3\""),
+        "{stdout}"
+    );
     // Nothing is left out: every batch still runs.
     assert_eq!(tests(&output, "ok").len(), 10, "{stdout}");
 }
