@@ -61,9 +61,9 @@ impl Outcome {
 }
 
 /// Runs the `selection` of `suites` (taken: the run moves their turns into
-/// its results) and reports it to `reporter`: records
-/// as they come (from the engine's workers, one at a time), then each
-/// suite, then the end of the run (with the load failures a report shows).
+/// its results) and reports it to `reporter`: the records as they come
+/// (from the engine's workers, one at a time), then each suite, then the
+/// end of the run (with the load failures a report shows).
 pub async fn execute<R: Reporter + 'static>(
     mut suites: Vec<Suite>,
     selection: &Selection,
