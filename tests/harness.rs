@@ -296,6 +296,20 @@ fn duplicate_and_invalid_suite_names_fail_and_reach_junit() {
 }
 
 #[test]
+fn a_missing_suites_directory_fails_as_forge_suites() {
+    let project = Project::new(&[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_forge-harness"))
+        .env("FORGE_SUITES_DIR", project.dir.path().join("no-such-dir"))
+        .env("FORGE_OUT_DIR", project.out())
+        .output()
+        .expect("run the harness");
+    assert_eq!(output.status.code(), Some(101));
+    let text = stdout(&output);
+    assert_eq!(outcome(&text, "forge::suites"), Some("FAILED"), "{text}");
+    assert!(text.contains("no-such-dir: cannot read"), "{text}");
+}
+
+#[test]
 fn an_empty_suites_directory_fails() {
     let project = Project::new(&[]);
     let output = project.run(&[]);

@@ -35,7 +35,7 @@ pub struct Loaded {
 pub fn load(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
     for path in paths {
-        let files = if path.is_dir() {
+        let files = if !is_suite_file(path) {
             match suite::discover(path) {
                 Ok(files) => files,
                 Err(error) => {
@@ -61,6 +61,17 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
     }
     reject_duplicate_names(&mut loaded);
     loaded
+}
+
+/// Whether `path` names a suite file (`*.yaml`, `*.yml`, not a directory);
+/// any other path is a directory of suites, so a missing one is reported as
+/// such (`forge::suites`), not as a suite file named after it.
+fn is_suite_file(path: &Path) -> bool {
+    !path.is_dir()
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        )
 }
 
 /// Moves every suite whose name an earlier suite took into the failures.
