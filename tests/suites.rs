@@ -67,9 +67,13 @@ impl forge::Runner for Transcript {
         mut dataset: forge::Dataset,
         _turns: &forge::Turns<'_>,
     ) -> (forge::Dataset, forge::Summary) {
+        // The turns up to the last selected one (all of them, unfiltered):
+        // each answer may use the whole conversation before it.
         let total = dataset.conversation.len();
-        for (k, batch) in dataset.conversation.iter_mut().enumerate() {
-            batch.assistant = format!("{} of {total}: {}", k + 1, batch.query);
+        let mut previous = String::from("nothing");
+        for batch in dataset.conversation.iter_mut() {
+            batch.assistant = format!("{} (after {previous})", batch.query);
+            previous = batch.query.clone();
         }
         let summary = forge::Summary {
             session_id: dataset.session_id.clone(),

@@ -73,6 +73,7 @@ pub mod data;
 mod faults;
 pub mod process;
 mod protocol;
+pub mod reports;
 mod request;
 mod server;
 mod sse;

@@ -22,6 +22,7 @@ use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::console::Console;
 use crate::report::junit::Junit;
+use crate::report::part::{Header, Part};
 use crate::report::summary::SummaryJson;
 use crate::report::{self, Tee};
 use crate::select::Selection;
@@ -46,6 +47,8 @@ struct Cli {
 enum Command {
     /// Run suites (or a seed-format payload) and write the reports.
     Run(RunArgs),
+    /// Merge the reports of shards (or nextest processes) into one.
+    Merge(MergeArgs),
     /// Serve the payload API over HTTP: `POST /run`, `GET /health`.
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
@@ -104,6 +107,23 @@ fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `forge merge --out DIR INPUT...`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each INPUT is the output directory of a run (its parts/ say what it ran): a shard of a CI matrix, or $FORGE_OUT_DIR after cargo nextest.\nExit status: 0 when every batch passed, 1 when some failed, 2 when the inputs cannot be merged (nothing is written then)."
+)]
+struct MergeArgs {
+    /// Directory of the merged reports.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Require the inputs to be exactly the N shards of one partition.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    expect: Option<u64>,
+    /// Output directories of the runs to merge.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Suite files, or directories of suites.
@@ -156,8 +176,35 @@ pub fn main() -> ExitCode {
             Some(source) => runtime.block_on(run_payload(source, &args)),
             None => runtime.block_on(run_files(&args)),
         },
+        Command::Merge(args) => merge(&args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+/// `forge merge`: the merged reports, their tally, the exit status.
+fn merge(args: &MergeArgs) -> ExitCode {
+    let merged = match crate::merge::merge(&args.inputs, &args.out, args.expect) {
+        Ok(merged) => merged,
+        Err(error) => {
+            eprintln!("forge: merge: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    for warning in &merged.warnings {
+        eprintln!("forge: warning: {warning}");
+    }
+    eprintln!(
+        "forge: {} part(s) merged; reports written to {}",
+        merged.parts,
+        args.out.display()
+    );
+    let (passed, failed) = merged.tally();
+    println!("{passed} passed, {failed} failed");
+    if merged.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
     }
 }
 
@@ -243,10 +290,12 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
+    let header = Header::new(&suites, partition.map(|p| p.to_string()), None);
     let reporter = Tee::new()
         .with(Console::new(selection.count(), args.quiet))
         .with(SummaryJson::new(&out))
-        .with(Junit::new(&out));
+        .with(Junit::new(&out))
+        .with(Part::new(&out, header));
     let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();

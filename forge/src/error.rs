@@ -195,3 +195,47 @@ pub struct ReportError {
     /// What went wrong.
     pub message: String,
 }
+
+/// Why `forge merge` could not fold its inputs into one report. Nothing is
+/// written when it fails.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MergeError {
+    /// An input directory holds no part.
+    #[error("{0}: no forge run here (no parts/run.json or parts/nextest-*/): give the output directory of a `forge run`, `cargo test` or `cargo nextest run`")]
+    NoParts(PathBuf),
+    /// A part or report cannot be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (with the line and column of bad JSON).
+        message: String,
+    },
+    /// Two inputs do not come from runs of the same suites.
+    #[error("{first} and {second} are not runs of the same suites: {detail}")]
+    Mismatch {
+        /// One part.
+        first: PathBuf,
+        /// Another part.
+        second: PathBuf,
+        /// How they differ.
+        detail: String,
+    },
+    /// A batch is in two inputs.
+    #[error("{test} ran in both {first} and {second}: overlapping shards, or the parts of an earlier run left in the same directory (remove them, or give each run its own --out / FORGE_OUT_DIR)")]
+    Overlap {
+        /// The batch's test name.
+        test: String,
+        /// One part.
+        first: PathBuf,
+        /// Another part.
+        second: PathBuf,
+    },
+    /// The shards do not make up one partition.
+    #[error("{0}")]
+    Shards(String),
+    /// Writing the merged reports failed.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}

@@ -36,19 +36,29 @@ use crate::load::{load, LoadFailure, Loaded};
 use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::junit::Junit;
+use crate::report::part::{Header, Nextest, Part};
 use crate::report::summary::SummaryJson;
 use crate::report::{self, Reporter, Tee};
 use crate::run::BatchRecord;
 use crate::select::{shard_members, Selection};
 use crate::suite::Suite;
 
+/// Environment variable naming a suites directory to run instead of the
+/// one the test target gives [`main`].
+pub const SUITES_DIR_ENV: &str = "FORGE_SUITES_DIR";
+
 /// Runs the suites found directly in `dir` (relative to the package root
-/// when it is not found from the working directory) with the process's
-/// libtest arguments, writes the reports, and returns the exit code: 0 when
-/// every selected batch passed, 101 otherwise.
+/// when it is not found from the working directory), or in
+/// `$FORGE_SUITES_DIR` when set, with the process's libtest arguments,
+/// writes the reports, and returns the exit code: 0 when every selected
+/// batch passed, 101 otherwise.
 pub fn main(dir: impl AsRef<Path>) -> ExitCode {
     let args = Arguments::from_args();
-    match run(dir.as_ref(), &args) {
+    let dir = match std::env::var_os(SUITES_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => dir.as_ref().to_owned(),
+    };
+    match run(&dir, &args) {
         Ok(outcome) => outcome.conclusion.exit_code(),
         Err(error) => {
             eprintln!("forge: {error}");
@@ -93,8 +103,16 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         .filter(|f| !args.is_filtered_out(&Trial::test(&f.test, || Ok(()))))
         .cloned()
         .collect();
-    // Reports only when something ran or failed to load.
-    let out = (!selection.is_empty() || !failures.is_empty()).then(|| report::out_dir(&root));
+    // Reports only when something ran or failed to load, or the shard is
+    // to be accounted for in `forge merge`.
+    let out = (!selection.is_empty() || !failures.is_empty() || partition.is_some())
+        .then(|| report::out_dir(&root));
+    let header = Header::new(
+        &loaded.suites,
+        partition.map(|p| p.to_string()),
+        Nextest::from_env(),
+    );
+    let nextest = header.nextest.is_some();
     board.reset(selection.len());
     let engine = {
         let board = Arc::clone(&board);
@@ -103,7 +121,8 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         std::thread::spawn(move || {
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
-            execute(suites, &selection, board, out.as_deref(), &failures)
+            let reports = out.map(|out| reporters(&out, header));
+            execute(suites, &selection, board, reports, &failures)
         })
     };
     let conclusion = libtest_mimic::run(args, trials);
@@ -119,7 +138,10 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     };
     let reports = outcome.reports?;
     if let Some(out) = out.filter(|_| !reports.is_empty()) {
-        eprintln!("forge: reports written to {}", out.display());
+        match reports.as_slice() {
+            [part] if nextest => eprintln!("forge: part written to {}", part.display()),
+            _ => eprintln!("forge: reports written to {}", out.display()),
+        }
         if outcome.interrupted {
             eprintln!("forge: interrupted; partial reports written");
         }
@@ -175,13 +197,27 @@ fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> V
     trials
 }
 
+/// The reporters writing into `out`: the summary JSON, JUnit and the run's
+/// part; under nextest only a part of this process's own (a test's
+/// process must not write the reports other processes share).
+fn reporters(out: &Path, header: Header) -> Tee {
+    let reporters = Tee::new();
+    if header.nextest.is_some() {
+        return reporters.with(Part::new(out, header));
+    }
+    reporters
+        .with(SummaryJson::new(out))
+        .with(Junit::new(out))
+        .with(Part::new(out, header))
+}
+
 /// Runs the selection on a runtime of its own, posting each verdict to the
-/// board, and writes the reports into `out` (none when `None`).
+/// board, and writes the reports with `reports` (none when `None`).
 fn execute(
     suites: Vec<Suite>,
     selection: &Selection,
     board: Arc<Board>,
-    out: Option<&Path>,
+    reports: Option<Tee>,
     failures: &[LoadFailure],
 ) -> Option<pipeline::Outcome> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -198,8 +234,8 @@ fn execute(
         board,
         selection: selection.clone(),
     });
-    if let Some(out) = out {
-        reporter = reporter.with(SummaryJson::new(out)).with(Junit::new(out));
+    if let Some(reports) = reports {
+        reporter = reporter.with(reports);
     }
     let cancel = CancellationToken::new();
     Some(runtime.block_on(async {

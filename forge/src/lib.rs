@@ -23,6 +23,7 @@ mod engine;
 mod error;
 mod interrupt;
 mod load;
+mod merge;
 mod partition;
 mod pipeline;
 mod policy;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::suite::{self, Suite};
 
 /// A suite file (or directory) that could not be loaded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoadFailure {
     /// The test that reports it: `<file stem>::load`, or `forge::suites`
     /// for a directory with no suite.

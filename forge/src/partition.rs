@@ -49,6 +49,21 @@ impl Partition {
         }
     }
 
+    /// The shard's number, M of `M/N`.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The number of shards, N of `M/N`.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether `other` is a shard of the same partition (mode and N).
+    pub fn same_partition(&self, other: &Partition) -> bool {
+        self.mode == other.mode && self.total == other.total
+    }
+
     /// Whether the `ordinal`-th session (in suite order, from 0) of suite
     /// `suite`, with these ids, belongs to this shard.
     pub fn keeps(&self, ordinal: u64, suite: &str, session_id: &str, assistant_id: &str) -> bool {
@@ -62,21 +77,44 @@ impl Partition {
 
 /// FNV-1a (64 bits) of `suite NUL session_id NUL assistant_id`.
 pub fn session_hash(suite: &str, session_id: &str, assistant_id: &str) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = Fnv1a::default();
+    for part in [suite, "\0", session_id, "\0", assistant_id] {
+        hash.update(part.as_bytes());
+    }
+    hash.0
+}
+
+/// The 64-bit FNV-1a hash, fed bytes as they come (it is also an
+/// [`std::io::Write`], so a serializer can stream into it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv1a(pub u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let parts = [
-        suite.as_bytes(),
-        b"\0",
-        session_id.as_bytes(),
-        b"\0",
-        assistant_id.as_bytes(),
-    ];
-    parts
-        .iter()
-        .flat_map(|part| part.iter())
-        .fold(OFFSET, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-        })
+
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(Self::PRIME);
+        }
+    }
+}
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl FromStr for Partition {

@@ -98,6 +98,7 @@ pub async fn execute<R: Reporter + 'static>(
             reporter.finish(&RunEnd {
                 suites: &reports,
                 load_failures,
+                interrupted: cancel.is_cancelled(),
             })
         });
     Outcome {
@@ -128,6 +129,7 @@ fn suite_report((run, mut records): (SuiteRun, Vec<BatchRecord>)) -> SuiteReport
     SuiteReport {
         name: run.name,
         response: run.response,
+        origins: run.origins,
         records,
         secrets: run.secrets,
     }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{CheckResult, Checks, Turn};
@@ -27,7 +28,7 @@ use crate::suite::Suite;
 pub type RecordSink = dyn Fn(BatchRecord) + Send + Sync;
 
 /// The verdict on one batch, as a test case. Its texts are redacted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchRecord {
     /// Where the batch sits.
     pub id: BatchId,
@@ -66,7 +67,7 @@ impl BatchRecord {
 }
 
 /// One run of a batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The session id the run used (`<session_id>-run<k>` with `repeat`).
     pub session_id: String,
@@ -155,8 +156,20 @@ pub struct SuiteRun {
     /// Its response: the datasets that ran with their summaries, or the
     /// error that kept the suite from running (its runner's configuration).
     pub response: Response,
+    /// Where each of the response's datasets comes from, in its order.
+    pub origins: Vec<Origin>,
     /// The secrets to keep out of its reports.
     pub secrets: Secrets,
+}
+
+/// Where an answered dataset of a response comes from: the suite's dataset
+/// and which of its `repeat` runs (0 without `repeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// Index of the dataset within the suite.
+    pub dataset: usize,
+    /// Index of the run.
+    pub run: usize,
 }
 
 /// Runs the `selection` of `suites`, sending each batch's record to
@@ -193,9 +206,10 @@ async fn run_suite(
 ) -> SuiteRun {
     let secrets = suite.secrets();
     let name = suite.name.clone();
-    let done = |response| SuiteRun {
+    let done = |response, origins| SuiteRun {
         name: name.clone(),
         response,
+        origins,
         secrets: secrets.clone(),
     };
     // (dataset index, turns to run) of each session to contact.
@@ -209,17 +223,21 @@ async fn run_suite(
         })
         .collect();
     if plan.is_empty() {
-        return done(Response::Success(RunResponse::new(Vec::new())));
+        return done(Response::Success(RunResponse::new(Vec::new())), Vec::new());
     }
     let runner = match suite.build_runner() {
         Ok(runner) => runner,
         Err(error) => {
             let message = secrets.redact(&error.to_string()).into_owned();
             unbuilt(index, suite, &plan, selection, &message, &*records);
-            return done(Response::error(message));
+            return done(Response::error(message), Vec::new());
         }
     };
     let (jobs, job_of) = jobs(suite, &plan);
+    let origins = job_of
+        .iter()
+        .map(|&(dataset, run)| Origin { dataset, run })
+        .collect();
     let collector = Collector::new(index, suite, selection, &jobs, job_of, records);
     let engine = Engine::new(runner)
         .policy(suite.policy.clone())
@@ -229,7 +247,7 @@ async fn run_suite(
         collector.on_turn(job, batch, outcome);
     };
     let results = engine.run(jobs, Arc::new(observer)).await;
-    done(Response::Success(RunResponse::new(results)))
+    done(Response::Success(RunResponse::new(results)), origins)
 }
 
 /// Records of the planned batches of a suite whose runner cannot be built.

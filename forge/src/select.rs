@@ -10,7 +10,7 @@ use crate::partition::Partition;
 use crate::suite::Suite;
 
 /// Where a batch sits: suite, dataset and turn indices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BatchId {
     /// Index of the suite.
     pub suite: usize,

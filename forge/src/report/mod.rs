@@ -16,13 +16,14 @@
 
 pub mod console;
 pub mod junit;
+pub mod part;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::ReportError;
 use crate::load::LoadFailure;
-use crate::run::BatchRecord;
+use crate::run::{BatchRecord, Origin};
 use crate::schema::Response;
 use crate::secrets::Secrets;
 
@@ -46,6 +47,8 @@ pub struct SuiteReport {
     /// once every reporter's [`Reporter::on_suite`] has seen them), or the
     /// error that kept the suite from running.
     pub response: Response,
+    /// Where each of the response's datasets comes from, in its order.
+    pub origins: Vec<Origin>,
     /// One record per batch that ran, in suite order.
     pub records: Vec<BatchRecord>,
     /// The secrets to keep out of its reports.
@@ -72,6 +75,8 @@ pub struct RunEnd<'a> {
     pub suites: &'a [SuiteReport],
     /// Suite files that could not be loaded (failing tests in JUnit).
     pub load_failures: &'a [LoadFailure],
+    /// Whether the run was interrupted (its reports are partial).
+    pub interrupted: bool,
 }
 
 /// A consumer of a run's records: one output.

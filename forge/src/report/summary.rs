@@ -102,28 +102,39 @@ pub fn write(path: &Path, suite: &SuiteReport) -> Result<(), ReportError> {
         checks: checks(suite),
     };
     let (tmp, mut writer) = create(path)?;
-    let formatter = Redacting {
-        inner: PrettyFormatter::new(),
-        secrets: &suite.secrets,
-        in_key: false,
-    };
-    let mut serializer = serde_json::Serializer::with_formatter(&mut writer, formatter);
-    let result = file
-        .serialize(&mut serializer)
-        .map_err(std::io::Error::other)
+    let result = write_redacted(&mut writer, &file, &suite.secrets, PrettyFormatter::new())
         .and_then(|()| writer.write_all(b"\n"));
     finish(path, &tmp, writer, result)
 }
 
-/// serde_json's pretty formatter, replacing secrets inside string values
-/// by `[REDACTED]` (object keys, the format's own names, are left alone).
-struct Redacting<'a> {
-    inner: PrettyFormatter<'static>,
+/// Writes `value` as JSON with `formatter`, every secret in its string
+/// values replaced by `[REDACTED]` as they are written.
+pub(crate) fn write_redacted<W: Write, T: Serialize, F: Formatter>(
+    writer: W,
+    value: &T,
+    secrets: &Secrets,
+    formatter: F,
+) -> std::io::Result<()> {
+    let formatter = Redacting {
+        inner: formatter,
+        secrets,
+        in_key: false,
+    };
+    let mut serializer = serde_json::Serializer::with_formatter(writer, formatter);
+    value
+        .serialize(&mut serializer)
+        .map_err(std::io::Error::other)
+}
+
+/// A serde_json formatter, replacing secrets inside string values by
+/// `[REDACTED]` (object keys, the format's own names, are left alone).
+struct Redacting<'a, F> {
+    inner: F,
     secrets: &'a Secrets,
     in_key: bool,
 }
 
-impl Formatter for Redacting<'_> {
+impl<F: Formatter> Formatter for Redacting<'_, F> {
     fn write_string_fragment<W: ?Sized + Write>(
         &mut self,
         writer: &mut W,

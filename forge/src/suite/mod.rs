@@ -81,6 +81,8 @@ pub struct Suite {
     pub policy: Policy,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
+    /// Its version, as `forge merge` compares shards: see [`fingerprint`].
+    pub fingerprint: String,
     /// The runner built to learn its secrets, kept for the first run.
     prebuilt: Prebuilt,
     /// The secrets, resolved once.
@@ -157,7 +159,9 @@ impl Suite {
         let loaded = parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
         let datasets = parse::name_tests(source, &name, loaded)?;
         let (concurrency, policy) = parse::policy(source, &file)?;
+        let fingerprint = fingerprint(text, &datasets);
         Ok(Suite {
+            fingerprint,
             name,
             path: path.to_owned(),
             runner_line: source.at("runner:").line,
@@ -243,6 +247,24 @@ impl Suite {
 /// The secrets of a `runner:` mapping: see [`crate::secrets::config_secrets`].
 fn collect_secrets(runner: &Value) -> Vec<String> {
     crate::secrets::config_secrets(runner)
+}
+
+/// A suite's version: 16 hex digits of the 64-bit FNV-1a hash of its file
+/// without the `runner:` mapping (as written, `${VAR}`s unexpanded: the
+/// system under test and its credentials are not part of it), followed by
+/// its datasets as JSON (so a changed dataset file changes it too). Two
+/// shards of a run agree on it when they ran the same suite.
+pub fn fingerprint(text: &str, datasets: &[SuiteDataset]) -> String {
+    let mut hash = crate::partition::Fnv1a::default();
+    if let Ok(serde_yaml::Value::Mapping(mut file)) = serde_yaml::from_str(text) {
+        file.remove("runner");
+        let _ = serde_json::to_writer(&mut hash, &file);
+    }
+    for data in datasets {
+        let _ = serde_json::to_writer(&mut hash, &data.dataset);
+        hash.update(&[0]);
+    }
+    format!("{:016x}", hash.0)
 }
 
 /// The test name of a batch: `<suite>::<session_id>::<qa_id>` (the session

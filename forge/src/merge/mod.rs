@@ -1,0 +1,216 @@
+//! `forge merge --out DIR INPUT...`: folds the runs of several shards (a CI
+//! matrix's `--partition` jobs) or processes (cargo nextest's, one test
+//! each) into one `<suite>.json` per suite and one `junit.xml`, equal but
+//! for timings to the reports of one run of everything.
+//!
+//! Each input is the output directory of a run; its `parts/` (see
+//! [`crate::report::part`]) say what it ran. The inputs must be runs of the
+//! same suites by the same forge (same suite names, order and fingerprints);
+//! a batch may be in one input only (under nextest, a retried test's last
+//! attempt counts); shards must be of one partition, and with `--expect N`
+//! all N of them must be there. Any of these is an error, and nothing is
+//! written: nothing is dropped or doubled in silence.
+
+mod assemble;
+mod read;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::MergeError;
+use crate::load::LoadFailure;
+use crate::report::junit::Junit;
+use crate::report::summary::SummaryJson;
+use crate::report::{Reporter, RunEnd, SuiteReport, Tee};
+use read::Loaded;
+
+/// What a merge did.
+#[derive(Debug)]
+pub struct Merged {
+    /// The parts read.
+    pub parts: usize,
+    /// Each merged suite's report (answered datasets freed).
+    pub suites: Vec<SuiteReport>,
+    /// What the user should know: missing shards without `--expect`,
+    /// interrupted runs.
+    pub warnings: Vec<String>,
+}
+
+impl Merged {
+    /// How many selected batches passed and failed.
+    pub fn tally(&self) -> (usize, usize) {
+        let selected = || {
+            self.suites
+                .iter()
+                .flat_map(|s| &s.records)
+                .filter(|r| r.selected)
+        };
+        let passed = selected().filter(|r| r.passed).count();
+        (passed, selected().count() - passed)
+    }
+
+    /// Whether every merged batch passed and every suite could run.
+    pub fn passed(&self) -> bool {
+        self.suites.iter().all(SuiteReport::passed)
+    }
+}
+
+/// Merges the runs in `inputs` into reports in `out`; with `expect`, the
+/// inputs must be exactly the shards 1..=N of one partition of N.
+pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merged, MergeError> {
+    let mut parts = Vec::new();
+    for input in inputs {
+        parts.extend(read::parts_of(input)?);
+    }
+    let Some(first) = parts.first() else {
+        return Err(MergeError::Shards("no input given".to_owned()));
+    };
+    for part in &parts[1..] {
+        same_suites(first, part)?;
+    }
+    let mut warnings = shards(&parts, expect)?;
+    if let Some(part) = parts.iter().find(|p| p.end.interrupted) {
+        warnings.push(format!(
+            "{} is the part of an interrupted run: its unfinished batches are failures",
+            part.path.display()
+        ));
+    }
+    let names: Vec<String> = first.header.suites.iter().map(|s| s.name.clone()).collect();
+    let load_failures = load_failures(&parts);
+    let count = parts.len();
+    let mut suites = assemble::suites(&names, parts)?;
+    write(out, &mut suites, &load_failures)?;
+    Ok(Merged {
+        parts: count,
+        suites,
+        warnings,
+    })
+}
+
+/// Checks that two parts ran the same suites with the same forge.
+fn same_suites(first: &Loaded, other: &Loaded) -> Result<(), MergeError> {
+    let mismatch = |detail: String| MergeError::Mismatch {
+        first: first.path.clone(),
+        second: other.path.clone(),
+        detail,
+    };
+    let (a, b) = (&first.header, &other.header);
+    if a.forge_version != b.forge_version {
+        return Err(mismatch(format!(
+            "written by forge {} and {}",
+            a.forge_version, b.forge_version
+        )));
+    }
+    let names = |h: &crate::report::part::Header| {
+        h.suites
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if a.suites.len() != b.suites.len()
+        || a.suites
+            .iter()
+            .zip(&b.suites)
+            .any(|(x, y)| x.name != y.name)
+    {
+        return Err(mismatch(format!(
+            "they loaded suites [{}] and [{}]",
+            names(a),
+            names(b)
+        )));
+    }
+    match a.suites.iter().zip(&b.suites).find(|(x, y)| x != y) {
+        Some((x, y)) => Err(mismatch(format!(
+            "suite `{}` differs (fingerprint {} and {}): its file or datasets changed between the runs",
+            x.name, x.fingerprint, y.fingerprint
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that the shards among `parts` make up one partition; returns a
+/// warning for shards missing when no `expect` was given.
+fn shards(parts: &[Loaded], expect: Option<u64>) -> Result<Vec<String>, MergeError> {
+    let specs: Vec<(&Loaded, crate::partition::Partition)> = parts
+        .iter()
+        .filter_map(|p| Some((p, p.header.partition.as_deref()?.parse().ok()?)))
+        .collect();
+    let Some(&(_, first)) = specs.first() else {
+        return match expect {
+            Some(n) => Err(MergeError::Shards(format!(
+                "--expect {n}, but no input is a shard of a partition (run with --partition or FORGE_PARTITION)"
+            ))),
+            None => Ok(Vec::new()),
+        };
+    };
+    let total = first.total();
+    if let Some((part, other)) = specs.iter().find(|(_, p)| !p.same_partition(&first)) {
+        return Err(MergeError::Shards(format!(
+            "{} is shard {other}, but another input is shard {first}: not one partition",
+            part.path.display()
+        )));
+    }
+    if let Some(n) = expect.filter(|&n| n != total) {
+        return Err(MergeError::Shards(format!(
+            "--expect {n}, but the inputs are shards of {total}"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for (part, spec) in &specs {
+        if part.header.nextest.is_none() && !seen.insert(spec.index()) {
+            return Err(MergeError::Shards(format!(
+                "shard {spec} is given twice ({})",
+                part.path.display()
+            )));
+        }
+        seen.insert(spec.index());
+    }
+    let missing: Vec<String> = (1..=total)
+        .filter(|m| !seen.contains(m))
+        .map(|m| format!("{m}/{total}"))
+        .collect();
+    match (missing.is_empty(), expect) {
+        (true, _) => Ok(Vec::new()),
+        (false, Some(_)) => Err(MergeError::Shards(format!(
+            "missing shard(s) {}",
+            missing.join(", ")
+        ))),
+        (false, None) => Ok(vec![format!(
+            "missing shard(s) {} (give --expect {total} to make this an error)",
+            missing.join(", ")
+        )]),
+    }
+}
+
+/// The load failures of every part, each once, in the order first seen.
+fn load_failures(parts: &[Loaded]) -> Vec<LoadFailure> {
+    let mut seen = BTreeSet::new();
+    parts
+        .iter()
+        .flat_map(|p| &p.end.load_failures)
+        .filter(|f| seen.insert(f.test.clone()))
+        .cloned()
+        .collect()
+}
+
+/// Writes the merged suites' `<suite>.json` and `junit.xml` into `out`.
+fn write(
+    out: &Path,
+    suites: &mut [SuiteReport],
+    load_failures: &[LoadFailure],
+) -> Result<(), MergeError> {
+    let mut reporter = Tee::new().with(SummaryJson::new(out)).with(Junit::new(out));
+    for suite in suites.iter_mut() {
+        reporter.on_suite(suite)?;
+        if let crate::schema::Response::Success(run) = &mut suite.response {
+            run.datasets = Vec::new();
+        }
+    }
+    reporter.finish(&RunEnd {
+        suites,
+        load_failures,
+        interrupted: false,
+    })?;
+    Ok(())
+}
