@@ -1,5 +1,6 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
-//! `forge run --payload FILE` and (feature `serve`) `forge serve`.
+//! `forge run --payload FILE`, `forge merge --out DIR INPUT...` and
+//! (feature `serve`) `forge serve`.
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
 //! status, the closing lines) around the pipeline every front end shares:

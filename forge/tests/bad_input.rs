@@ -321,6 +321,7 @@ fn temporary_reports_of_a_killed_run_are_removed_by_the_next() {
         live_name,
         unrelated.to_owned(),
         "junit.xml".to_owned(),
+        "parts".to_owned(),
         "quickstart.json".to_owned(),
     ];
     expected.sort();

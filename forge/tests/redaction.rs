@@ -50,11 +50,16 @@ datasets:
     ),
 ];
 
+/// Every report under `dir`, `parts/` included.
 fn read_all(dir: &Path) -> String {
     let mut text = String::new();
     for entry in std::fs::read_dir(dir).expect("out dir") {
         let path = entry.expect("entry").path();
-        text.push_str(&std::fs::read_to_string(&path).expect("report"));
+        if path.is_dir() {
+            text.push_str(&read_all(&path));
+        } else {
+            text.push_str(&std::fs::read_to_string(&path).expect("report"));
+        }
     }
     text
 }
