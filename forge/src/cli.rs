@@ -200,9 +200,8 @@ fn merge(args: &MergeArgs) -> ExitCode {
         merged.parts,
         args.out.display()
     );
-    let (passed, failed) = merged.tally();
-    println!("{passed} passed, {failed} failed");
-    if merged.passed() {
+    println!("{} passed, {} failed", merged.passed, merged.failed);
+    if merged.success {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)

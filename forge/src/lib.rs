@@ -10,6 +10,7 @@ pub mod cli;
 pub mod harness;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod merge;
 pub mod payload;
 pub mod registry;
 pub mod runners;
@@ -23,7 +24,6 @@ mod engine;
 mod error;
 mod interrupt;
 mod load;
-mod merge;
 mod partition;
 mod pipeline;
 mod policy;
@@ -37,7 +37,9 @@ mod suite;
 
 pub use async_trait::async_trait;
 pub use engine::{run_dataset, Engine, Job, INTERRUPTED};
-pub use error::{ConfigError, DatasetError, ErrorKind, ReportError, RunError, SuiteError};
+pub use error::{
+    ConfigError, DatasetError, ErrorKind, MergeError, ReportError, RunError, SuiteError,
+};
 pub use forge_macros::forge_runner;
 pub use policy::{Backoff, Policy, RateLimit};
 pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};

@@ -25,33 +25,45 @@ use crate::report::{Reporter, RunEnd, SuiteReport, Tee};
 use read::Loaded;
 
 /// What a merge did.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
     /// The parts read.
     pub parts: usize,
-    /// Each merged suite's report (answered datasets freed).
-    pub suites: Vec<SuiteReport>,
+    /// The merged batches that passed.
+    pub passed: usize,
+    /// The merged batches that failed.
+    pub failed: usize,
+    /// Whether every merged batch passed and every suite could run.
+    pub success: bool,
     /// What the user should know: missing shards without `--expect`,
     /// interrupted runs.
     pub warnings: Vec<String>,
 }
 
 impl Merged {
-    /// How many selected batches passed and failed.
-    pub fn tally(&self) -> (usize, usize) {
-        let selected = || {
-            self.suites
-                .iter()
-                .flat_map(|s| &s.records)
-                .filter(|r| r.selected)
-        };
-        let passed = selected().filter(|r| r.passed).count();
-        (passed, selected().count() - passed)
-    }
-
-    /// Whether every merged batch passed and every suite could run.
-    pub fn passed(&self) -> bool {
-        self.suites.iter().all(SuiteReport::passed)
+    fn new(parts: usize, suites: &[SuiteReport], warnings: Vec<String>) -> Self {
+        let selected = suites
+            .iter()
+            .flat_map(|s| &s.records)
+            .filter(|r| r.selected);
+        let (passed, failed) =
+            selected.fold(
+                (0, 0),
+                |(p, f), r| {
+                    if r.passed {
+                        (p + 1, f)
+                    } else {
+                        (p, f + 1)
+                    }
+                },
+            );
+        Merged {
+            parts,
+            passed,
+            failed,
+            success: suites.iter().all(SuiteReport::passed),
+            warnings,
+        }
     }
 }
 
@@ -80,11 +92,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merg
     let count = parts.len();
     let mut suites = assemble::suites(&names, parts)?;
     write(out, &mut suites, &load_failures)?;
-    Ok(Merged {
-        parts: count,
-        suites,
-        warnings,
-    })
+    Ok(Merged::new(count, &suites, warnings))
 }
 
 /// Checks that two parts ran the same suites with the same forge.
