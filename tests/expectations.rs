@@ -51,9 +51,13 @@ fn every_failing_check_says_which_and_why() {
     // verdicts are in `checks`.
     assert_eq!(report["summaries"][0]["successes"], 10);
     let checks = report["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 11);
+    // One row per batch, and the repeated dataset's row after its batch.
+    assert_eq!(checks.len(), 12);
     assert_eq!(checks[0]["test"], "failing::checks::contains");
     assert_eq!(checks[0]["passed"], false);
     assert_eq!(checks[0]["runs"][0]["checks"][0]["check"], "contains");
     assert_eq!(checks[10]["runs"].as_array().map(Vec::len), Some(3));
+    assert_eq!(checks[10]["repeats"]["passes"], 0);
+    assert_eq!(checks[11]["repeats"]["runs"], 3);
+    assert_eq!(checks[11]["tests"][0], checks[10]["test"]);
 }

@@ -38,6 +38,9 @@
 //!   and inside events.
 //! - `POST /chat/completions`: checks the key, records the messages and
 //!   answers [`openai_answer`] for the last user message.
+//! - `POST /agent` (under any prefix), with [`TestServerBuilder::agent`]: a
+//!   JSON agent for the `http` runner; checks the key and answers what the
+//!   test's function returns for the request body (tool use, say).
 //!
 //! The answers are deterministic: [`alquimia_answer`] and [`openai_answer`].
 //! Markers in a query drive the error paths:

@@ -38,7 +38,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-fn json_response(status: u16, value: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: u16, value: &Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

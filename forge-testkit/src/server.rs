@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{chat, error_response, infer, stream, Body};
+use crate::protocol::{chat, error_response, infer, json_response, stream, Body};
 use crate::{Fault, FaultPlan, LoggedRequest};
 
 /// A turn the server accepted and whose answer a stream will deliver.
@@ -51,6 +51,18 @@ pub(crate) struct State {
     pub(crate) started: std::time::Instant,
     /// Holds turn-starting answers until a group of them is waiting.
     pub(crate) groups: Option<Arc<tokio::sync::Barrier>>,
+    /// The `/agent` endpoint's replies, when the test gives them.
+    pub(crate) agent: Option<Agent>,
+}
+
+/// The reply of the `/agent` endpoint to a request body.
+#[derive(Clone)]
+pub(crate) struct Agent(Arc<dyn Fn(&Value) -> Value + Send + Sync>);
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Agent")
+    }
 }
 
 /// Locks `mutex`, poisoned or not.
@@ -68,6 +80,7 @@ pub struct TestServerBuilder {
     fail_next: usize,
     plan: Option<FaultPlan>,
     groups: Option<usize>,
+    agent: Option<Agent>,
 }
 
 impl Default for TestServerBuilder {
@@ -80,6 +93,7 @@ impl Default for TestServerBuilder {
             fail_next: 0,
             plan: None,
             groups: None,
+            agent: None,
         }
     }
 }
@@ -128,6 +142,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Serves `POST .../agent`: a JSON agent (for the `http` runner) whose
+    /// reply is `agent(request body)` (null for a body that is not JSON),
+    /// after the usual key check.
+    pub fn agent(mut self, agent: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Self {
+        self.agent = Some(Agent(Arc::new(agent)));
+        self
+    }
+
     /// Injects the faults of `plan` (see [`FaultPlan`]).
     pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
         self.plan = Some(plan);
@@ -154,6 +176,7 @@ impl TestServerBuilder {
                 .groups
                 .map(|size| Arc::new(tokio::sync::Barrier::new(size))),
             plan: self.plan,
+            agent: self.agent,
             attempts: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
         });
@@ -437,6 +460,17 @@ fn route(
         delayed(stream(state, &path, authorized, logged, effects))
     } else if method == Method::POST && path.ends_with("/chat/completions") {
         delayed(chat(state, body, authorized, logged, effects))
+    } else if let (true, Some(agent)) = (
+        method == Method::POST && path.ends_with("/agent"),
+        &state.agent,
+    ) {
+        if !authorized {
+            return (error_response(401, "invalid or missing API key"), None);
+        }
+        (
+            json_response(200, &(agent.0)(body.unwrap_or(&Value::Null))),
+            None,
+        )
     } else {
         (error_response(404, "no such endpoint"), None)
     }

@@ -44,6 +44,8 @@ pub struct BatchRecord {
     pub message: Option<String>,
     /// Each run of the batch (one unless the suite says `repeat`).
     pub runs: Vec<RunRecord>,
+    /// The results of the checks on its runs together (`pass_pow_k`).
+    pub checks: Vec<CheckResult>,
 }
 
 impl BatchRecord {
@@ -112,16 +114,24 @@ impl RunRecord {
     }
 }
 
-/// The record of a batch from its runs: passed when `needed` of them did.
+/// The record of a batch from its runs: passed when `needed` of them did
+/// and the checks on the runs together (`pass_pow_k`) held.
 fn verdict(
     id: BatchId,
     test: &str,
     selected: bool,
     runs: Vec<RunRecord>,
     needed: usize,
+    expect: &Checks,
 ) -> BatchRecord {
     let passes = runs.iter().filter(|r| r.passed).count();
-    let passed = passes >= needed;
+    let checks = if runs.len() > 1 {
+        expect.evaluate_runs(passes, runs.len())
+    } else {
+        Vec::new()
+    };
+    let held = checks.iter().all(|c| c.passed);
+    let passed = passes >= needed && held;
     let message = if runs.len() == 1 {
         runs[0].message.clone()
     } else if passed {
@@ -131,6 +141,12 @@ fn verdict(
             "{passes} of {} runs passed, {needed} needed",
             runs.len()
         )];
+        lines.extend(
+            checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("check `{}` failed: {}", c.check, c.detail)),
+        );
         for (k, run) in runs.iter().enumerate() {
             if let Some(message) = &run.message {
                 lines.push(format!("run {}: {}", k + 1, message.replace('\n', "\n  ")));
@@ -145,6 +161,7 @@ fn verdict(
         passed,
         message,
         runs,
+        checks,
     }
 }
 
@@ -273,6 +290,7 @@ fn unbuilt(
                 passed: false,
                 message: Some(message.to_owned()),
                 runs: Vec::new(),
+                checks: Vec::new(),
             });
         }
     }
@@ -385,6 +403,7 @@ impl Collector {
             meta.selected[batch],
             runs,
             meta.needed,
+            expect,
         ));
     }
 

@@ -45,16 +45,30 @@ impl Checks {
         self.0.iter().map(|slot| slot.check.as_ref())
     }
 
-    /// Runs every check on a turn.
+    /// Runs every check of a turn on it.
     pub fn evaluate(&self, turn: &Turn<'_>) -> Vec<CheckResult> {
         self.iter()
+            .filter(|check| !check.over_runs())
             .map(|check| CheckResult::new(check, check.evaluate(turn)))
             .collect()
     }
 
-    /// Whether every check can judge `batch` (see [`Check::validate`]).
-    pub fn validate(&self, batch: &Batch) -> Result<(), String> {
-        self.iter().try_for_each(|check| check.validate(batch))
+    /// Runs every check over a batch's runs on them: `passes` of `runs`
+    /// passed (see [`Check::evaluate_runs`]).
+    pub fn evaluate_runs(&self, passes: usize, runs: usize) -> Vec<CheckResult> {
+        self.iter()
+            .filter(|check| check.over_runs())
+            .map(|check| CheckResult::new(check, check.evaluate_runs(passes, runs)))
+            .collect()
+    }
+
+    /// Whether every check can judge `batch`, run `runs` times (see
+    /// [`Check::validate`] and [`Check::validate_runs`]).
+    pub fn validate(&self, batch: &Batch, runs: usize) -> Result<(), String> {
+        self.iter().try_for_each(|check| {
+            check.validate(batch)?;
+            check.validate_runs(runs)
+        })
     }
 }
 
@@ -168,8 +182,14 @@ mod tests {
                     starts_with: x, equals: x, not_contains: y, icontains: x, contains: x}";
         let results = run(yaml, "x", "x", 1.0);
         let checks: Vec<&str> = results.iter().map(|r| r.check.as_str()).collect();
-        // Every registered key, each named as its check names itself.
-        assert_eq!(checks, KEYS);
+        // Every registered key but those needing agentic data or repeats,
+        // each named as its check names itself.
+        let keys: Vec<&str> = KEYS
+            .iter()
+            .copied()
+            .filter(|k| !["tool_correctness", "pass_pow_k"].contains(k))
+            .collect();
+        assert_eq!(checks, keys);
     }
 
     #[test]

@@ -12,13 +12,16 @@
 //! | `is_json: true` or `is_json: {schema: {...}}` | the answer is JSON (valid against the JSON Schema) |
 //! | `max_latency_ms` | the turn took at most this long |
 //! | `similarity: 0.6` or `{metric: rouge_l, min: 0.6}` | similarity to `ground_truth_assistant` is at least `min` |
+//! | `tool_correctness: 1.0` or `{min, weights}` | Fair-Forge's tool-correctness score of `agentic` against `ground_truth_agentic` is at least `min` |
+//! | `pass_pow_k: {k, min}` | on a repeated batch: pass^k of its runs is at least `min` |
 //!
 //! Similarity metrics: `token_f1` (default; SQuAD's token-overlap F1 after
 //! lower-casing and removing punctuation and articles) and `rouge_l`
 //! (ROUGE-L F-measure: longest common token subsequence).
 //!
 //! Each check is a value implementing [`Check`]; one file per family
-//! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`). The checks of one
+//! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`, `tool.rs`,
+//! `repeats.rs`). The checks of one
 //! level are a [`Checks`], read from its `expect:` mapping and merged with
 //! the outer levels' by [`Checks::or`].
 //!
@@ -57,14 +60,16 @@
 mod json;
 mod latency;
 mod level;
+pub(crate) mod repeats;
 mod similarity;
 mod text;
+mod tool;
 
 use std::fmt::Debug;
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::Batch;
+use crate::schema::{Batch, Object};
 
 pub use level::Checks;
 
@@ -103,6 +108,8 @@ registry! {
     "is_json" => json::IsJson,
     "max_latency_ms" => latency::MaxLatencyMs,
     "similarity" => similarity::Similarity,
+    "tool_correctness" => tool::ToolCorrectness,
+    "pass_pow_k" => repeats::PassPowK,
 }
 
 /// One check on a turn, such as `contains: Paris`.
@@ -119,6 +126,26 @@ pub trait Check: Send + Sync + Debug {
         let _ = batch;
         Ok(())
     }
+
+    /// Whether the check judges a repeated batch's runs together
+    /// ([`Check::evaluate_runs`]) instead of each turn.
+    fn over_runs(&self) -> bool {
+        false
+    }
+
+    /// Judges the runs of a batch together, `passes` of `runs` having
+    /// passed (only asked of a check [`over_runs`](Check::over_runs)).
+    fn evaluate_runs(&self, passes: usize, runs: usize) -> Verdict {
+        let _ = (passes, runs);
+        Verdict::new(true, String::new())
+    }
+
+    /// Whether the check can judge a batch that runs `runs` times
+    /// (`repeat`), asked when the suite loads.
+    fn validate_runs(&self, runs: usize) -> Result<(), String> {
+        let _ = runs;
+        Ok(())
+    }
 }
 
 /// What a check sees of a turn that the runner answered.
@@ -131,6 +158,10 @@ pub struct Turn<'a> {
     pub ground_truth: &'a str,
     /// The turn's time in milliseconds.
     pub time_ms: f64,
+    /// The batch's final `agentic` data (tools used, ...).
+    pub agentic: Option<&'a Object>,
+    /// The expected agentic data (`ground_truth_agentic`).
+    pub ground_truth_agentic: Option<&'a Object>,
 }
 
 impl<'a> Turn<'a> {
@@ -140,6 +171,8 @@ impl<'a> Turn<'a> {
             answer: &batch.assistant,
             ground_truth: &batch.ground_truth_assistant,
             time_ms,
+            agentic: batch.agentic.as_ref(),
+            ground_truth_agentic: batch.ground_truth_agentic.as_ref(),
         }
     }
 }
@@ -153,6 +186,10 @@ pub struct Verdict {
     pub score: Option<f64>,
     /// Why the check did not hold (dropped when it passed).
     pub detail: String,
+    /// The reason behind the score, kept also when the check passed.
+    pub reason: Option<String>,
+    /// The parts of the score, by name, when the check has several.
+    pub scores: Option<Object>,
 }
 
 impl Verdict {
@@ -162,6 +199,24 @@ impl Verdict {
             passed,
             score: None,
             detail,
+            reason: None,
+            scores: None,
+        }
+    }
+
+    /// This verdict with the reason behind its score.
+    pub fn with_reason(self, reason: String) -> Self {
+        Verdict {
+            reason: Some(reason),
+            ..self
+        }
+    }
+
+    /// This verdict with the parts of its score.
+    pub fn with_scores(self, scores: Object) -> Self {
+        Verdict {
+            scores: Some(scores),
+            ..self
         }
     }
 
@@ -184,14 +239,21 @@ pub struct CheckResult {
     /// Why it did not (empty when it passed).
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub detail: String,
-    /// The check's score, when it computes one (not written to reports).
-    #[serde(skip)]
+    /// The check's score, when it computes one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub score: Option<f64>,
+    /// The parts of the score, when the check has several
+    /// (`tool_correctness`: Fair-Forge's field names).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scores: Option<Object>,
+    /// The reason behind the score, when the check gives one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 impl CheckResult {
     /// The result of `check`, whose verdict is `verdict`.
-    fn new(check: &dyn Check, verdict: Verdict) -> Self {
+    pub(crate) fn new(check: &dyn Check, verdict: Verdict) -> Self {
         CheckResult {
             check: check.name().to_owned(),
             passed: verdict.passed,
@@ -201,6 +263,8 @@ impl CheckResult {
                 verdict.detail
             },
             score: verdict.score,
+            scores: verdict.scores,
+            reason: verdict.reason,
         }
     }
 }

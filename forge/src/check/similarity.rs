@@ -226,9 +226,9 @@ mod tests {
         assert!(err.to_string().contains("outside 0..=1"), "{err}");
         let checks: Checks = serde_yaml::from_str("similarity: 0.5").expect("valid");
         let mut batch = Batch::new("q", "hi");
-        let err = checks.validate(&batch).expect_err("no ground truth");
+        let err = checks.validate(&batch, 1).expect_err("no ground truth");
         assert!(err.contains("needs a `ground_truth_assistant`"), "{err}");
         batch.ground_truth_assistant = "hello".to_owned();
-        assert_eq!(checks.validate(&batch), Ok(()));
+        assert_eq!(checks.validate(&batch, 1), Ok(()));
     }
 }

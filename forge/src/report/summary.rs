@@ -1,7 +1,8 @@
 //! `<suite>.json`: the suite's results in the payload response format
 //! (`success`, `datasets` with their answers, `summaries`, `total_datasets`),
 //! which Fair-Forge's metrics read unchanged. When the suite has expectations
-//! or repeats, a `checks` key is added with each batch's check results.
+//! or repeats, a `checks` key is added with each batch's check results and
+//! the repeats' statistics (see [`checks`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
+use crate::check::repeats;
 use crate::error::ReportError;
+use crate::run::BatchRecord;
 use crate::schema::Response;
 use crate::secrets::Secrets;
 
@@ -54,8 +57,12 @@ impl Reporter for SummaryJson {
 }
 
 /// forge's own addition to the summary JSON: per batch and run, whether it
-/// passed and the result of each expectation. `None` when the suite has no
-/// expectation and no repeat, so the file is then exactly Fair-Forge's.
+/// passed and the result of each expectation; for a repeated batch, the
+/// results of the checks on its runs together (`checks`) and its `repeats`
+/// statistics, and after a repeated dataset's batches a row with the
+/// dataset's (a run of the dataset passes when all its batches did).
+/// `None` when the suite has no expectation and no repeat, so the file is
+/// then exactly Fair-Forge's.
 pub fn checks(suite: &SuiteReport) -> Option<serde_json::Value> {
     let interesting = suite
         .records
@@ -64,24 +71,57 @@ pub fn checks(suite: &SuiteReport) -> Option<serde_json::Value> {
     if !interesting {
         return None;
     }
-    let rows = suite
-        .records
-        .iter()
-        .filter(|r| r.selected)
-        .map(|r| {
-            serde_json::json!({
-                "test": r.test,
-                "passed": r.passed,
-                "runs": r.runs.iter().map(|run| serde_json::json!({
-                    "session_id": run.session_id,
-                    "passed": run.passed,
-                    "success": run.success,
-                    "checks": run.checks,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let selected: Vec<&BatchRecord> = suite.records.iter().filter(|r| r.selected).collect();
+    let mut rows = Vec::with_capacity(selected.len());
+    for dataset in selected.chunk_by(|a, b| a.id.dataset == b.id.dataset) {
+        rows.extend(dataset.iter().map(|r| batch_row(r)));
+        rows.extend(dataset_row(dataset));
+    }
     Some(serde_json::Value::Array(rows))
+}
+
+/// A batch's row of `checks`.
+fn batch_row(r: &BatchRecord) -> serde_json::Value {
+    let mut row = serde_json::Map::new();
+    row.insert("test".into(), r.test.clone().into());
+    row.insert("passed".into(), r.passed.into());
+    if !r.checks.is_empty() {
+        row.insert("checks".into(), serde_json::json!(r.checks));
+    }
+    if r.runs.len() > 1 {
+        let passes = r.runs.iter().filter(|run| run.passed).count();
+        row.insert("repeats".into(), repeats::stats(r.runs.len(), passes));
+    }
+    let runs = r.runs.iter().map(|run| {
+        serde_json::json!({
+            "session_id": run.session_id,
+            "passed": run.passed,
+            "success": run.success,
+            "checks": run.checks,
+        })
+    });
+    row.insert("runs".into(), runs.collect());
+    row.into()
+}
+
+/// The row of a repeated dataset (its selected batches' records), with
+/// its `session_id`, the `tests` it covers and its `repeats` statistics.
+fn dataset_row(batches: &[&BatchRecord]) -> Option<serde_json::Value> {
+    let runs = batches.first()?.runs.len();
+    if runs < 2 || batches.iter().any(|r| r.runs.len() != runs) {
+        return None;
+    }
+    let passes = (0..runs)
+        .filter(|&k| batches.iter().all(|r| r.runs[k].passed))
+        .count();
+    // Run k's session is `<session_id>-run<k>`.
+    let first = &batches[0].runs[0].session_id;
+    let session_id = first.strip_suffix("-run1").unwrap_or(first);
+    Some(serde_json::json!({
+        "session_id": session_id,
+        "tests": batches.iter().map(|r| r.test.as_str()).collect::<Vec<_>>(),
+        "repeats": repeats::stats(runs, passes),
+    }))
 }
 
 /// The file's shape: the response, and forge's `checks` beside it.

@@ -281,7 +281,7 @@ fn batch_names(
     let mut test_names = Vec::with_capacity(dataset.conversation.len());
     for (batch, expect) in dataset.conversation.iter().zip(&loaded.expects) {
         let test = test_name(suite, session, &batch.qa_id);
-        if let Err(message) = expect.validate(batch) {
+        if let Err(message) = expect.validate(batch, loaded.runs.0) {
             return Err(invalid(
                 source.at_batch(&batch.qa_id),
                 format!("{test}: {message}"),
