@@ -45,6 +45,7 @@ pub struct BatchRecord {
     /// Each run of the batch (one unless the suite says `repeat`).
     pub runs: Vec<RunRecord>,
     /// The results of the checks on its runs together (`pass_pow_k`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
 }
 
