@@ -18,7 +18,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{chat, error_response, infer, stream, Body};
+use crate::judge::Judge;
+use crate::protocol::{chat, error_response, infer, judged, stream, Body};
 use crate::{Fault, FaultPlan, LoggedRequest};
 
 /// A turn the server accepted and whose answer a stream will deliver.
@@ -51,6 +52,10 @@ pub(crate) struct State {
     pub(crate) started: std::time::Instant,
     /// Holds turn-starting answers until a group of them is waiting.
     pub(crate) groups: Option<Arc<tokio::sync::Barrier>>,
+    /// Rules on chat requests instead of answering them, when set.
+    pub(crate) judge: Option<Judge>,
+    /// Chat requests the judge was asked so far.
+    pub(crate) judge_calls: AtomicUsize,
 }
 
 /// Locks `mutex`, poisoned or not.
@@ -68,6 +73,7 @@ pub struct TestServerBuilder {
     fail_next: usize,
     plan: Option<FaultPlan>,
     groups: Option<usize>,
+    judge: Option<Judge>,
 }
 
 impl Default for TestServerBuilder {
@@ -80,6 +86,7 @@ impl Default for TestServerBuilder {
             fail_next: 0,
             plan: None,
             groups: None,
+            judge: None,
         }
     }
 }
@@ -128,6 +135,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Makes the server an LLM judge: every chat-completions request is
+    /// answered with what `judge` rules (see [`crate::judge`]).
+    pub fn judge(mut self, judge: Judge) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+
     /// Injects the faults of `plan` (see [`FaultPlan`]).
     pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
         self.plan = Some(plan);
@@ -156,6 +170,8 @@ impl TestServerBuilder {
             plan: self.plan,
             attempts: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
+            judge: self.judge,
+            judge_calls: AtomicUsize::new(0),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), cancel.clone()));
@@ -436,7 +452,10 @@ fn route(
     } else if method == Method::GET && logged.is_stream() {
         delayed(stream(state, &path, authorized, logged, effects))
     } else if method == Method::POST && path.ends_with("/chat/completions") {
-        delayed(chat(state, body, authorized, logged, effects))
+        match &state.judge {
+            Some(judge) => delayed((judged(state, judge, body, authorized, logged), true)),
+            None => delayed(chat(state, body, authorized, logged, effects)),
+        }
     } else {
         (error_response(404, "no such endpoint"), None)
     }

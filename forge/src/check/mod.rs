@@ -12,13 +12,21 @@
 //! | `is_json: true` or `is_json: {schema: {...}}` | the answer is JSON (valid against the JSON Schema) |
 //! | `max_latency_ms` | the turn took at most this long |
 //! | `similarity: 0.6` or `{metric: rouge_l, min: 0.6}` | similarity to `ground_truth_assistant` is at least `min` |
+//! | `answer_correctness: 0.7` or `{min: 0.7}` | the judge's score of the answer against `ground_truth_assistant` (Fair-Forge's rubric) is at least `min` |
+//! | `rubric: "criteria"` or `{criteria, min_score: 0.5}` | the judge rules that the answer meets the rubric (its `pass`, else score >= `min_score`) |
 //!
 //! Similarity metrics: `token_f1` (default; SQuAD's token-overlap F1 after
 //! lower-casing and removing punctuation and articles) and `rouge_l`
 //! (ROUGE-L F-measure: longest common token subsequence).
 //!
+//! The judged checks (`answer_correctness`, `rubric`) are decided by the
+//! suite's LLM judge ([`crate::judge`]) once the turn's answer is known:
+//! their [`Check::judged`] side says what to ask and how to read the
+//! ruling; `judged.rs` holds what they share.
+//!
 //! Each check is a value implementing [`Check`]; one file per family
-//! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`). The checks of one
+//! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`,
+//! `answer_correctness.rs`, `rubric.rs`). The checks of one
 //! level are a [`Checks`], read from its `expect:` mapping and merged with
 //! the outer levels' by [`Checks::or`].
 //!
@@ -54,9 +62,12 @@
 //! }
 //! ```
 
+mod answer_correctness;
 mod json;
+mod judged;
 mod latency;
 mod level;
+mod rubric;
 mod similarity;
 mod text;
 
@@ -66,6 +77,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::Batch;
 
+pub use judged::Judged;
 pub use level::Checks;
 
 /// Declares the checks `expect:` accepts: `"key" => Type`, in the order of
@@ -103,6 +115,8 @@ registry! {
     "is_json" => json::IsJson,
     "max_latency_ms" => latency::MaxLatencyMs,
     "similarity" => similarity::Similarity,
+    "answer_correctness" => answer_correctness::AnswerCorrectness,
+    "rubric" => rubric::Rubric,
 }
 
 /// One check on a turn, such as `contains: Paris`.
@@ -119,12 +133,21 @@ pub trait Check: Send + Sync + Debug {
         let _ = batch;
         Ok(())
     }
+
+    /// The judged side of a check an LLM judge decides (`None` for the
+    /// checks [`evaluate`](Check::evaluate) decides alone). A judged
+    /// check's `evaluate` fails: it is never decided without its judge.
+    fn judged(&self) -> Option<&dyn Judged> {
+        None
+    }
 }
 
 /// What a check sees of a turn that the runner answered.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct Turn<'a> {
+    /// The question (`query`).
+    pub query: &'a str,
     /// The answer (`assistant`).
     pub answer: &'a str,
     /// The reference answer (`ground_truth_assistant`).
@@ -137,6 +160,7 @@ impl<'a> Turn<'a> {
     /// The view of `batch`, answered in `time_ms`.
     pub fn new(batch: &'a Batch, time_ms: f64) -> Self {
         Turn {
+            query: &batch.query,
             answer: &batch.assistant,
             ground_truth: &batch.ground_truth_assistant,
             time_ms,
@@ -153,6 +177,8 @@ pub struct Verdict {
     pub score: Option<f64>,
     /// Why the check did not hold (dropped when it passed).
     pub detail: String,
+    /// The judge's reason, for a judged check (kept when it passed).
+    pub reason: Option<String>,
 }
 
 impl Verdict {
@@ -162,6 +188,15 @@ impl Verdict {
             passed,
             score: None,
             detail,
+            reason: None,
+        }
+    }
+
+    /// This verdict with the judge's reason.
+    pub fn with_reason(self, reason: String) -> Self {
+        Verdict {
+            reason: Some(reason),
+            ..self
         }
     }
 
@@ -187,6 +222,9 @@ pub struct CheckResult {
     /// The check's score, when it computes one (not written to reports).
     #[serde(skip)]
     pub score: Option<f64>,
+    /// The judge's reason, for a judged check.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 impl CheckResult {
@@ -201,6 +239,7 @@ impl CheckResult {
                 verdict.detail
             },
             score: verdict.score,
+            reason: verdict.reason,
         }
     }
 }
