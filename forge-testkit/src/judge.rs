@@ -126,7 +126,7 @@ impl Judge {
     }
 
     /// The reply to `request`.
-    pub(crate) fn rule(&self, request: &JudgeRequest) -> JudgeReply {
+    pub fn rule(&self, request: &JudgeRequest) -> JudgeReply {
         (self.0)(request)
     }
 }
