@@ -166,6 +166,7 @@ datasets:
       - {qa_id: wrong, query: The capital of France is Lyon., ground_truth_assistant: Paris}
   - session_id: manners
     assistant_id: bot
+    judge: {model: rubric-model, response_format: false}
     expect: {rubric: The answer is polite}
     conversation:
       - {qa_id: polite, query: Sit down please.}
@@ -184,8 +185,10 @@ async fn verdicts_pass_and_fail_with_the_score_threshold_and_reason() {
         "FAILED judged::facts::wrong: check `answer_correctness` failed: score 0.00, below 0.7 ({judge}): the answer does not state Paris"
     );
     assert!(console.contains(&wrong), "{console}");
+    // The dataset's `judge:` overrides the suite's key by key.
     let rude = format!(
-        "FAILED judged::manners::rude: check `rubric` failed: the judge ruled that the answer fails the rubric (score 0.20) ({judge}): it gives an order without please"
+        "FAILED judged::manners::rude: check `rubric` failed: the judge ruled that the answer fails the rubric (score 0.20) ({}): it gives an order without please",
+        named("rubric-model", &server)
     );
     assert!(console.contains(&rude), "{console}");
 
@@ -232,6 +235,14 @@ async fn verdicts_pass_and_fail_with_the_score_threshold_and_reason() {
     assert_eq!(body["temperature"], 0);
     assert_eq!(body["max_tokens"], 64);
     assert_eq!(body["response_format"], json!({"type": "json_object"}));
+    let sit = requests
+        .iter()
+        .find(|r| r.query.as_deref().is_some_and(|q| q.contains("Sit down.")))
+        .and_then(|r| r.body.clone())
+        .expect("the rude answer was judged");
+    assert_eq!(sit["model"], "rubric-model");
+    assert_eq!(sit["max_tokens"], 64);
+    assert_eq!(sit.get("response_format"), None);
     for request in &requests {
         assert_eq!(
             request.authorization(),
