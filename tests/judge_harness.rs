@@ -110,3 +110,32 @@ async fn a_judged_check_with_no_judge_fails_as_a_located_load_error() {
     assert_eq!(outcome(&text, "judged::s::right"), Some("ok"), "{text}");
     assert_eq!(judge.requests().len(), 2);
 }
+
+#[test]
+fn the_readme_judged_suite_loads() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = readme
+        .split_once("### Judged checks")
+        .expect("the section")
+        .1;
+    let suite = section
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a YAML example")
+        .0;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("judged.yaml"), suite).expect("write suite");
+    // --list loads the suite and touches no network.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_forge-harness"))
+        .env("FORGE_SUITES_DIR", dir.path())
+        .env("FORGE_OUT_DIR", dir.path().join("out"))
+        .env("OPENAI_API_KEY", "sk-readme-example")
+        .arg("--list")
+        .output()
+        .expect("run the harness");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("judged::facts::capital: test"), "{text}");
+    assert!(text.contains("judged::manners::greeting: test"), "{text}");
+}
