@@ -1,5 +1,6 @@
-//! The test server as an LLM judge: with [`TestServerBuilder::judge`]
-//! (crate::TestServerBuilder::judge), its `POST /chat/completions` (under
+//! The test server as an LLM judge: with
+//! [`TestServerBuilder::judge`](crate::TestServerBuilder::judge), its
+//! `POST /chat/completions` (under
 //! any prefix) answers each request with what the test's [`Judge`] rules:
 //! a message content (a verdict, prose around one, a fenced one, none) or
 //! an HTTP status. Requests are checked for the server's key and logged like

@@ -419,7 +419,13 @@ impl Collector {
                     let checks = expect.evaluate_judged(&turn, &judge).await;
                     this.record(job, batch, &outcome, checks);
                 };
-                lock(&self.judging).spawn(task);
+                let mut judging = lock(&self.judging);
+                // Finished tasks are reaped as new ones start, so a long run
+                // holds only the turns still being judged.
+                while let Some(done) = judging.try_join_next() {
+                    surface_panic(done);
+                }
+                judging.spawn(task);
                 return;
             }
         }
@@ -438,12 +444,7 @@ impl Collector {
                 return;
             }
             while let Some(done) = judging.join_next().await {
-                // A panic outside any runner call is a bug in forge: surface it.
-                if let Err(error) = done {
-                    if error.is_panic() {
-                        std::panic::resume_unwind(error.into_panic());
-                    }
-                }
+                surface_panic(done);
             }
         }
     }
@@ -494,6 +495,15 @@ impl Collector {
         pending
             .remove(&(d, batch))
             .map(|done| done.into_iter().flatten().collect())
+    }
+}
+
+/// A judging task's end: a panic there is a bug in forge, surfaced.
+fn surface_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        if error.is_panic() {
+            std::panic::resume_unwind(error.into_panic());
+        }
     }
 }
 
