@@ -37,7 +37,10 @@
 //!   at the end, and the body sent in several chunks cut inside line ends
 //!   and inside events.
 //! - `POST /chat/completions`: checks the key, records the messages and
-//!   answers [`openai_answer`] for the last user message.
+//!   answers [`openai_answer`] for the last user message; or, on a server
+//!   built with [`TestServerBuilder::judge`], answers what the test's
+//!   [`judge::Judge`] rules (an LLM judge's verdict, prose, a fence, an
+//!   HTTP error).
 //! - `POST /agent` (under any prefix), with [`TestServerBuilder::agent`]: a
 //!   JSON agent for the `http` runner; checks the key and answers what the
 //!   test's function returns for the request body (tool use, say).
@@ -74,6 +77,7 @@
 pub mod capture;
 pub mod data;
 mod faults;
+pub mod judge;
 pub mod process;
 mod protocol;
 pub mod reports;

@@ -12,6 +12,7 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::judge::{self, Judge, JudgeReply, JudgeRequest};
 use crate::server::{lock, Effects, PendingStream, State};
 use crate::sse::{piecewise, sse_body};
 use crate::{Fault, LoggedRequest};
@@ -405,6 +406,43 @@ pub(crate) fn chat(
     };
     echo_authorization(fault, logged, &mut answer);
     (completion(&query, answer, body), true)
+}
+
+/// The reply of the server acting as a judge: after the key check and the
+/// injected failures, what the test's judge rules.
+pub(crate) fn judged(
+    state: &State,
+    judge: &Judge,
+    body: Option<&Value>,
+    authorized: bool,
+    logged: &mut LoggedRequest,
+) -> Response<Body> {
+    let (system, user) = judge::messages(body);
+    logged.query = Some(user.clone());
+    if let Some(failure) = injected_failure(state) {
+        return failure;
+    }
+    if !authorized {
+        return error_response(401, "Incorrect API key provided");
+    }
+    let request = JudgeRequest {
+        call: state.judge_calls.fetch_add(1, Ordering::Relaxed) + 1,
+        system,
+        user,
+        body: body.cloned().unwrap_or(Value::Null),
+    };
+    match judge.rule(&request) {
+        JudgeReply::Content(content) => completion("", content, body),
+        JudgeReply::Status(status) => {
+            let mut response = error_response(status, "the judge failed");
+            if matches!(status, 429 | 503) {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("0"));
+            }
+            response
+        }
+    }
 }
 
 /// The contents of the user messages of a chat request, in order.

@@ -18,7 +18,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{chat, error_response, infer, json_response, stream, Body};
+use crate::judge::Judge;
+use crate::protocol::{chat, error_response, infer, json_response, judged, stream, Body};
 use crate::{Fault, FaultPlan, LoggedRequest};
 
 /// A turn the server accepted and whose answer a stream will deliver.
@@ -53,6 +54,10 @@ pub(crate) struct State {
     pub(crate) groups: Option<Arc<tokio::sync::Barrier>>,
     /// The `/agent` endpoint's replies, when the test gives them.
     pub(crate) agent: Option<Agent>,
+    /// Rules on chat requests instead of answering them, when set.
+    pub(crate) judge: Option<Judge>,
+    /// Chat requests the judge was asked so far.
+    pub(crate) judge_calls: AtomicUsize,
 }
 
 /// The reply of the `/agent` endpoint to a request body.
@@ -81,6 +86,7 @@ pub struct TestServerBuilder {
     plan: Option<FaultPlan>,
     groups: Option<usize>,
     agent: Option<Agent>,
+    judge: Option<Judge>,
 }
 
 impl Default for TestServerBuilder {
@@ -94,6 +100,7 @@ impl Default for TestServerBuilder {
             plan: None,
             groups: None,
             agent: None,
+            judge: None,
         }
     }
 }
@@ -150,6 +157,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Makes the server an LLM judge: every chat-completions request is
+    /// answered with what `judge` rules (see [`crate::judge`]).
+    pub fn judge(mut self, judge: Judge) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+
     /// Injects the faults of `plan` (see [`FaultPlan`]).
     pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
         self.plan = Some(plan);
@@ -179,6 +193,8 @@ impl TestServerBuilder {
             agent: self.agent,
             attempts: Mutex::new(HashMap::new()),
             started: std::time::Instant::now(),
+            judge: self.judge,
+            judge_calls: AtomicUsize::new(0),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), cancel.clone()));
@@ -459,7 +475,10 @@ fn route(
     } else if method == Method::GET && logged.is_stream() {
         delayed(stream(state, &path, authorized, logged, effects))
     } else if method == Method::POST && path.ends_with("/chat/completions") {
-        delayed(chat(state, body, authorized, logged, effects))
+        match &state.judge {
+            Some(judge) => delayed((judged(state, judge, body, authorized, logged), true)),
+            None => delayed(chat(state, body, authorized, logged, effects)),
+        }
     } else if let (true, Some(agent)) = (
         method == Method::POST && path.ends_with("/agent"),
         &state.agent,

@@ -23,6 +23,7 @@ mod check;
 mod engine;
 mod error;
 mod interrupt;
+mod judge;
 mod load;
 mod partition;
 mod pipeline;

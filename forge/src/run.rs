@@ -7,6 +7,12 @@
 //! A record's messages and answers are redacted here, once, with the
 //! suite's [`Secrets`]; the suite's answered datasets come back in a
 //! [`SuiteRun`] with the secrets that the Fair-Forge JSON must redact.
+//!
+//! A turn whose checks include judged ones (`answer_correctness`,
+//! `rubric`) and whose runner call succeeded is judged on a task of its
+//! own, so the session's next turn does not wait for the judge; its run's
+//! record is made when the judge has ruled, and the suite's run ends once
+//! every such task has. A failed runner call is not judged.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::{CheckResult, Checks, Turn};
 use crate::engine::{Engine, Job};
+use crate::judge::{Judge, JudgePool};
 use crate::runner::BatchOutcome;
 use crate::schema::{Dataset, Response, RunResponse};
 use crate::secrets::Secrets;
@@ -89,19 +96,23 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn new(session_id: &str, outcome: &BatchOutcome, expect: &Checks, secrets: &Secrets) -> Self {
-        let batch = &outcome.batch;
-        let (checks, message) = match &outcome.error {
+    /// The record of a run whose checks (none when the call failed) gave `checks`.
+    fn new(
+        session_id: &str,
+        outcome: &BatchOutcome,
+        checks: Vec<CheckResult>,
+        secrets: &Secrets,
+    ) -> Self {
+        let message = match &outcome.error {
             None => {
-                let checks = expect.evaluate(&Turn::new(batch, outcome.time_ms));
                 let failed: Vec<String> = checks
                     .iter()
                     .filter(|c| !c.passed)
                     .map(|c| format!("check `{}` failed: {}", c.check, c.detail))
                     .collect();
-                (checks, (!failed.is_empty()).then(|| failed.join("\n")))
+                (!failed.is_empty()).then(|| failed.join("\n"))
             }
-            Some(error) => (Vec::new(), Some(error.message.clone())),
+            Some(error) => Some(error.message.clone()),
         };
         RunRecord {
             session_id: session_id.to_owned(),
@@ -251,21 +262,59 @@ async fn run_suite(
             return done(Response::error(message), Vec::new());
         }
     };
+    let judges = match judges(suite, cancel.clone(), &secrets) {
+        Ok(judges) => judges,
+        Err(message) => {
+            let message = secrets.redact(&message).into_owned();
+            unbuilt(index, suite, &plan, selection, &message, &*records);
+            return done(Response::error(message), Vec::new());
+        }
+    };
     let (jobs, job_of) = jobs(suite, &plan);
     let origins = job_of
         .iter()
         .map(|&(dataset, run)| Origin { dataset, run })
         .collect();
-    let collector = Collector::new(index, suite, selection, &jobs, job_of, records);
+    let collector = Arc::new(Collector::new(
+        index, suite, selection, &jobs, job_of, judges, records,
+    ));
     let engine = Engine::new(runner)
         .policy(suite.policy.clone())
         .concurrency(suite.concurrency)
         .cancel_on(cancel);
-    let observer = move |job: usize, batch: usize, outcome: &BatchOutcome| {
-        collector.on_turn(job, batch, outcome);
+    let observer = {
+        let collector = Arc::clone(&collector);
+        move |job: usize, batch: usize, outcome: &BatchOutcome| {
+            collector.on_turn(job, batch, outcome);
+        }
     };
     let results = engine.run(jobs, Arc::new(observer)).await;
+    collector.judged().await;
     done(Response::Success(RunResponse::new(results)), origins)
+}
+
+/// The judge of each dataset of `suite` (one per distinct configuration),
+/// all sharing the suite's bound on requests in flight; nothing is sent.
+fn judges(
+    suite: &Suite,
+    cancel: CancellationToken,
+    secrets: &Secrets,
+) -> Result<Vec<Option<Arc<Judge>>>, String> {
+    let pool = JudgePool::new(suite.concurrency, &suite.policy, cancel, secrets.clone());
+    let mut built: Vec<Arc<Judge>> = Vec::new();
+    let mut judge_of = |spec: &Arc<crate::judge::JudgeSpec>| {
+        if let Some(judge) = built.iter().find(|j| j.is(spec)) {
+            return Ok(Arc::clone(judge));
+        }
+        let judge = Arc::new(Judge::new(Arc::clone(spec), Arc::clone(&pool))?);
+        built.push(Arc::clone(&judge));
+        Ok(judge)
+    };
+    suite
+        .datasets
+        .iter()
+        .map(|data| data.judge.as_ref().map(&mut judge_of).transpose())
+        .collect()
 }
 
 /// Records of the planned batches of a suite whose runner cannot be built.
@@ -336,6 +385,8 @@ struct Collector {
     /// The runs of a repeated batch seen so far, by (dataset, batch).
     pending: Mutex<HashMap<(usize, usize), Runs>>,
     records: Arc<RecordSink>,
+    /// The turns being judged.
+    judging: Mutex<tokio::task::JoinSet<()>>,
 }
 
 /// The runs of one repeated batch, by run index, as they come in.
@@ -348,6 +399,7 @@ struct DatasetMeta {
     selected: Vec<bool>,
     runs: usize,
     needed: usize,
+    judge: Option<Arc<Judge>>,
 }
 
 impl Collector {
@@ -357,8 +409,10 @@ impl Collector {
         selection: &Selection,
         jobs: &[Job],
         job_of: Vec<(usize, usize)>,
+        judges: Vec<Option<Arc<Judge>>>,
         records: Arc<RecordSink>,
     ) -> Self {
+        let mut judges = judges.into_iter();
         let meta = |(d, data): (usize, &crate::suite::SuiteDataset)| DatasetMeta {
             names: Arc::clone(&data.test_names),
             expects: Arc::clone(&data.expects),
@@ -373,6 +427,7 @@ impl Collector {
                 .collect(),
             runs: data.runs,
             needed: data.min_passes,
+            judge: judges.next().flatten(),
         };
         Collector {
             suite,
@@ -382,14 +437,61 @@ impl Collector {
             secrets: source.secrets(),
             pending: Mutex::new(HashMap::new()),
             records,
+            judging: Mutex::new(tokio::task::JoinSet::new()),
         }
     }
 
-    fn on_turn(&self, job: usize, batch: usize, outcome: &BatchOutcome) {
-        let (d, run) = self.job_of[job];
+    /// Checks a turn and records its run: at once, or, when a judge must
+    /// rule on it, on a task of its own.
+    fn on_turn(self: &Arc<Self>, job: usize, batch: usize, outcome: &BatchOutcome) {
+        let d = self.job_of[job].0;
         let meta = &self.datasets[d];
         let expect = &meta.expects[batch];
-        let record = RunRecord::new(&self.session_ids[job], outcome, expect, &self.secrets);
+        if let (Some(judge), true) = (&meta.judge, outcome.is_success()) {
+            if expect.judged().is_some() {
+                let (this, judge) = (Arc::clone(self), Arc::clone(judge));
+                let (expect, outcome) = (Arc::clone(expect), outcome.clone());
+                let task = async move {
+                    let turn = Turn::new(&outcome.batch, outcome.time_ms);
+                    let checks = expect.evaluate_judged(&turn, &judge).await;
+                    this.record(job, batch, &outcome, checks);
+                };
+                let mut judging = lock(&self.judging);
+                // Finished tasks are reaped as new ones start, so a long run
+                // holds only the turns still being judged.
+                while let Some(done) = judging.try_join_next() {
+                    surface_panic(done);
+                }
+                judging.spawn(task);
+                return;
+            }
+        }
+        let checks = match outcome.error {
+            None => expect.evaluate(&Turn::new(&outcome.batch, outcome.time_ms)),
+            Some(_) => Vec::new(),
+        };
+        self.record(job, batch, outcome, checks);
+    }
+
+    /// Waits for every turn being judged to be recorded.
+    async fn judged(&self) {
+        loop {
+            let mut judging = std::mem::take(&mut *lock(&self.judging));
+            if judging.is_empty() {
+                return;
+            }
+            while let Some(done) = judging.join_next().await {
+                surface_panic(done);
+            }
+        }
+    }
+
+    /// Records a run whose checks gave `checks`; sends the batch's record
+    /// once its last run is in.
+    fn record(&self, job: usize, batch: usize, outcome: &BatchOutcome, checks: Vec<CheckResult>) {
+        let (d, run) = self.job_of[job];
+        let meta = &self.datasets[d];
+        let record = RunRecord::new(&self.session_ids[job], outcome, checks, &self.secrets);
         let Some(runs) = self.complete(d, batch, run, record) else {
             return;
         };
@@ -404,7 +506,7 @@ impl Collector {
             meta.selected[batch],
             runs,
             meta.needed,
-            expect,
+            &meta.expects[batch],
         ));
     }
 
@@ -420,7 +522,7 @@ impl Collector {
         if runs == 1 {
             return Some(vec![record]);
         }
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = lock(&self.pending);
         let slots = pending
             .entry((d, batch))
             .or_insert_with(|| vec![None; runs]);
@@ -432,4 +534,18 @@ impl Collector {
             .remove(&(d, batch))
             .map(|done| done.into_iter().flatten().collect())
     }
+}
+
+/// A judging task's end: a panic there is a bug in forge, surfaced.
+fn surface_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done {
+        if error.is_panic() {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+}
+
+/// Locks `mutex`, poisoned or not.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

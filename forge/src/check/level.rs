@@ -4,10 +4,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::{next_check, Check, CheckResult, Turn, KEYS};
+use super::{judged, next_check, Check, CheckResult, Turn, KEYS};
+use crate::judge::Judge;
 use crate::schema::Batch;
 
 /// The checks of one level, in the order of their results.
@@ -69,6 +71,27 @@ impl Checks {
             check.validate(batch)?;
             check.validate_runs(runs)
         })
+    }
+
+    /// The name of the first check that needs a judge, if any.
+    pub fn judged(&self) -> Option<&'static str> {
+        self.iter().find(|c| c.judged().is_some()).map(|c| c.name())
+    }
+
+    /// Runs every check on a turn, asking `judge` about the judged ones
+    /// (all at once); the results in the same order as [`evaluate`](Self::evaluate)'s.
+    pub async fn evaluate_judged(&self, turn: &Turn<'_>, judge: &Judge) -> Vec<CheckResult> {
+        let results = self
+            .iter()
+            .filter(|check| !check.over_runs())
+            .map(|check| async move {
+                let verdict = match check.judged() {
+                    Some(judged) => judged::decide(judged, judge, turn).await,
+                    None => check.evaluate(turn),
+                };
+                CheckResult::new(check, verdict)
+            });
+        join_all(results).await
     }
 }
 
@@ -178,8 +201,9 @@ mod tests {
 
     #[test]
     fn results_follow_the_registry_not_the_yaml() {
-        let yaml = "{similarity: 0.1, max_latency_ms: 9, is_json: true, regex: x, \
-                    starts_with: x, equals: x, not_contains: y, icontains: x, contains: x}";
+        let yaml = "{rubric: x, answer_correctness: 0.5, similarity: 0.1, max_latency_ms: 9, \
+                    is_json: true, regex: x, starts_with: x, equals: x, not_contains: y, \
+                    icontains: x, contains: x}";
         let results = run(yaml, "x", "x", 1.0);
         let checks: Vec<&str> = results.iter().map(|r| r.check.as_str()).collect();
         // Every registered key but those needing agentic data or repeats,

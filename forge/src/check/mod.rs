@@ -14,14 +14,21 @@
 //! | `similarity: 0.6` or `{metric: rouge_l, min: 0.6}` | similarity to `ground_truth_assistant` is at least `min` |
 //! | `tool_correctness: 1.0` or `{min, weights}` | Fair-Forge's tool-correctness score of `agentic` against `ground_truth_agentic` is at least `min` |
 //! | `pass_pow_k: {k, min}` | on a repeated batch: pass^k of its runs is at least `min` |
+//! | `answer_correctness: 0.7` or `{min: 0.7}` | the judge's score of the answer against `ground_truth_assistant` (Fair-Forge's rubric) is at least `min` |
+//! | `rubric: "criteria"` or `{criteria, min_score: 0.5}` | the judge rules that the answer meets the rubric (its `pass`, else score >= `min_score`) |
 //!
 //! Similarity metrics: `token_f1` (default; SQuAD's token-overlap F1 after
 //! lower-casing and removing punctuation and articles) and `rouge_l`
 //! (ROUGE-L F-measure: longest common token subsequence).
 //!
+//! The judged checks (`answer_correctness`, `rubric`) are decided by the
+//! suite's LLM judge ([`crate::judge`]) once the turn's answer is known:
+//! their [`Check::judged`] side says what to ask and how to read the
+//! ruling; `judged.rs` holds what they share.
+//!
 //! Each check is a value implementing [`Check`]; one file per family
 //! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`, `tool.rs`,
-//! `repeats.rs`). The checks of one
+//! `repeats.rs`, `answer_correctness.rs`, `rubric.rs`). The checks of one
 //! level are a [`Checks`], read from its `expect:` mapping and merged with
 //! the outer levels' by [`Checks::or`].
 //!
@@ -57,10 +64,13 @@
 //! }
 //! ```
 
+mod answer_correctness;
 mod json;
+mod judged;
 mod latency;
 mod level;
 pub(crate) mod repeats;
+mod rubric;
 mod similarity;
 mod text;
 mod tool;
@@ -71,6 +81,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{Batch, Object};
 
+pub use judged::Judged;
 pub use level::Checks;
 
 /// Declares the checks `expect:` accepts: `"key" => Type`, in the order of
@@ -110,6 +121,8 @@ registry! {
     "similarity" => similarity::Similarity,
     "tool_correctness" => tool::ToolCorrectness,
     "pass_pow_k" => repeats::PassPowK,
+    "answer_correctness" => answer_correctness::AnswerCorrectness,
+    "rubric" => rubric::Rubric,
 }
 
 /// One check on a turn, such as `contains: Paris`.
@@ -146,12 +159,21 @@ pub trait Check: Send + Sync + Debug {
         let _ = runs;
         Ok(())
     }
+
+    /// The judged side of a check an LLM judge decides (`None` for the
+    /// checks [`evaluate`](Check::evaluate) decides alone). A judged
+    /// check's `evaluate` fails: it is never decided without its judge.
+    fn judged(&self) -> Option<&dyn Judged> {
+        None
+    }
 }
 
 /// What a check sees of a turn that the runner answered.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct Turn<'a> {
+    /// The question (`query`).
+    pub query: &'a str,
     /// The answer (`assistant`).
     pub answer: &'a str,
     /// The reference answer (`ground_truth_assistant`).
@@ -168,6 +190,7 @@ impl<'a> Turn<'a> {
     /// The view of `batch`, answered in `time_ms`.
     pub fn new(batch: &'a Batch, time_ms: f64) -> Self {
         Turn {
+            query: &batch.query,
             answer: &batch.assistant,
             ground_truth: &batch.ground_truth_assistant,
             time_ms,
@@ -186,7 +209,8 @@ pub struct Verdict {
     pub score: Option<f64>,
     /// Why the check did not hold (dropped when it passed).
     pub detail: String,
-    /// The reason behind the score, kept also when the check passed.
+    /// The reason behind the score (a judge's, say), kept also when the
+    /// check passed.
     pub reason: Option<String>,
     /// The parts of the score, by name, when the check has several.
     pub scores: Option<Object>,
@@ -246,7 +270,7 @@ pub struct CheckResult {
     /// (`tool_correctness`: Fair-Forge's field names).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub scores: Option<Object>,
-    /// The reason behind the score, when the check gives one.
+    /// The reason behind the score, when the check gives one (a judge's).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
 }

@@ -52,6 +52,7 @@ use serde_json::Value;
 
 use crate::check::Checks;
 use crate::error::{Location, SuiteError};
+use crate::judge::JudgeSpec;
 use crate::policy::Policy;
 use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
@@ -131,6 +132,8 @@ pub struct SuiteDataset {
     pub runs: usize,
     /// Runs of a batch that must pass for its test to pass.
     pub min_passes: usize,
+    /// The judge its judged checks ask (see [`crate::judge`]).
+    pub(crate) judge: Option<Arc<JudgeSpec>>,
 }
 
 impl Suite {
@@ -156,7 +159,9 @@ impl Suite {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
         };
-        let loaded = parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
+        let mut loaded = parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
+        let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
+        parse::judges(source, suite_judge, &mut loaded)?;
         let datasets = parse::name_tests(source, &name, loaded)?;
         let (concurrency, policy) = parse::policy(source, &file)?;
         let fingerprint = fingerprint(text, &datasets);
@@ -216,6 +221,7 @@ impl Suite {
         self.secrets
             .get_or_init(|| {
                 let mut values = collect_secrets(&self.runner);
+                values.extend(self.datasets.iter().flat_map(|d| d.judge.iter()).flat_map(|j| j.secrets()));
                 if let Ok(runner) = self.build_runner() {
                     values.extend(runner.secrets());
                     *self.prebuilt.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner);

@@ -35,6 +35,8 @@ pub(crate) struct SuiteFile {
     pub pass_rate: Option<f64>,
     #[serde(default)]
     pub min_passes: Option<usize>,
+    #[serde(default)]
+    pub judge: Option<serde_yaml::Mapping>,
 }
 
 impl SuiteFile {
@@ -279,6 +281,7 @@ pub(crate) struct FileEntry {
     pub ignore: bool,
     pub expect: Option<Checks>,
     pub repeat: RepeatSpec,
+    pub judge: Option<serde_yaml::Mapping>,
 }
 
 /// A dataset written in the suite, with what the suite says about it and
@@ -290,6 +293,7 @@ pub(crate) struct InlineEntry {
     pub expect: Option<Checks>,
     pub repeat: RepeatSpec,
     pub batches: Vec<BatchMeta>,
+    pub judge: Option<serde_yaml::Mapping>,
 }
 
 /// What an inline batch says beyond Fair-Forge's fields.
@@ -324,6 +328,8 @@ struct RawEntry {
     pass_rate: Option<f64>,
     #[serde(default)]
     min_passes: Option<usize>,
+    #[serde(default)]
+    judge: Option<serde_yaml::Mapping>,
 }
 
 /// Distinguishes `language: null` (Some(None)) from an absent key (None).
@@ -378,7 +384,7 @@ impl FileEntry {
         let extra = raw.inline_keys();
         if !extra.is_empty() {
             return Err(format!(
-                "a `file:` dataset entry takes only `file`, `ignore`, `expect` and `repeat`; remove {}",
+                "a `file:` dataset entry takes only `file`, `ignore`, `expect`, `repeat` and `judge`; remove {}",
                 extra
                     .iter()
                     .map(|k| format!("`{k}`"))
@@ -391,6 +397,7 @@ impl FileEntry {
             ignore: raw.ignore,
             expect: raw.expect,
             repeat,
+            judge: raw.judge,
         })
     }
 }
@@ -422,6 +429,7 @@ impl InlineEntry {
             expect: raw.expect,
             repeat,
             batches,
+            judge: raw.judge,
         })
     }
 }

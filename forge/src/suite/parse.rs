@@ -17,6 +17,7 @@ use super::model::{RepeatSpec, SuiteFile};
 use super::{test_name, SuiteDataset, DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_RETRIES};
 use crate::check::Checks;
 use crate::error::{Location, SuiteError};
+use crate::judge::{self, JudgeSpec};
 use crate::policy::{Backoff, Policy, RateLimit};
 use crate::registry;
 use crate::schema::Dataset;
@@ -37,6 +38,20 @@ impl Source<'_> {
     /// An error at the first position of `needle`.
     fn invalid_at(self, needle: &str, message: String) -> SuiteError {
         invalid(self.at(needle), message)
+    }
+
+    /// An error at the first `needle` after the first `anchor` (else at
+    /// the first `needle`).
+    fn invalid_after(self, anchor: &str, needle: &str, message: String) -> SuiteError {
+        let after = self
+            .text
+            .find(anchor)
+            .and_then(|start| self.text[start..].find(needle).map(|at| start + at));
+        let location = match after {
+            Some(offset) => locate_offset(self.path, self.text, Some(offset)),
+            None => self.at(needle),
+        };
+        invalid(location, message)
     }
 
     /// The line of a batch: its `qa_id:` key, quoted or not (else `datasets:`).
@@ -130,6 +145,12 @@ pub(super) struct Loaded {
     ignored: Vec<bool>,
     expects: Vec<Arc<Checks>>,
     runs: (usize, usize),
+    /// Where the dataset is written: its `session_id: ...` or its file.
+    anchor: String,
+    /// Its own `judge:` mapping, `${VAR}`s replaced.
+    judge: Option<Value>,
+    /// Its judge, once resolved.
+    judge_spec: Option<Arc<JudgeSpec>>,
 }
 
 /// The datasets of `datasets:`, in file order (a file's in its order).
@@ -156,8 +177,10 @@ fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loa
         expect,
         repeat,
         batches,
+        judge,
     } = entry;
     let anchor = format!("session_id: {}", dataset.session_id);
+    let judge = judge_value(source, judge.as_ref(), &anchor)?;
     dataset
         .validate(&format!("session {:?}", dataset.session_id))
         .map_err(|source_error| SuiteError::Dataset {
@@ -174,6 +197,9 @@ fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loa
         dataset,
         ignored,
         expects,
+        anchor,
+        judge,
+        judge_spec: None,
     })
 }
 
@@ -198,8 +224,10 @@ fn from_file(
         ignore,
         expect,
         repeat,
+        judge,
     } = entry;
     let path = dataset_path(source, &file)?;
+    let judge = judge_value(source, judge.as_ref(), &file)?;
     let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
     let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
     let datasets = load_dataset_file(&path)?;
@@ -212,6 +240,9 @@ fn from_file(
                 ignored: vec![ignore; count],
                 expects: vec![expect.clone(); count],
                 runs,
+                anchor: file.clone(),
+                judge: judge.clone(),
+                judge_spec: None,
             }
         })
         .collect())
@@ -226,6 +257,75 @@ fn dataset_path(source: Source, file: &str) -> Result<PathBuf, SuiteError> {
         return Err(source.invalid_at(file, format!("dataset file {} not found", path.display())));
     }
     Ok(path)
+}
+
+/// A `judge:` mapping as JSON, its `${VAR}`s replaced; an error located at
+/// the first `judge:` after `anchor`.
+pub(super) fn judge_value(
+    source: Source,
+    mapping: Option<&serde_yaml::Mapping>,
+    anchor: &str,
+) -> Result<Option<Value>, SuiteError> {
+    let Some(mapping) = mapping else {
+        return Ok(None);
+    };
+    let mut value = serde_json::to_value(mapping)
+        .map_err(|e| source.invalid_after(anchor, "judge:", format!("invalid `judge`: {e}")))?;
+    env::interpolate_runner(&mut value).map_err(|error| source.env_error(&error))?;
+    Ok(Some(value))
+}
+
+/// Gives each dataset its judge: its own `judge:` over the suite's, key by
+/// key; the suite's; or, when the suite names none, the environment's
+/// (`FORGE_JUDGE_BASE_URL`) for the datasets whose checks need one. A
+/// dataset whose checks need a judge and that has none is an error located
+/// at the check.
+pub(super) fn judges(
+    source: Source,
+    suite: Option<Value>,
+    datasets: &mut [Loaded],
+) -> Result<(), SuiteError> {
+    let resolve = |value: Value, anchor: &str| {
+        JudgeSpec::resolve(value)
+            .map(Arc::new)
+            .map_err(|message| source.invalid_after(anchor, "judge:", message))
+    };
+    let suite_spec = suite.clone().map(|v| resolve(v, "")).transpose()?;
+    let mut from_env = None;
+    for loaded in datasets.iter_mut() {
+        let needs = loaded.expects.iter().find_map(|checks| checks.judged());
+        loaded.judge_spec = match (&loaded.judge, &suite_spec, needs) {
+            (Some(own), _, _) => {
+                let merged = judge::merge(suite.as_ref(), Some(own)).unwrap_or_default();
+                Some(resolve(merged, &loaded.anchor)?)
+            }
+            (None, Some(spec), _) => Some(Arc::clone(spec)),
+            (None, None, None) => None,
+            (None, None, Some(check)) if JudgeSpec::in_environment() => {
+                if from_env.is_none() {
+                    let spec = JudgeSpec::resolve(Value::Object(Default::default()))
+                        .map_err(|message| {
+                            source.invalid_after(&loaded.anchor, &format!("{check}:"), message)
+                        })?;
+                    from_env = Some(Arc::new(spec));
+                }
+                from_env.clone()
+            }
+            (None, None, Some(check)) => {
+                return Err(source.invalid_after(
+                    &loaded.anchor,
+                    &format!("{check}:"),
+                    format!(
+                        "`{check}` needs a judge, and the suite has none: add `judge: {{base_url: ..., model: ...}}` \
+                         to the suite or the dataset, or set {} and {}",
+                        judge::BASE_URL_ENV,
+                        judge::MODEL_ENV
+                    ),
+                ))
+            }
+        };
+    }
+    Ok(())
 }
 
 /// The suite's datasets with their test names, each batch's checks
@@ -310,6 +410,7 @@ impl Loaded {
             expects: self.expects.into(),
             runs: self.runs.0,
             min_passes: self.runs.1,
+            judge: self.judge_spec,
         }
     }
 }
@@ -387,7 +488,12 @@ fn invalid(location: Location, message: String) -> SuiteError {
 /// The first position of `needle` in `text` (1-based), for errors about
 /// values serde does not locate.
 fn locate(path: &Path, text: &str, needle: &str) -> Location {
-    let position = text.find(needle).map(|offset| {
+    locate_offset(path, text, text.find(needle))
+}
+
+/// The position of byte `offset` of `text` (1-based line and column).
+fn locate_offset(path: &Path, text: &str, offset: Option<usize>) -> Location {
+    let position = offset.map(|offset| {
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
