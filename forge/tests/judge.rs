@@ -5,7 +5,7 @@
 //! located load error of a judged check with no judge, the environment
 //! fallbacks, and the judge's key kept to the judge and out of every output.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use forge_testkit::judge::{verdict, Judge, JudgeReply};
@@ -28,12 +28,22 @@ impl Run {
         serde_json::from_str(&text).expect("JSON")
     }
 
-    /// Every report file, as text.
+    /// Every report file (`parts/` included), as text.
     fn reports(&self) -> String {
-        std::fs::read_dir(&self.out)
-            .expect("out dir")
-            .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("report"))
-            .collect()
+        fn read_all(dir: &Path) -> String {
+            std::fs::read_dir(dir)
+                .expect("out dir")
+                .map(|e| {
+                    let path = e.expect("entry").path();
+                    if path.is_dir() {
+                        read_all(&path)
+                    } else {
+                        std::fs::read_to_string(path).expect("report")
+                    }
+                })
+                .collect()
+        }
+        read_all(&self.out)
     }
 
     /// The results of the checks of `test`'s first run.
@@ -197,7 +207,7 @@ async fn verdicts_pass_and_fail_with_the_score_threshold_and_reason() {
     assert_eq!(
         right,
         [
-            json!({"check": "answer_correctness", "passed": true, "reason": "the answer states Paris"})
+            json!({"check": "answer_correctness", "passed": true, "score": 1.0, "reason": "the answer states Paris"})
         ]
     );
     let rude = run.checks("judged", "judged::manners::rude");
