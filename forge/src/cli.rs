@@ -19,6 +19,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::cassette::Cassettes;
 use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::console::Console;
@@ -153,6 +154,18 @@ struct RunArgs {
     /// `$FORGE_PARTITION`, else everything.
     #[arg(long, value_name = "SPEC", value_parser = |s: &str| s.parse::<Partition>())]
     partition: Option<Partition>,
+    /// Record every turn's reply into DIR/<suite>.cassette.json (with
+    /// --replay DIR too: only the turns that do not replay).
+    #[arg(long, value_name = "DIR", conflicts_with = "payload")]
+    record: Option<PathBuf>,
+    /// Answer every turn from the cassettes in DIR and send nothing; a turn
+    /// with no recording fails, saying what changed.
+    #[arg(long, value_name = "DIR", conflicts_with = "payload")]
+    replay: Option<PathBuf>,
+    /// With --record: record failed turns too (by default they are left
+    /// out, so the next recording retries them).
+    #[arg(long, requires = "record")]
+    record_errors: bool,
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
@@ -299,7 +312,12 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
-    let outcome = pipeline::execute(suites, &selection, reporter, &[], cancel).await;
+    let cassettes = Cassettes {
+        replay: args.replay.clone(),
+        record: args.record.clone(),
+        record_errors: args.record_errors,
+    };
+    let outcome = pipeline::execute(suites, &selection, reporter, &[], &cassettes, cancel).await;
     conclude(&outcome, &out, start)
 }
 

@@ -177,7 +177,7 @@ pub async fn run_dataset<R: Runner + ?Sized>(runner: &R, dataset: Dataset) -> (D
 }
 
 /// Fair-Forge's summary of a session's turns.
-fn summarise(session_id: &str, turns: &[BatchOutcome], total_ms: f64) -> Summary {
+pub(crate) fn summarise(session_id: &str, turns: &[BatchOutcome], total_ms: f64) -> Summary {
     let failures = turns.iter().filter(|t| !t.is_success()).count();
     let batch_time: f64 = turns.iter().map(|t| t.time_ms).sum();
     Summary {

@@ -33,6 +33,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 use tokio_util::sync::CancellationToken;
 
+use crate::cassette::Cassettes;
 use crate::error::ReportError;
 use crate::load::{load, LoadFailure, Loaded};
 use crate::partition::Partition;
@@ -243,7 +244,8 @@ fn execute(
     Some(runtime.block_on(async {
         // Watching before the first turn is sent, so no signal is missed.
         crate::interrupt::stop_on_signal(cancel.clone());
-        pipeline::execute(suites, selection, reporter, failures, cancel).await
+        let cassettes = Cassettes::from_env();
+        pipeline::execute(suites, selection, reporter, failures, &cassettes, cancel).await
     }))
 }
 

@@ -19,12 +19,14 @@ pub mod serve;
 
 // The pipeline, one way through (see `pipeline`): load -> select -> run ->
 // report, over the engine; internal.
+mod cassette;
 mod check;
 mod engine;
 mod error;
 mod interrupt;
 mod judge;
 mod load;
+mod output;
 mod partition;
 mod pipeline;
 mod policy;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cassette::Cassettes;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::report::{Reporter, RunEnd, SuiteReport};
@@ -63,12 +64,14 @@ impl Outcome {
 /// Runs the `selection` of `suites` (taken: the run moves their turns into
 /// its results) and reports it to `reporter`: the records as they come
 /// (from the engine's workers, one at a time), then each suite, then the
-/// end of the run (with the load failures a report shows).
+/// end of the run (with the load failures a report shows). `cassettes`
+/// says where replies replay from and are recorded to.
 pub async fn execute<R: Reporter + 'static>(
     mut suites: Vec<Suite>,
     selection: &Selection,
     reporter: R,
     load_failures: &[LoadFailure],
+    cassettes: &Cassettes,
     cancel: CancellationToken,
 ) -> Outcome {
     let live = Arc::new(Mutex::new(Live {
@@ -79,7 +82,14 @@ pub async fn execute<R: Reporter + 'static>(
         let live = Arc::clone(&live);
         move |record: BatchRecord| live.lock().unwrap_or_else(|e| e.into_inner()).take(record)
     };
-    let runs = run::run(&mut suites, selection, Arc::new(sink), cancel.clone()).await;
+    let runs = run::run(
+        &mut suites,
+        selection,
+        Arc::new(sink),
+        cassettes,
+        cancel.clone(),
+    )
+    .await;
     // What is left of the suites (names, checks) is not needed by the
     // reports: free it before they are built.
     drop(suites);

@@ -21,11 +21,12 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::cassette::{Cassettes, JobKey, Recorder, Replay, Tape, TurnKey};
 use crate::check::{CheckResult, Checks, Turn};
 use crate::engine::{Engine, Job};
 use crate::judge::{Judge, JudgePool};
 use crate::runner::BatchOutcome;
-use crate::schema::{Dataset, Response, RunResponse};
+use crate::schema::{Dataset, Response, RunResponse, Summary};
 use crate::secrets::Secrets;
 use crate::select::{BatchId, Selection};
 use crate::suite::Suite;
@@ -204,7 +205,8 @@ pub struct Origin {
 /// Runs the `selection` of `suites`, sending each batch's record to
 /// `records` as soon as it is known. A suite whose runner cannot be built
 /// fails all its selected batches with that error; a suite with nothing
-/// selected does not build its runner.
+/// selected does not build its runner. With `cassettes`, sessions replay
+/// from a recording and live ones are recorded (see [`crate::cassette`]).
 ///
 /// The turns of the datasets that run are moved out of the suites into the
 /// results (not copied), so a large run holds each batch once.
@@ -212,6 +214,7 @@ pub async fn run(
     suites: &mut [Suite],
     selection: &Selection,
     records: Arc<RecordSink>,
+    cassettes: &Cassettes,
     cancel: CancellationToken,
 ) -> Vec<SuiteRun> {
     let runs = suites.iter_mut().enumerate().map(|(index, suite)| {
@@ -220,6 +223,7 @@ pub async fn run(
             suite,
             selection,
             Arc::clone(&records),
+            cassettes,
             cancel.clone(),
         )
     });
@@ -231,6 +235,7 @@ async fn run_suite(
     suite: &mut Suite,
     selection: &Selection,
     records: Arc<RecordSink>,
+    cassettes: &Cassettes,
     cancel: CancellationToken,
 ) -> SuiteRun {
     let secrets = suite.secrets();
@@ -254,13 +259,17 @@ async fn run_suite(
     if plan.is_empty() {
         return done(Response::Success(RunResponse::new(Vec::new())), Vec::new());
     }
-    let runner = match suite.build_runner() {
-        Ok(runner) => runner,
-        Err(error) => {
-            let message = secrets.redact(&error.to_string()).into_owned();
-            unbuilt(index, suite, &plan, selection, &message, &*records);
-            return done(Response::error(message), Vec::new());
-        }
+    let tape = match &cassettes.replay {
+        None => None,
+        Some(dir) => match Tape::load(dir, &suite.name, &suite.runner_key()) {
+            Ok(tape) => Some(tape),
+            Err(message) => {
+                // Nothing runs live in place of a cassette that cannot be read.
+                let message = format!("cannot replay: {message}");
+                unbuilt(index, suite, &plan, selection, &message, &*records);
+                return done(Response::error(message), Vec::new());
+            }
+        },
     };
     let judges = match judges(suite, cancel.clone(), &secrets) {
         Ok(judges) => judges,
@@ -271,6 +280,45 @@ async fn run_suite(
         }
     };
     let (jobs, job_of) = jobs(suite, &plan);
+    let replays: Vec<Option<Replay>> = jobs
+        .iter()
+        .zip(&job_of)
+        .map(|(job, &(d, run))| {
+            let session_id = &suite.datasets[d].dataset.session_id;
+            tape.as_ref()
+                .map(|t| t.replay(&job.dataset, job.limit, session_id, run))
+        })
+        .collect();
+    let live: Vec<bool> = replays
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .is_none_or(|r| !r.complete && !cassettes.offline())
+        })
+        .collect();
+    let recorder = cassettes.record.as_deref().map(|dir| {
+        let keys = job_keys(suite, &jobs, &job_of, &live);
+        Arc::new(Recorder::new(
+            dir,
+            &suite.name,
+            suite.runner_key(),
+            cassettes.record_errors,
+            secrets.clone(),
+            keys,
+        ))
+    });
+    let runner = if live.iter().any(|l| *l) {
+        match suite.build_runner() {
+            Ok(runner) => Some(runner),
+            Err(error) => {
+                let message = secrets.redact(&error.to_string()).into_owned();
+                unbuilt(index, suite, &plan, selection, &message, &*records);
+                return done(Response::error(message), Vec::new());
+            }
+        }
+    } else {
+        None
+    };
     let origins = job_of
         .iter()
         .map(|&(dataset, run)| Origin { dataset, run })
@@ -278,18 +326,57 @@ async fn run_suite(
     let collector = Arc::new(Collector::new(
         index, suite, selection, &jobs, job_of, judges, records,
     ));
-    let engine = Engine::new(runner)
-        .policy(suite.policy.clone())
-        .concurrency(suite.concurrency)
-        .cancel_on(cancel);
-    let observer = {
-        let collector = Arc::clone(&collector);
-        move |job: usize, batch: usize, outcome: &BatchOutcome| {
-            collector.on_turn(job, batch, outcome);
+    let mut results = replayed(jobs.len(), &jobs, replays, &live, &collector);
+    if let Some(runner) = runner {
+        let engine = Engine::new(runner)
+            .policy(suite.policy.clone())
+            .concurrency(suite.concurrency)
+            .cancel_on(cancel);
+        let (live_jobs, at): (Vec<Job>, Vec<usize>) = jobs
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| live[*j])
+            .map(|(j, job)| (job, j))
+            .unzip();
+        let at = Arc::new(at);
+        let observer = {
+            let (collector, recorder, at) =
+                (Arc::clone(&collector), recorder.clone(), Arc::clone(&at));
+            move |job: usize, batch: usize, outcome: &BatchOutcome| {
+                let job = at[job];
+                if let Some(recorder) = &recorder {
+                    recorder.on_turn(job, batch, outcome);
+                }
+                collector.on_turn(job, batch, outcome);
+            }
+        };
+        for (k, result) in engine
+            .run(live_jobs, Arc::new(observer))
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(recorder) = &recorder {
+                let (dataset, summary) = &result;
+                recorder.on_session(
+                    at[k],
+                    dataset.conversation.len(),
+                    summary.total_execution_time_ms,
+                );
+            }
+            results[at[k]] = Some(result);
         }
-    };
-    let results = engine.run(jobs, Arc::new(observer)).await;
+    }
     collector.judged().await;
+    if let Some(recorder) = recorder.and_then(|r| Arc::into_inner(r)) {
+        let old = match (&cassettes.record, &cassettes.replay) {
+            (Some(record), Some(replay)) if record == replay => tape,
+            (Some(record), _) => Tape::load(record, &suite.name, &suite.runner_key()).ok(),
+            _ => None,
+        };
+        write_cassette(suite, recorder, old.as_ref());
+    }
+    let results = results.into_iter().flatten().collect();
     done(Response::Success(RunResponse::new(results)), origins)
 }
 
@@ -315,6 +402,91 @@ fn judges(
         .iter()
         .map(|data| data.judge.as_ref().map(&mut judge_of).transpose())
         .collect()
+}
+
+/// The results of the jobs that replayed (their records sent), `None`
+/// for the ones that run live.
+fn replayed(
+    count: usize,
+    jobs: &[Job],
+    replays: Vec<Option<Replay>>,
+    live: &[bool],
+    collector: &Arc<Collector>,
+) -> Vec<Option<(Dataset, Summary)>> {
+    let mut results: Vec<Option<(Dataset, Summary)>> = (0..count).map(|_| None).collect();
+    for (j, replay) in replays.into_iter().enumerate() {
+        let Some(replay) = replay.filter(|_| !live[j]) else {
+            continue;
+        };
+        for (turn, outcome) in replay.outcomes.iter().enumerate() {
+            collector.on_turn(j, turn, outcome);
+        }
+        let header = &jobs[j].dataset;
+        let summary =
+            crate::engine::summarise(&header.session_id, &replay.outcomes, replay.total_ms);
+        let dataset = Dataset {
+            session_id: header.session_id.clone(),
+            assistant_id: header.assistant_id.clone(),
+            language: header.language.clone(),
+            context: header.context.clone(),
+            conversation: replay
+                .outcomes
+                .into_iter()
+                .map(BatchOutcome::into_fair_forge)
+                .collect(),
+            extra: header.extra.clone(),
+        };
+        results[j] = Some((dataset, summary));
+    }
+    results
+}
+
+/// What the recorder needs of each job, from its turns before they run.
+fn job_keys(suite: &Suite, jobs: &[Job], job_of: &[(usize, usize)], live: &[bool]) -> Vec<JobKey> {
+    jobs.iter()
+        .zip(job_of)
+        .zip(live)
+        .map(|((job, &(d, run)), &live)| {
+            let turns = &job.dataset.conversation[..job.limit.min(job.dataset.conversation.len())];
+            JobKey {
+                session_id: suite.datasets[d].dataset.session_id.clone(),
+                assistant_id: job.dataset.assistant_id.clone(),
+                run,
+                context: crate::cassette::fingerprint(&job.dataset.context),
+                turns: turns.iter().map(TurnKey::of).collect(),
+                live,
+            }
+        })
+        .collect()
+}
+
+/// Writes the suite's cassette, keeping the recordings of its sessions
+/// that did not run live; a cassette that cannot be written is said on
+/// stderr.
+fn write_cassette(suite: &Suite, recorder: Recorder, old: Option<&Tape>) {
+    let sessions: std::collections::HashSet<(&str, &str, usize)> = suite
+        .datasets
+        .iter()
+        .flat_map(|d| {
+            (0..d.runs).map(move |run| {
+                (
+                    d.dataset.session_id.as_str(),
+                    d.dataset.assistant_id.as_str(),
+                    run,
+                )
+            })
+        })
+        .collect();
+    let kept = |tape: &crate::cassette::SessionTape| {
+        sessions.contains(&(
+            tape.session_id.as_str(),
+            tape.assistant_id.as_str(),
+            tape.run,
+        ))
+    };
+    if let Err(error) = recorder.write(old, &kept) {
+        eprintln!("forge: error: {error}");
+    }
 }
 
 /// Records of the planned batches of a suite whose runner cannot be built.

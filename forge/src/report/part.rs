@@ -228,7 +228,7 @@ impl Reporter for Part {
             records: &suite.records,
         });
         let writer = self.writer()?;
-        let written = super::summary::write_redacted(
+        let written = crate::output::write_redacted(
             &mut *writer,
             &entry,
             &suite.secrets,

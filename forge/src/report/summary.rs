@@ -8,14 +8,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::ser::{Formatter, PrettyFormatter};
+use serde_json::ser::PrettyFormatter;
 
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
 use crate::check::repeats;
 use crate::error::ReportError;
+use crate::output::write_redacted;
 use crate::run::BatchRecord;
 use crate::schema::Response;
-use crate::secrets::Secrets;
 
 /// The reporter writing `<suite>.json` into a directory, as each suite
 /// finishes.
@@ -145,123 +145,4 @@ pub fn write(path: &Path, suite: &SuiteReport) -> Result<(), ReportError> {
     let result = write_redacted(&mut writer, &file, &suite.secrets, PrettyFormatter::new())
         .and_then(|()| writer.write_all(b"\n"));
     finish(path, &tmp, writer, result)
-}
-
-/// Writes `value` as JSON with `formatter`, every secret in its string
-/// values replaced by `[REDACTED]` as they are written.
-pub(crate) fn write_redacted<W: Write, T: Serialize, F: Formatter>(
-    writer: W,
-    value: &T,
-    secrets: &Secrets,
-    formatter: F,
-) -> std::io::Result<()> {
-    let formatter = Redacting {
-        inner: formatter,
-        secrets,
-        in_key: false,
-    };
-    let mut serializer = serde_json::Serializer::with_formatter(writer, formatter);
-    value
-        .serialize(&mut serializer)
-        .map_err(std::io::Error::other)
-}
-
-/// A serde_json formatter, replacing secrets inside string values by
-/// `[REDACTED]` (object keys, the format's own names, are left alone).
-struct Redacting<'a, F> {
-    inner: F,
-    secrets: &'a Secrets,
-    in_key: bool,
-}
-
-impl<F: Formatter> Formatter for Redacting<'_, F> {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        if self.in_key {
-            writer.write_all(fragment.as_bytes())
-        } else {
-            writer.write_all(self.secrets.redact(fragment).as_bytes())
-        }
-    }
-
-    fn end_object_key<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.in_key = false;
-        self.inner.end_object_key(w)
-    }
-
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.begin_array(w)
-    }
-
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.end_array(w)
-    }
-
-    fn begin_array_value<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.inner.begin_array_value(w, first)
-    }
-
-    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.end_array_value(w)
-    }
-
-    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.begin_object(w)
-    }
-
-    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.end_object(w)
-    }
-
-    fn begin_object_key<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.in_key = true;
-        self.inner.begin_object_key(w, first)
-    }
-
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.begin_object_value(w)
-    }
-
-    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.inner.end_object_value(w)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted_while_streaming() {
-        let secrets = Secrets::new(["sk-123456", "n"]);
-        let mut out = Vec::new();
-        let formatter = Redacting {
-            inner: PrettyFormatter::new(),
-            secrets: &secrets,
-            in_key: false,
-        };
-        let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-        serde_json::json!({"answer": "my key is sk-123456, \"quoted\"", "n": [1, 2]})
-            .serialize(&mut serializer)
-            .expect("serialize");
-        let text = String::from_utf8(out).expect("utf-8");
-        assert!(!text.contains("sk-123456"), "{text}");
-        assert!(
-            text.contains("my key is [REDACTED], \\\"quoted\\\""),
-            "{text}"
-        );
-        let value: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
-        assert_eq!(value["n"], serde_json::json!([1, 2]));
-    }
 }

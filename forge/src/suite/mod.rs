@@ -75,6 +75,9 @@ pub struct Suite {
     pub path: PathBuf,
     /// The `runner:` mapping, `${VAR}`s replaced. Holds secrets: never print it.
     runner: Value,
+    /// The fingerprint of the `runner:` mapping as written (`${VAR}`s
+    /// unexpanded): what a cassette compares.
+    runner_config: String,
     runner_line: Option<usize>,
     /// Sessions in flight at once.
     pub concurrency: usize,
@@ -154,6 +157,7 @@ impl Suite {
         let source = Source { path, text };
         let mut file = parse::suite_file(source)?;
         let name = parse::suite_name(source, file.name.take())?;
+        let runner_config = crate::cassette::fingerprint(&file.runner);
         let runner = parse::runner(source, &file.runner)?;
         let defaults = parse::Defaults {
             expect: file.expect.take().unwrap_or_default(),
@@ -170,6 +174,7 @@ impl Suite {
             name,
             path: path.to_owned(),
             runner_line: source.at("runner:").line,
+            runner_config,
             runner,
             concurrency,
             policy,
@@ -177,6 +182,15 @@ impl Suite {
             prebuilt: Prebuilt::default(),
             secrets: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The runner, as a cassette knows it: its type and the fingerprint of
+    /// its mapping as written.
+    pub(crate) fn runner_key(&self) -> crate::cassette::RunnerKey {
+        crate::cassette::RunnerKey {
+            kind: self.runner_type().to_owned(),
+            config: self.runner_config.clone(),
+        }
     }
 
     /// The runner type named by the suite.
