@@ -368,7 +368,7 @@ async fn run_suite(
         }
     }
     collector.judged().await;
-    if let Some(recorder) = recorder.and_then(|r| Arc::into_inner(r)) {
+    if let Some(recorder) = recorder.and_then(Arc::into_inner) {
         let old = match (&cassettes.record, &cassettes.replay) {
             (Some(record), Some(replay)) if record == replay => tape,
             (Some(record), _) => Tape::load(record, &suite.name, &suite.runner_key()).ok(),
