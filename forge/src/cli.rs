@@ -270,7 +270,15 @@ async fn run_payload(source: &str, args: &RunArgs) -> ExitCode {
 /// `forge run SUITE...`: load, select by `--filter`, run with the console,
 /// summary JSON and JUnit reporters, then tell how it went.
 async fn run_files(args: &RunArgs) -> ExitCode {
-    let loaded = crate::load::load(&args.suites);
+    let cassettes = Cassettes {
+        replay: args.replay.clone(),
+        record: args.record.clone(),
+        record_errors: args.record_errors,
+    };
+    let options = crate::suite::LoadOptions {
+        offline: cassettes.offline(),
+    };
+    let loaded = crate::load::load(&args.suites, &options);
     if !loaded.failures.is_empty() {
         for failure in &loaded.failures {
             eprintln!("forge: {}", failure.message);
@@ -312,11 +320,6 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
-    let cassettes = Cassettes {
-        replay: args.replay.clone(),
-        record: args.record.clone(),
-        record_errors: args.record_errors,
-    };
     let outcome = pipeline::execute(suites, &selection, reporter, &[], &cassettes, cancel).await;
     conclude(&outcome, &out, start)
 }

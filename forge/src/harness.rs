@@ -44,7 +44,7 @@ use crate::report::summary::SummaryJson;
 use crate::report::{self, Reporter, Tee};
 use crate::run::BatchRecord;
 use crate::select::{shard_members, Selection};
-use crate::suite::Suite;
+use crate::suite::{LoadOptions, Suite};
 
 /// Environment variable naming a suites directory to run instead of the
 /// one the test target gives [`main`].
@@ -82,7 +82,11 @@ pub struct HarnessOutcome {
 /// report that could not be written; suite errors are failing tests.
 pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> {
     let root = package_root();
-    let mut loaded = load(&[resolve(dir, &root)]);
+    let cassettes = Cassettes::from_env();
+    let options = LoadOptions {
+        offline: cassettes.offline(),
+    };
+    let mut loaded = load(&[resolve(dir, &root)], &options);
     let partition = partition(&mut loaded);
     let shard = partition.map(|p| shard_members(&loaded.suites, &p));
     let board = Arc::new(Board::default());
@@ -125,7 +129,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
             let reports = out.map(|out| reporters(&out, header));
-            execute(suites, &selection, board, reports, &failures)
+            execute(suites, &selection, board, reports, &failures, &cassettes)
         })
     };
     let conclusion = libtest_mimic::run(args, trials);
@@ -222,6 +226,7 @@ fn execute(
     board: Arc<Board>,
     reports: Option<Tee>,
     failures: &[LoadFailure],
+    cassettes: &Cassettes,
 ) -> Option<pipeline::Outcome> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -244,8 +249,7 @@ fn execute(
     Some(runtime.block_on(async {
         // Watching before the first turn is sent, so no signal is missed.
         crate::interrupt::stop_on_signal(cancel.clone());
-        let cassettes = Cassettes::from_env();
-        pipeline::execute(suites, selection, reporter, failures, &cassettes, cancel).await
+        pipeline::execute(suites, selection, reporter, failures, cassettes, cancel).await
     }))
 }
 

@@ -48,7 +48,7 @@ pub use policy::{Backoff, Policy, RateLimit};
 pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use suite::{Suite, SuiteDataset};
+pub use suite::{LoadOptions, Suite, SuiteDataset};
 
 /// Registers a hand-written [`Runner`] under a name suites use in
 /// `runner: {type: NAME}`: the way to a runner that overrides

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::suite::{self, Suite};
+use crate::suite::{self, LoadOptions, Suite};
 
 /// A suite file (or directory) that could not be loaded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -32,7 +32,7 @@ pub struct Loaded {
 /// Loads suite files and directories (each directory's `*.yaml` / `*.yml`
 /// files, sorted). A suite whose name an earlier one took fails, so no two
 /// suites write one report.
-pub fn load(paths: &[PathBuf]) -> Loaded {
+pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
     let mut loaded = Loaded::default();
     for path in paths {
         let files = if !is_suite_file(path) {
@@ -50,7 +50,7 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
             vec![path.clone()]
         };
         for file in files {
-            match Suite::load(&file) {
+            match Suite::load_with(&file, options) {
                 Ok(suite) => loaded.suites.push(suite),
                 Err(error) => loaded.failures.push(LoadFailure {
                     test: load_test_name(&file),

@@ -21,7 +21,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::cassette::{Cassettes, JobKey, Recorder, Replay, Tape, TurnKey};
+use crate::cassette::{Cassettes, JobKey, JudgeEntry, JudgeTape, Recorder, Replay, Tape, TurnKey};
 use crate::check::{CheckResult, Checks, Turn};
 use crate::engine::{Engine, Job};
 use crate::judge::{Judge, JudgePool};
@@ -271,7 +271,12 @@ async fn run_suite(
             }
         },
     };
-    let judges = match judges(suite, cancel.clone(), &secrets) {
+    let judge_tape = Arc::new(JudgeTape::new(
+        tape.as_ref().map(Tape::judge),
+        cassettes.offline(),
+        cassettes.record.is_some(),
+    ));
+    let judges = match judges(suite, cancel.clone(), &secrets, Arc::clone(&judge_tape)) {
         Ok(judges) => judges,
         Err(message) => {
             let message = secrets.redact(&message).into_owned();
@@ -374,7 +379,12 @@ async fn run_suite(
             (Some(record), _) => Tape::load(record, &suite.name, &suite.runner_key()).ok(),
             _ => None,
         };
-        write_cassette(suite, recorder, old.as_ref());
+        let whole = plan.len() == suite.datasets.len()
+            && plan
+                .iter()
+                .all(|&(d, turns)| turns >= suite.datasets[d].test_names.len());
+        let judge = judge_tape.entries(old.as_ref().map_or(&[], Tape::judge), whole);
+        write_cassette(suite, recorder, old.as_ref(), judge);
     }
     let results = results.into_iter().flatten().collect();
     done(Response::Success(RunResponse::new(results)), origins)
@@ -386,8 +396,15 @@ fn judges(
     suite: &Suite,
     cancel: CancellationToken,
     secrets: &Secrets,
+    tape: Arc<JudgeTape>,
 ) -> Result<Vec<Option<Arc<Judge>>>, String> {
-    let pool = JudgePool::new(suite.concurrency, &suite.policy, cancel, secrets.clone());
+    let pool = JudgePool::new(
+        suite.concurrency,
+        &suite.policy,
+        cancel,
+        secrets.clone(),
+        tape,
+    );
     let mut built: Vec<Arc<Judge>> = Vec::new();
     let mut judge_of = |spec: &Arc<crate::judge::JudgeSpec>| {
         if let Some(judge) = built.iter().find(|j| j.is(spec)) {
@@ -463,7 +480,7 @@ fn job_keys(suite: &Suite, jobs: &[Job], job_of: &[(usize, usize)], live: &[bool
 /// Writes the suite's cassette, keeping the recordings of its sessions
 /// that did not run live; a cassette that cannot be written is said on
 /// stderr.
-fn write_cassette(suite: &Suite, recorder: Recorder, old: Option<&Tape>) {
+fn write_cassette(suite: &Suite, recorder: Recorder, old: Option<&Tape>, judge: Vec<JudgeEntry>) {
     let sessions: std::collections::HashSet<(&str, &str, usize)> = suite
         .datasets
         .iter()
@@ -484,7 +501,7 @@ fn write_cassette(suite: &Suite, recorder: Recorder, old: Option<&Tape>) {
             tape.run,
         ))
     };
-    if let Err(error) = recorder.write(old, &kept) {
+    if let Err(error) = recorder.write(old, &kept, judge) {
         eprintln!("forge: error: {error}");
     }
 }

@@ -145,6 +145,51 @@ async fn a_replay_is_the_recording_byte_for_byte_and_sends_nothing() {
     assert_eq!(rerecorded.status.code(), Some(0), "{}", text(&rerecorded));
     assert_eq!(read(&root.join("tapes/chat.cassette.json")), cassette);
 
+    // Offline, the agent's URL is not needed: the runner is never built.
+    let bare = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+        .current_dir(root)
+        .args([
+            "run",
+            "chat.yaml",
+            "--quiet",
+            "--out",
+            "bare",
+            "--replay",
+            "tapes",
+        ])
+        .env_remove("CHAT_URL")
+        .env_remove("FORGE_OUT_DIR")
+        .output()
+        .await
+        .expect("run forge");
+    assert_eq!(bare.status.code(), Some(0), "{}", text(&bare));
+    assert_eq!(
+        read(&root.join("rec/chat.json")),
+        read(&root.join("bare/chat.json"))
+    );
+    // Recording needs it, and says so at load.
+    let live = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+        .current_dir(root)
+        .args([
+            "run",
+            "chat.yaml",
+            "--quiet",
+            "--out",
+            "bare",
+            "--record",
+            "tapes",
+        ])
+        .env_remove("CHAT_URL")
+        .output()
+        .await
+        .expect("run forge");
+    assert_eq!(live.status.code(), Some(2), "{}", text(&live));
+    assert!(
+        text(&live).contains("CHAT_URL is not set"),
+        "{}",
+        text(&live)
+    );
+
     // A filter and a shard replay too, offline.
     for extra in [["--filter", "s1::q2"], ["--partition", "hash:1/2"]] {
         let mut args = vec!["part", "--replay", "tapes"];
@@ -316,5 +361,96 @@ async fn bad_cassettes_are_errors_and_nothing_runs_live() {
         text(&output).contains("the runner's configuration changed since the recording"),
         "{}",
         text(&output)
+    );
+}
+
+/// A suite judged by an LLM judge (three votes) whose URL and key come
+/// from the environment.
+fn judged_suite(dir: &Path, truth: &str) {
+    let text = format!(
+        r#"name: judged
+runner: {{type: echo}}
+judge:
+  base_url: ${{JUDGE_URL}}/v1
+  api_key: ${{JUDGE_KEY}}
+  model: judge-model
+  votes: 3
+expect: {{answer_correctness: 0.7}}
+datasets:
+  - session_id: facts
+    assistant_id: bot
+    conversation:
+      - {{qa_id: right, query: The capital of France is Paris., ground_truth_assistant: Paris}}
+      - {{qa_id: other, query: The capital of Spain is Madrid., ground_truth_assistant: {truth}}}
+"#
+    );
+    std::fs::write(dir.join("judged.yaml"), text).expect("write suite");
+}
+
+async fn forge_judged(dir: &Path, judge_url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+        .current_dir(dir)
+        .args(["run", "judged.yaml", "--quiet", "--out"])
+        .args(args)
+        .env("JUDGE_URL", judge_url)
+        .env("JUDGE_KEY", KEY)
+        .env_remove("FORGE_OUT_DIR")
+        .env_remove("FORGE_PARTITION")
+        .output()
+        .await
+        .expect("run forge")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn judge_verdicts_replay_from_the_cassette_and_a_changed_prompt_is_a_miss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    judged_suite(root, "Madrid");
+    let judge = TestServer::builder()
+        .api_key(KEY)
+        .judge(forge_testkit::judge::Judge::ground_truth())
+        .start()
+        .await;
+    let recorded = forge_judged(root, &judge.url(), &["rec", "--record", "tapes"]).await;
+    assert_eq!(recorded.status.code(), Some(0), "{}", text(&recorded));
+    assert_eq!(judge.requests().len(), 6, "two turns, three votes each");
+    judge.shutdown().await;
+    let cassette = read(&root.join("tapes/judged.cassette.json"));
+    assert_eq!(cassette.matches("\"vote\"").count(), 6, "{cassette}");
+    assert!(!cassette.contains(KEY), "{cassette}");
+
+    let (offline, connections) = counting_listener();
+    let url = offline.trim_end_matches("/v1");
+    let replayed = forge_judged(root, url, &["rep", "--replay", "tapes"]).await;
+    assert_eq!(replayed.status.code(), Some(0), "{}", text(&replayed));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the replay asked the judge"
+    );
+    for report in ["judged.json", "junit.xml"] {
+        assert_eq!(
+            read(&root.join("rec").join(report)),
+            read(&root.join("rep").join(report)),
+            "{report} differs"
+        );
+    }
+    assert!(read(&root.join("rep/judged.json")).contains("\"reason\""));
+
+    // Another ground truth is another judge prompt: that check fails, saying why.
+    judged_suite(root, "Madrid is the capital");
+    let changed = forge_judged(root, url, &["rep2", "--replay", "tapes"]).await;
+    let console = text(&changed);
+    assert_eq!(changed.status.code(), Some(1), "{console}");
+    assert!(
+        console.contains("FAILED judged::facts::other: check `answer_correctness` failed")
+            && console.contains("not replayed: no recording of this judge request"),
+        "{console}"
+    );
+    assert!(!console.contains("judged::facts::right"), "{console}");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the replay asked the judge"
     );
 }

@@ -17,6 +17,7 @@
 //! changed ([`Miss`]). A turn whose earlier turn changed does not replay
 //! either: the agent saw another conversation.
 
+mod judge;
 mod record;
 mod replay;
 
@@ -26,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{Batch, Object};
 
+pub use judge::JudgeEntry;
+pub(crate) use judge::JudgeTape;
 pub(crate) use record::{JobKey, Recorder};
 pub(crate) use replay::{Replay, Tape};
 
@@ -93,6 +96,9 @@ pub struct Cassette {
     pub runner: RunnerKey,
     /// The sessions, sorted by session id, assistant id and run.
     pub sessions: Vec<SessionTape>,
+    /// The judge's replies, sorted by request and vote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judge: Vec<JudgeEntry>,
 }
 
 /// The runner of a cassette: its type and the fingerprint of its mapping.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::{path, Cassette, ErrorTape, ReplyTape, RunnerKey, SessionTape};
-use super::{Tape, TurnKey, TurnTape, FORMAT};
+use super::{JudgeEntry, Tape, TurnKey, TurnTape, FORMAT};
 use crate::error::{ErrorKind, ReportError};
 use crate::runner::BatchOutcome;
 use crate::secrets::Secrets;
@@ -123,11 +123,13 @@ impl Recorder {
     /// Writes the cassette: the new recordings, and those of `old` for the
     /// sessions in `kept` (the suite's sessions not recorded now). A new
     /// recording equal to the old one but for times keeps the old one, so
-    /// recording identical replies again leaves the file as it was.
+    /// recording identical replies again leaves the file as it was. `judge`
+    /// is the judge's side.
     pub fn write(
         self,
         old: Option<&Tape>,
         kept: &dyn Fn(&SessionTape) -> bool,
+        judge: Vec<JudgeEntry>,
     ) -> Result<PathBuf, ReportError> {
         let sessions = self
             .sessions
@@ -155,6 +157,7 @@ impl Recorder {
             suite: self.suite,
             runner: self.runner,
             sessions: all.into_values().collect(),
+            judge,
         };
         write(&self.path, &cassette, &self.secrets)?;
         Ok(self.path)

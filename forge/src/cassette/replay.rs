@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{fingerprint, path, Cassette, RunnerKey, SessionTape, TurnKey, TurnTape};
+use super::{fingerprint, path, Cassette, JudgeEntry, RunnerKey, SessionTape, TurnKey, TurnTape};
 use super::{FORMAT, MAX_CASSETTE_BYTES};
 use crate::error::{ErrorKind, RunError};
 use crate::runner::BatchOutcome;
@@ -77,6 +77,11 @@ impl Tape {
         let key = (session_id.to_owned(), assistant_id.to_owned(), run);
         let i = *self.index.get(&key)?;
         self.cassette.as_ref().map(|c| &c.sessions[i])
+    }
+
+    /// The judge's recorded replies.
+    pub fn judge(&self) -> &[JudgeEntry] {
+        self.cassette.as_ref().map_or(&[], |c| &c.judge)
     }
 
     /// Whether the recording is of the suite's runner as it is now.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ruling::{self, Ruling};
 use super::{bearer, JudgeSpec, Prompt};
+use crate::cassette::JudgeTape;
 use crate::error::{ErrorKind, RunError};
 use crate::policy::{Policy, RateLimit};
 use crate::runners::http_util::{self, RetryOn};
@@ -33,17 +34,20 @@ pub struct JudgePool {
     policy: Policy,
     cancel: CancellationToken,
     secrets: Secrets,
+    tape: Arc<JudgeTape>,
 }
 
 impl JudgePool {
     /// A pool of `concurrency` requests at once under the suite's `policy`
     /// (its rate limit counted apart), stopped by `cancel`; `secrets` are
-    /// kept out of the prompts sent and of the messages written.
+    /// kept out of the prompts sent and of the messages written; `tape`
+    /// replays and records replies (see [`crate::cassette`]).
     pub fn new(
         concurrency: usize,
         policy: &Policy,
         cancel: CancellationToken,
         secrets: Secrets,
+        tape: Arc<JudgeTape>,
     ) -> Arc<JudgePool> {
         let rate_limit = policy
             .rate_limit
@@ -57,6 +61,7 @@ impl JudgePool {
             },
             cancel,
             secrets,
+            tape,
         })
     }
 }
@@ -105,13 +110,26 @@ impl Judge {
             user: secrets.redact(&prompt.user).into_owned(),
         };
         let body = self.spec.body(&prompt);
-        let votes = (0..self.spec.votes()).map(|_| self.vote(&body));
+        let votes = (0..self.spec.votes()).map(|vote| self.vote(&body, vote));
         join_all(votes).await.into_iter().collect()
     }
 
-    /// One vote: the judge's reply read as a ruling.
-    async fn vote(&self, body: &Value) -> Result<Ruling, String> {
-        let content = self.call(body).await.map_err(|error| {
+    /// One vote: the judge's reply (replayed from the cassette when it has
+    /// it) read as a ruling.
+    async fn vote(&self, body: &Value, vote: usize) -> Result<Ruling, String> {
+        let tape = &self.pool.tape;
+        let content = match tape.replayed(body, vote) {
+            Some(content) => Ok(content),
+            None if tape.offline() => Err(RunError::permanent(
+                "not replayed: no recording of this judge request (the answer, the query, \
+                 the ground truth or the judge changed since the recording)",
+            )),
+            None => self
+                .call(body)
+                .await
+                .inspect(|content| tape.record(body, vote, content)),
+        };
+        let content = content.map_err(|error| {
             self.scrub(&format!("judge {} failed: {}", self.name(), error.message))
         })?;
         ruling::read(&content).map_err(|why| {

@@ -63,6 +63,16 @@ pub(crate) use model::parse_duration;
 pub(crate) use model::DurationValue;
 use parse::Source;
 
+/// How suites are loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The run builds no runner (an offline replay, `--replay` without
+    /// `--record`): a `${VAR}` of the `runner:` mapping that is unset is not
+    /// a load error (the runner would fail to build with it), so a suite
+    /// replays on a machine without the agent's URL and keys.
+    pub offline: bool,
+}
+
 /// Sessions run at once when a suite does not say.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
@@ -79,6 +89,9 @@ pub struct Suite {
     /// unexpanded): what a cassette compares.
     runner_config: String,
     runner_line: Option<usize>,
+    /// Why the runner cannot be built: a variable an offline load left
+    /// unset (see [`LoadOptions::offline`]).
+    runner_unset: Option<Arc<SuiteError>>,
     /// Sessions in flight at once.
     pub concurrency: usize,
     /// Per-turn timeout and retries.
@@ -142,9 +155,14 @@ pub struct SuiteDataset {
 impl Suite {
     /// Loads a suite file.
     pub fn load(path: impl AsRef<Path>) -> Result<Suite, SuiteError> {
+        Suite::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a suite file with `options`.
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Suite, SuiteError> {
         let path = path.as_ref();
         let text = files::read_text(path)?;
-        let suite = Suite::parse(path, &text)?;
+        let suite = Suite::parse_with(path, &text, options)?;
         // Resolved now, so a short credential is reported at load, once.
         suite.secrets();
         Ok(suite)
@@ -154,11 +172,16 @@ impl Suite {
     /// relative dataset paths. The steps run in this order, and the first
     /// error stops the parse.
     pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
+        Suite::parse_with(path, text, &LoadOptions::default())
+    }
+
+    /// Parses suite text with `options`.
+    pub fn parse_with(path: &Path, text: &str, options: &LoadOptions) -> Result<Suite, SuiteError> {
         let source = Source { path, text };
         let mut file = parse::suite_file(source)?;
         let name = parse::suite_name(source, file.name.take())?;
         let runner_config = crate::cassette::fingerprint(&file.runner);
-        let runner = parse::runner(source, &file.runner)?;
+        let (runner, runner_unset) = parse::runner(source, &file.runner, options.offline)?;
         let defaults = parse::Defaults {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
@@ -174,6 +197,7 @@ impl Suite {
             name,
             path: path.to_owned(),
             runner_line: source.at("runner:").line,
+            runner_unset: runner_unset.map(Arc::new),
             runner_config,
             runner,
             concurrency,
@@ -212,6 +236,16 @@ impl Suite {
             .take();
         if let Some(runner) = prebuilt {
             return Ok(runner);
+        }
+        if let Some(unset) = &self.runner_unset {
+            return Err(SuiteError::Invalid {
+                location: Location {
+                    file: self.path.clone(),
+                    line: self.runner_line,
+                    column: None,
+                },
+                message: unset.to_string(),
+            });
         }
         let context = BuildContext::new(self.path.parent().unwrap_or(Path::new("")));
         registry::build(self.runner.clone(), &context).map_err(|source| SuiteError::Runner {

@@ -100,12 +100,23 @@ pub(super) fn suite_name(source: Source, name: Option<String>) -> Result<String,
     Ok(name)
 }
 
-/// The `runner:` mapping as JSON, its `${VAR}`s replaced.
-pub(super) fn runner(source: Source, mapping: &serde_yaml::Mapping) -> Result<Value, SuiteError> {
+/// The `runner:` mapping as JSON, its `${VAR}`s replaced. When `offline`
+/// (the runner is never built), a variable that cannot be replaced is not
+/// an error: the mapping is kept as written, with the error for whoever
+/// builds it.
+pub(super) fn runner(
+    source: Source,
+    mapping: &serde_yaml::Mapping,
+    offline: bool,
+) -> Result<(Value, Option<SuiteError>), SuiteError> {
     let mut runner = serde_json::to_value(mapping)
         .map_err(|e| source.invalid_at("runner:", format!("invalid `runner`: {e}")))?;
-    env::interpolate_runner(&mut runner).map_err(|error| source.env_error(&error))?;
-    Ok(runner)
+    let written = runner.clone();
+    match env::interpolate_runner(&mut runner) {
+        Ok(()) => Ok((runner, None)),
+        Err(error) if offline => Ok((written, Some(source.env_error(&error)))),
+        Err(error) => Err(source.env_error(&error)),
+    }
 }
 
 /// What the suite gives the datasets that do not say: its `expect` and its

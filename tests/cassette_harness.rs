@@ -1,0 +1,180 @@
+//! Cassettes under the compiled `cargo test` harness, from the environment
+//! (`FORGE_RECORD`, `FORGE_REPLAY`): a built-in runner against the loopback
+//! server replays with the server gone and not one connection; the
+//! `#[forge_runner]` and `run_dataset` runners of `tests/suites.rs` replay
+//! from the cassette, not from themselves.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use forge_testkit::TestServer;
+
+const KEY: &str = "sk-harness-cassette-42";
+
+fn run(binary: &Path, suites: &Path, out: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary);
+    command
+        .env("FORGE_SUITES_DIR", suites)
+        .env("FORGE_OUT_DIR", out)
+        .env_remove("FORGE_RECORD")
+        .env_remove("FORGE_REPLAY")
+        .env_remove("FORGE_PARTITION");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run the harness")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn counting_listener() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_harness_records_and_replays_from_the_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let suites = dir.path().join("suites");
+    std::fs::create_dir_all(&suites).expect("suites dir");
+    let suite = "name: chat\nrunner: {type: openai, base_url: \"${CHAT_URL}\", model: m}\ndatasets:\n  - session_id: s1\n    assistant_id: bot\n    conversation:\n      - {qa_id: q1, query: Hi}\n      - {qa_id: q2, query: Bye}\n";
+    std::fs::write(suites.join("chat.yaml"), suite).expect("write suite");
+    let tapes = dir.path().join("tapes");
+    let tapes = tapes.to_str().expect("utf-8 path");
+    let binary = Path::new(env!("CARGO_BIN_EXE_forge-harness"));
+
+    let server = TestServer::builder().api_key(KEY).start().await;
+    let url = format!("{}/v1", server.url());
+    let (rec, rep) = (dir.path().join("rec"), dir.path().join("rep"));
+    let recorded = tokio::task::spawn_blocking({
+        let (binary, suites, rec, url, tapes) = (
+            binary.to_owned(),
+            suites.clone(),
+            rec.clone(),
+            url.clone(),
+            tapes.to_owned(),
+        );
+        move || {
+            run(
+                &binary,
+                &suites,
+                &rec,
+                &[
+                    ("CHAT_URL", &url),
+                    ("OPENAI_API_KEY", KEY),
+                    ("FORGE_RECORD", &tapes),
+                ],
+            )
+        }
+    })
+    .await
+    .expect("join");
+    assert!(recorded.status.success(), "{recorded:?}");
+    assert_eq!(server.requests().len(), 2);
+    server.shutdown().await;
+
+    let (offline, connections) = counting_listener();
+    let replayed = run(
+        binary,
+        &suites,
+        &rep,
+        &[("CHAT_URL", &offline), ("FORGE_REPLAY", tapes)],
+    );
+    assert!(replayed.status.success(), "{replayed:?}");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the replay connected"
+    );
+    for report in ["chat.json", "junit.xml"] {
+        assert_eq!(read(&rec.join(report)), read(&rep.join(report)), "{report}");
+    }
+}
+
+/// The `suites` test binary (built by `cargo test`), as cargo names it.
+fn suites_binary() -> PathBuf {
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "test",
+            "--test",
+            "suites",
+            "--no-run",
+            "--message-format",
+            "json",
+        ])
+        .output()
+        .expect("cargo test --no-run");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["target"]["name"] == "suites")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("the suites binary")
+}
+
+#[test]
+fn custom_runners_replay_from_the_cassette_not_from_themselves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let suites = dir.path().join("suites");
+    std::fs::create_dir_all(&suites).expect("suites dir");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    for name in ["custom-runner.yaml", "transcript.yaml"] {
+        std::fs::copy(repo.join(name), suites.join(name)).expect("copy suite");
+    }
+    let tapes = dir.path().join("tapes");
+    let binary = suites_binary();
+    let tape = |name: &str| tapes.join(format!("{name}.cassette.json"));
+    let recorded = run(
+        &binary,
+        &suites,
+        &dir.path().join("rec"),
+        &[("FORGE_RECORD", tapes.to_str().expect("utf-8"))],
+    );
+    assert!(recorded.status.success(), "{recorded:?}");
+    // What the replay answers is what the cassette says, not the runners.
+    for name in ["custom-runner", "transcript"] {
+        let text = read(&tape(name));
+        std::fs::write(
+            tape(name),
+            text.replace("\"assistant\": \"", "\"assistant\": \"Taped: "),
+        )
+        .expect("edit");
+    }
+    let rep = dir.path().join("rep");
+    let replayed = run(
+        &binary,
+        &suites,
+        &rep,
+        &[("FORGE_REPLAY", tapes.to_str().expect("utf-8"))],
+    );
+    let stdout = String::from_utf8_lossy(&replayed.stdout);
+    // The checks that pin the start of an answer now fail; the answers are the cassette's.
+    assert!(!replayed.status.success(), "{stdout}");
+    for name in ["custom-runner", "transcript"] {
+        let report: serde_json::Value =
+            serde_json::from_str(&read(&rep.join(format!("{name}.json")))).expect("JSON");
+        for batch in report["datasets"][0]["conversation"]
+            .as_array()
+            .expect("turns")
+        {
+            let answer = batch["assistant"].as_str().expect("answer");
+            assert!(answer.starts_with("Taped: "), "{name}: {answer}");
+        }
+    }
+}
