@@ -166,15 +166,24 @@ fn custom_runners_replay_from_the_cassette_not_from_themselves() {
     let stdout = String::from_utf8_lossy(&replayed.stdout);
     // The checks that pin the start of an answer now fail; the answers are the cassette's.
     assert!(!replayed.status.success(), "{stdout}");
-    for name in ["custom-runner", "transcript"] {
-        let report: serde_json::Value =
-            serde_json::from_str(&read(&rep.join(format!("{name}.json")))).expect("JSON");
-        for batch in report["datasets"][0]["conversation"]
+    let report = |dir: &Path, name: &str| -> serde_json::Value {
+        serde_json::from_str(&read(&dir.join(format!("{name}.json")))).expect("JSON")
+    };
+    let turns = |r: &serde_json::Value| {
+        r["datasets"][0]["conversation"]
             .as_array()
+            .cloned()
             .expect("turns")
-        {
+    };
+    for name in ["custom-runner", "transcript"] {
+        let (taped, live) = (report(&rep, name), report(&dir.path().join("rec"), name));
+        for (batch, original) in turns(&taped).iter().zip(turns(&live)) {
             let answer = batch["assistant"].as_str().expect("answer");
             assert!(answer.starts_with("Taped: "), "{name}: {answer}");
+            // The agentic data the runner returned (weather-bot's tool use) replays too.
+            assert_eq!(batch["agentic"], original["agentic"], "{name}");
         }
     }
+    let tools = &report(&rep, "custom-runner")["datasets"][0]["conversation"][0]["agentic"];
+    assert!(tools.to_string().contains("forecast"), "{tools}");
 }
