@@ -7,9 +7,11 @@
 //! suite's `retries` times after its [`Backoff`](crate::Backoff) delay, a
 //! `Retry-After` honoured. Replies are read up to the `openai` runner's
 //! bound; the key goes only to the judge's origin (redirects elsewhere are
-//! refused).
+//! refused). Each reply's `usage` is counted: on the suite's [`Meter`] (at
+//! the judge's `price`, toward its `budget`) and on the tab of the turn
+//! being judged ([`Judge::for_turn`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -25,6 +27,7 @@ use crate::policy::{Policy, RateLimit};
 use crate::runners::http_util::{self, RetryOn};
 use crate::runners::openai::REQUEST_TIMEOUT;
 use crate::secrets::Secrets;
+use crate::usage::{Meter, Usage};
 
 /// What the judges of one suite's run share: the bound on requests in
 /// flight, the policy, the run's cancellation and the suite's secrets.
@@ -33,17 +36,20 @@ pub struct JudgePool {
     policy: Policy,
     cancel: CancellationToken,
     secrets: Secrets,
+    meter: Arc<Meter>,
 }
 
 impl JudgePool {
     /// A pool of `concurrency` requests at once under the suite's `policy`
     /// (its rate limit counted apart), stopped by `cancel`; `secrets` are
-    /// kept out of the prompts sent and of the messages written.
+    /// kept out of the prompts sent and of the messages written; what the
+    /// judges spend is counted on `meter`.
     pub fn new(
         concurrency: usize,
         policy: &Policy,
         cancel: CancellationToken,
         secrets: Secrets,
+        meter: Arc<Meter>,
     ) -> Arc<JudgePool> {
         let rate_limit = policy
             .rate_limit
@@ -57,6 +63,7 @@ impl JudgePool {
             },
             cancel,
             secrets,
+            meter,
         })
     }
 }
@@ -69,6 +76,8 @@ pub struct Judge {
     auth: Option<HeaderValue>,
     timeout: Duration,
     pool: Arc<JudgePool>,
+    /// The tokens its replies used since [`Judge::for_turn`].
+    tab: Arc<Mutex<Option<Usage>>>,
 }
 
 impl Judge {
@@ -82,7 +91,42 @@ impl Judge {
             client,
             auth,
             pool,
+            tab: Arc::default(),
         })
+    }
+
+    /// This judge, with a tab of its own for one turn: [`Judge::spent`]
+    /// tells what the questions asked through it used.
+    pub fn for_turn(&self) -> Judge {
+        Judge {
+            spec: Arc::clone(&self.spec),
+            client: self.client.clone(),
+            auth: self.auth.clone(),
+            timeout: self.timeout,
+            pool: Arc::clone(&self.pool),
+            tab: Arc::default(),
+        }
+    }
+
+    /// The tokens its replies used (on its tab), `None` when none said.
+    pub fn spent(&self) -> Option<Usage> {
+        *self.tab.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether it has a price (its cost is then counted).
+    pub fn price(&self) -> Option<&crate::usage::Price> {
+        self.spec.price()
+    }
+
+    /// Counts the tokens of one reply: on the tab, and at the judge's price
+    /// on the suite's meter.
+    fn count(&self, usage: Usage) {
+        let mut tab = self.tab.lock().unwrap_or_else(|e| e.into_inner());
+        *tab = Some(tab.map_or(usage, |t| t.plus(usage)));
+        drop(tab);
+        if let Some(price) = self.spec.price() {
+            self.pool.meter.add(price.cost(&usage));
+        }
     }
 
     /// Whether this is the judge of `spec`.
@@ -176,6 +220,9 @@ impl Judge {
             .map_err(|e| http_util::send_error(e, url, self.timeout))?;
         let response = http_util::check_status(response, url, secrets, &RetryOn::default()).await?;
         let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
+        if let Some(usage) = Usage::from_reply(&reply) {
+            self.count(usage);
+        }
         match reply.pointer("/choices/0/message/content") {
             Some(Value::String(content)) => Ok(content.clone()),
             _ => Err(RunError::permanent(format!(
