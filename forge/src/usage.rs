@@ -153,13 +153,13 @@ pub struct Spend {
 }
 
 impl Spend {
-    /// `usage` at `price`.
+    /// `usage` at `price` (the cost rounded to a billionth of a dollar).
     pub fn new(usage: Usage, price: Option<&Price>) -> Self {
         Spend {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             total_tokens: usage.total_tokens,
-            cost_usd: price.map(|p| p.cost(&usage)),
+            cost_usd: price.map(|p| rounded(p.cost(&usage))),
         }
     }
 

@@ -451,25 +451,31 @@ pub(super) fn cost(
 ) -> Result<(Option<Price>, Option<Budget>), SuiteError> {
     let price = file
         .price
-        .map(|p| p.check().map_err(|e| source.invalid_at("price:", e)))
+        .map(|p| p.check().map_err(|e| at_key(source, "price", e)))
         .transpose()?;
     let budget = file
         .budget
-        .map(|b| b.check().map_err(|e| source.invalid_at("budget:", e)))
+        .map(|b| b.check().map_err(|e| at_key(source, "budget", e)))
         .transpose()?;
     let judge_priced = datasets
         .iter()
         .filter_map(|d| d.judge.as_ref())
         .any(|j| j.price().is_some());
     if budget.is_some() && price.is_none() && !judge_priced {
-        return Err(source.invalid_at(
-            "budget:",
+        return Err(at_key(
+            source,
+            "budget",
             "`budget` needs a price to count against: add `price: {input_per_mtok: ..., output_per_mtok: ...}` \
              (USD per million tokens) to the suite for its runner, or to its `judge:`"
                 .to_owned(),
         ));
     }
     Ok((price, budget))
+}
+
+/// An error at the suite's top-level `key:` (not a `judge:`'s).
+fn at_key(source: Source, key: &str, message: String) -> SuiteError {
+    source.invalid_after(&format!("\n{key}:"), &format!("{key}:"), message)
 }
 
 /// `backoff:` over the defaults; `initial` may not be longer than `max`.
