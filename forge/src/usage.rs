@@ -50,7 +50,11 @@ impl Usage {
     /// least one token count (counts that are not whole numbers are left
     /// out).
     pub fn from_reply(reply: &Value) -> Option<Usage> {
-        let usage = reply.get("usage")?;
+        reply.get("usage").and_then(Usage::from_counts)
+    }
+
+    /// The token counts of a `usage` object (see [`Usage::from_reply`]).
+    pub fn from_counts(usage: &Value) -> Option<Usage> {
         let count = |names: &[&str]| names.iter().find_map(|n| usage.get(*n)?.as_u64());
         let prompt = count(&["prompt_tokens", "input_tokens"]);
         let completion = count(&["completion_tokens", "output_tokens"]);

@@ -5,7 +5,9 @@
 //! the console and JUnit, `max_tokens` passing and failing (and failing
 //! when no usage was reported), and a `budget` stopping a run part-way,
 //! counting the runner's and the judge's cost, with the batches not run
-//! reported as failures. Load errors of `price` and `budget` are located.
+//! reported as failures; the `http` runner's `usage` pointer and a custom
+//! runner's `Reply::with_usage`. Load errors of `price` and `budget` are
+//! located.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -384,4 +386,90 @@ fn prices_and_budgets_are_checked_where_they_are_written() {
     let text = "runner: {type: echo}\nbudget: {max_cost_usd: 1}\njudge: {base_url: 'http://127.0.0.1:9/v1', model: m, price: {input_per_mtok: 1, output_per_mtok: 2}}\ndatasets:\n  - session_id: s\n    assistant_id: bot\n    conversation:\n      - {qa_id: q1, query: hello}\n";
     let suite = forge::Suite::parse(Path::new("s.yaml"), text).expect("loads");
     assert_eq!(suite.budget.map(|b| b.max_cost_usd), Some(1.0));
+}
+
+/// The `http` runner's `usage` pointer: the agent's own token counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_runner_reads_usage_where_its_pointer_says() {
+    let agent = |body: &Value| {
+        let query = body["query"].as_str().unwrap_or_default();
+        let mut reply = serde_json::json!({"output": {"text": format!("done: {query}")}});
+        if query != "silent" {
+            reply["meta"] = serde_json::json!({"tokens": {"input_tokens": 7, "output_tokens": 3}});
+        }
+        reply
+    };
+    let server = TestServer::builder().agent(agent).start().await;
+    let suite = r#"
+name: cost
+runner:
+  type: http
+  url: "${RUNNER_URL}/agent"
+  headers: {Authorization: "Bearer ${SERVER_KEY}"}
+  answer: /output/text
+  usage: /meta/tokens
+price: {input_per_mtok: 1000, output_per_mtok: 1000}
+expect: {max_tokens: 10}
+datasets:
+  - session_id: s
+    assistant_id: agent
+    conversation:
+      - {qa_id: counted, query: counted}
+      - {qa_id: silent, query: silent}
+"#;
+    let run = forge(suite, Some(&server), None).await;
+    let stderr = &run.stderr;
+    assert_eq!(run.code, Some(1), "{stderr}");
+    assert!(run.stdout.contains("1 passed, 1 failed"), "{}", run.stdout);
+    assert!(
+        stderr.contains(
+            "FAILED cost::s::silent: check `max_tokens` failed: the runner reported no token usage"
+        ),
+        "{stderr}"
+    );
+    let usage = &run.row("cost::s::counted")["runs"][0]["usage"];
+    assert_eq!(usage["total_tokens"], 10, "{usage}");
+    close(&usage["cost_usd"], 0.01);
+    assert!(
+        stderr.contains("forge: cost: runner 10 tokens (7 in, 3 out, $0.010000); cost $0.010000"),
+        "{stderr}"
+    );
+}
+
+/// A runner of one's own reports usage with `Reply::with_usage`; the
+/// engine hands it to the observer with the turn's outcome.
+#[tokio::test]
+async fn a_custom_runner_reports_usage_with_its_reply() {
+    struct Counting;
+    #[forge::async_trait]
+    impl forge::Runner for Counting {
+        async fn call(
+            &self,
+            batch: &forge::Batch,
+            _: &forge::Session<'_>,
+        ) -> Result<forge::Reply, forge::RunError> {
+            let words = batch.query.split_whitespace().count() as u64;
+            Ok(forge::Reply::text("ok").with_usage(forge::Usage::new(words, 1)))
+        }
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observer = {
+        let seen = std::sync::Arc::clone(&seen);
+        move |_: usize, _: usize, outcome: &forge::BatchOutcome| {
+            seen.lock().expect("lock").push(outcome.usage);
+        }
+    };
+    let mut dataset = forge::Dataset::new("s", "a");
+    dataset
+        .conversation
+        .push(forge::Batch::new("q1", "three words here"));
+    forge::Engine::new(std::sync::Arc::new(Counting))
+        .run(
+            vec![forge::Job::from(dataset)],
+            std::sync::Arc::new(observer),
+        )
+        .await;
+    let usage = forge::Usage::new(3, 1);
+    assert_eq!(*seen.lock().expect("lock"), [Some(usage)]);
+    assert_eq!(usage.total_tokens, 4);
 }
