@@ -52,12 +52,27 @@ impl Run {
 /// Runs `forge run` on `suite` (named `cost`), `${RUNNER_URL}` and
 /// `${JUDGE_URL}` set to the servers; bounded: a run that hangs fails.
 async fn forge(suite: &str, runner: Option<&TestServer>, judge: Option<&TestServer>) -> Run {
+    forge_with(suite, runner, judge, &[]).await
+}
+
+/// [`forge`], with more arguments after `forge run SUITE --out OUT`.
+async fn forge_with(
+    suite: &str,
+    runner: Option<&TestServer>,
+    judge: Option<&TestServer>,
+    args: &[&str],
+) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("cost.yaml");
     std::fs::write(&path, suite).expect("write suite");
     let out = dir.path().join("out");
     let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
-    command.arg("run").arg(&path).arg("--out").arg(&out);
+    command
+        .arg("run")
+        .arg(&path)
+        .arg("--out")
+        .arg(&out)
+        .args(args);
     for var in [
         "FORGE_JUDGE_BASE_URL",
         "FORGE_OUT_DIR",
@@ -472,4 +487,59 @@ async fn a_custom_runner_reports_usage_with_its_reply() {
     let usage = forge::Usage::new(3, 1);
     assert_eq!(*seen.lock().expect("lock"), [Some(usage)]);
     assert_eq!(usage.total_tokens, 4);
+}
+
+/// The shards of a priced run, merged, report the tokens and cost of all.
+#[tokio::test(flavor = "multi_thread")]
+async fn merged_shards_add_their_usage_up() {
+    let runner = TestServer::start().await;
+    let head = "price: {input_per_mtok: 0, output_per_mtok: 1000}";
+    let suite = budget_suite(head, 2);
+    let mut outs = Vec::new();
+    for shard in ["count:1/2", "count:2/2"] {
+        let run = forge_with(&suite, Some(&runner), None, &["--partition", shard]).await;
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        outs.push(run);
+    }
+    let merged = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .arg("merge")
+        .arg("--out")
+        .arg(merged.path())
+        .args(outs.iter().map(|run| &run.out))
+        .output()
+        .expect("forge merge");
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(merged.path().join("cost.json")).expect("merged report"),
+    )
+    .expect("JSON");
+    // Three turns of five words each, at $0.001 a word.
+    let usage = &report["usage"]["runner"];
+    assert_eq!(usage["completion_tokens"], 15, "{report}");
+    assert_eq!(usage["turns"], 3, "{report}");
+    close(&usage["cost_usd"], 0.015);
+    let junit = std::fs::read_to_string(merged.path().join("junit.xml")).expect("junit");
+    assert!(
+        junit.contains(r#"<property name="forge.runner.completion_tokens" value="15"/>"#),
+        "{junit}"
+    );
+}
+
+#[test]
+fn the_readme_priced_suite_loads() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let section = readme
+        .split_once("### Tokens and cost")
+        .expect("the section")
+        .1;
+    let text = section
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a YAML example")
+        .0;
+    let suite = forge::Suite::parse(Path::new("priced.yaml"), text).expect("the example loads");
+    assert_eq!(suite.budget.map(|b| b.max_cost_usd), Some(2.5));
+    assert_eq!(suite.price.map(|p| p.output_per_mtok), Some(0.6));
 }
