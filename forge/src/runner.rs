@@ -251,8 +251,9 @@ impl<'a> Turns<'a> {
         self.driver.run_turns(dataset).await
     }
 
-    /// Whether the run was interrupted (Ctrl-C, SIGTERM): an override that
-    /// loops on its own should stop sending.
+    /// Whether the run was interrupted (Ctrl-C, SIGTERM) or its suite's
+    /// `budget` is spent: an override that loops on its own should stop
+    /// sending.
     pub fn is_cancelled(&self) -> bool {
         self.driver.is_cancelled()
     }
