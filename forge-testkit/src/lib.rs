@@ -37,10 +37,11 @@
 //!   at the end, and the body sent in several chunks cut inside line ends
 //!   and inside events.
 //! - `POST /chat/completions`: checks the key, records the messages and
-//!   answers [`openai_answer`] for the last user message; or, on a server
+//!   answers [`openai_answer`] for the last user message, with a `usage`
+//!   of [`openai_usage`] (one token per word); or, on a server
 //!   built with [`TestServerBuilder::judge`], answers what the test's
 //!   [`judge::Judge`] rules (an LLM judge's verdict, prose, a fence, an
-//!   HTTP error).
+//!   HTTP error), with its `usage` counted the same way.
 //! - `POST /agent` (under any prefix), with [`TestServerBuilder::agent`]: a
 //!   JSON agent for the `http` runner; checks the key and answers what the
 //!   test's function returns for the request body (tool use, say).
@@ -57,6 +58,8 @@
 //! | `#drop` | the stream sends one event, then the connection is cut |
 //! | `#dropfirst` | like `#drop`, on the first attempt to read that stream only |
 //! | `#logprobs` | the chat reply carries `choices[0].logprobs` |
+//! | `#nousage` | the chat reply has no `usage` |
+//! | `#input_tokens` | the chat reply's `usage` says `input_tokens` / `output_tokens` |
 //!
 //! A [`FaultPlan`] ([`TestServerBuilder::fault_plan`]) injects faults into
 //! a deterministic share of the turns, chosen by a seeded hash of the
@@ -86,6 +89,6 @@ mod server;
 mod sse;
 
 pub use faults::{Fault, FaultPlan};
-pub use protocol::{alquimia_answer, openai_answer};
+pub use protocol::{alquimia_answer, openai_answer, openai_usage};
 pub use request::LoggedRequest;
 pub use server::{TestServer, TestServerBuilder};

@@ -30,6 +30,28 @@ pub fn openai_answer(query: &str, turn: usize) -> String {
     format!("answer to '{query}' (turn {turn})")
 }
 
+/// The token usage the server reports for a chat-completions request
+/// with body `request` answered with `answer`: (prompt tokens, completion
+/// tokens), counting one token per whitespace-separated word of every
+/// message's content, and of the answer. The reply's `usage` carries them
+/// (`total_tokens` their sum), for the runner's turns and the judge's
+/// verdicts alike.
+pub fn openai_usage(request: &Value, answer: &str) -> (u64, u64) {
+    let words = |text: &str| text.split_whitespace().count() as u64;
+    let prompt = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|messages| {
+            messages
+                .iter()
+                .filter_map(|m| m.get("content").and_then(Value::as_str))
+                .map(words)
+                .sum()
+        })
+        .unwrap_or(0);
+    (prompt, words(answer))
+}
+
 /// A response body.
 pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -472,15 +494,35 @@ fn completion(query: &str, answer: String, body: Option<&Value>) -> Response<Bod
         .and_then(|b| b.get("model"))
         .cloned()
         .unwrap_or(Value::Null);
-    json_response(
-        200,
-        &json!({
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "model": model,
-            "choices": [choice],
-        }),
-    )
+    let (prompt, completion) = openai_usage(body.unwrap_or(&Value::Null), &answer_of(&choice));
+    let usage = if query.contains("#input_tokens") {
+        json!({"input_tokens": prompt, "output_tokens": completion})
+    } else {
+        json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        })
+    };
+    let mut reply = json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [choice],
+    });
+    if !query.contains("#nousage") {
+        reply["usage"] = usage;
+    }
+    json_response(200, &reply)
+}
+
+/// The message content of a reply's choice.
+fn answer_of(choice: &Value) -> String {
+    choice
+        .pointer("/message/content")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -494,5 +536,15 @@ mod tests {
         assert_eq!(status_marker("#200 #401"), Some(401));
         assert_eq!(status_marker("#nostream"), None);
         assert_eq!(question("Context:\nc\n\nQuestion: q"), "q");
+    }
+
+    #[test]
+    fn usage_counts_words() {
+        let request = json!({"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "what  is\nthis?"},
+        ]});
+        assert_eq!(openai_usage(&request, "an answer"), (5, 2));
+        assert_eq!(openai_usage(&Value::Null, ""), (0, 0));
     }
 }

@@ -14,7 +14,9 @@
 //! Once the run's cancellation token fires (the first Ctrl-C or SIGTERM),
 //! a turn waiting for its backoff delay or its rate-limit slot stops
 //! waiting: it fails as interrupted, with its last error, and no further
-//! attempt is sent; turns not yet started fail as [`INTERRUPTED`].
+//! attempt is sent; turns not yet started fail as [`INTERRUPTED`]. A
+//! [`Halt`] (a suite's spent budget) stops the run the same way, its
+//! reason in the messages: `budget of $2 spent before this turn was sent`.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -31,6 +33,73 @@ use crate::schema::{Batch, Dataset, Summary};
 
 /// Message of a turn that never ran because the run was interrupted.
 pub const INTERRUPTED: &str = "run interrupted before this turn was sent";
+
+/// A reason besides an interruption to stop sending turns (a suite's
+/// spent budget): once fired, turns not yet sent fail as `<reason> before
+/// this turn was sent`, and waits for a retry or a rate-limit slot end.
+#[derive(Debug)]
+pub struct Halt {
+    token: CancellationToken,
+    reason: String,
+}
+
+impl Halt {
+    /// A halt whose failures say `reason` (`budget of $2 spent`).
+    pub fn new(reason: impl Into<String>) -> Self {
+        Halt {
+            token: CancellationToken::new(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Stops the runs it was given to.
+    pub fn fire(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether it fired.
+    pub fn fired(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Its reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// What stops a session from sending: the run's cancellation, or a halt.
+#[derive(Clone, Copy)]
+struct Stop<'a> {
+    cancel: &'a CancellationToken,
+    halt: Option<&'a Halt>,
+}
+
+impl Stop<'_> {
+    /// Why nothing more is sent, once something stopped the run.
+    fn reason(&self) -> Option<&str> {
+        if self.cancel.is_cancelled() {
+            return Some("run interrupted");
+        }
+        self.halt.filter(|h| h.fired()).map(Halt::reason)
+    }
+
+    /// Waits for `wait` unless the run stops first: `false` when it did.
+    async fn unless_stopped(&self, wait: impl std::future::Future<Output = ()>) -> bool {
+        let halted = async {
+            match self.halt {
+                Some(halt) => halt.token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => false,
+            () = halted => false,
+            () = wait => true,
+        }
+    }
+}
 
 /// One session to run: the dataset and how many of its turns.
 #[derive(Debug, Clone)]
@@ -60,6 +129,7 @@ pub struct Engine {
     policy: Arc<Policy>,
     concurrency: usize,
     cancel: CancellationToken,
+    halt: Option<Arc<Halt>>,
 }
 
 impl Engine {
@@ -70,6 +140,7 @@ impl Engine {
             policy: Arc::new(Policy::default()),
             concurrency: 8,
             cancel: CancellationToken::new(),
+            halt: None,
         }
     }
 
@@ -90,6 +161,21 @@ impl Engine {
     pub fn cancel_on(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self
+    }
+
+    /// Uses `halt` to stop the run too, its reason in the messages of the
+    /// turns not sent.
+    pub fn halt_on(mut self, halt: Arc<Halt>) -> Self {
+        self.halt = Some(halt);
+        self
+    }
+
+    /// What stops its sessions.
+    fn stop(&self) -> Stop<'_> {
+        Stop {
+            cancel: &self.cancel,
+            halt: self.halt.as_deref(),
+        }
     }
 
     /// Runs every job; results come back in the jobs' order.
@@ -131,7 +217,7 @@ impl Engine {
         let session = SessionRun {
             runner: &*self.runner,
             policy: &self.policy,
-            cancel: &self.cancel,
+            stop: self.stop(),
             observer: &|_, _, _| {},
             job: 0,
         };
@@ -151,7 +237,7 @@ impl Engine {
             let session = SessionRun {
                 runner: &*self.runner,
                 policy: &self.policy,
-                cancel: &self.cancel,
+                stop: self.stop(),
                 observer: &*observer,
                 job: index,
             };
@@ -169,7 +255,10 @@ pub async fn run_dataset<R: Runner + ?Sized>(runner: &R, dataset: Dataset) -> (D
     let session = SessionRun {
         runner: &runner,
         policy: Policy::none(),
-        cancel: &cancel,
+        stop: Stop {
+            cancel: &cancel,
+            halt: None,
+        },
         observer: &|_, _, _| {},
         job: 0,
     };
@@ -198,7 +287,7 @@ pub(crate) fn summarise(session_id: &str, turns: &[BatchOutcome], total_ms: f64)
 struct SessionRun<'a> {
     runner: &'a dyn Runner,
     policy: &'a Policy,
-    cancel: &'a CancellationToken,
+    stop: Stop<'a>,
     observer: &'a Observer,
     job: usize,
 }
@@ -280,8 +369,9 @@ impl SessionRun<'_> {
         let turns = std::mem::take(&mut dataset.conversation);
         let mut done: Vec<BatchOutcome> = Vec::with_capacity(turns.len());
         for (index, batch) in turns.into_iter().enumerate() {
-            let outcome = if self.cancel.is_cancelled() {
-                BatchOutcome::failure(batch, RunError::permanent(INTERRUPTED), 0.0)
+            let outcome = if let Some(reason) = self.stop.reason() {
+                let message = format!("{reason} before this turn was sent");
+                BatchOutcome::failure(batch, RunError::permanent(message), 0.0)
             } else {
                 let session = Session::of(&dataset, &done);
                 self.attempt(batch, &session).await
@@ -302,18 +392,18 @@ impl SessionRun<'_> {
     /// One turn: attempts under the policy until one succeeds, a failure
     /// may not be retried, the retries run out or the run is interrupted.
     async fn attempt(&self, mut batch: Batch, session: &Session<'_>) -> BatchOutcome {
-        let (policy, cancel, runner) = (self.policy, self.cancel, self.runner);
+        let (policy, stop, runner) = (self.policy, self.stop, self.runner);
         let start = Instant::now();
         let mut attempts = 0u32;
         let mut last_error = None;
         loop {
             if let Some(limit) = &policy.rate_limit {
-                if !unless_cancelled(cancel, limit.acquire()).await {
-                    return interrupted(batch, last_error, attempts, start);
+                if !stop.unless_stopped(limit.acquire()).await {
+                    return interrupted(batch, last_error, attempts, start, stop);
                 }
             }
-            if cancel.is_cancelled() {
-                return interrupted(batch, last_error, attempts, start);
+            if stop.reason().is_some() {
+                return interrupted(batch, last_error, attempts, start, stop);
             }
             attempts += 1;
             // The runner answers into the batch itself, so no copy of it
@@ -343,8 +433,8 @@ impl SessionRun<'_> {
                 "retrying"
             );
             let delay = policy.backoff.delay(attempts, error.retry_after);
-            if !unless_cancelled(cancel, tokio::time::sleep(delay)).await {
-                return interrupted(batch, Some(error), attempts, start);
+            if !stop.unless_stopped(tokio::time::sleep(delay)).await {
+                return interrupted(batch, Some(error), attempts, start, stop);
             }
             last_error = Some(error);
         }
@@ -366,7 +456,7 @@ impl TurnDriver for Driver<'_> {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.run.cancel.is_cancelled()
+        self.run.stop.reason().is_some()
     }
 }
 
@@ -404,31 +494,22 @@ fn finally_failed(batch: Batch, error: RunError, attempts: u32, start: Instant) 
     outcome
 }
 
-/// Waits for `wait` unless `cancel` fires first: `false` when it did.
-async fn unless_cancelled(
-    cancel: &CancellationToken,
-    wait: impl std::future::Future<Output = ()>,
-) -> bool {
-    tokio::select! {
-        biased;
-        () = cancel.cancelled() => false,
-        () = wait => true,
-    }
-}
-
-/// The outcome of a turn the run's interruption stopped before its next
-/// attempt: [`INTERRUPTED`] when nothing was sent, else its last error.
+/// The outcome of a turn the run's interruption (or halt) stopped before
+/// its next attempt: [`INTERRUPTED`] (or the halt's reason) when nothing
+/// was sent, else its last error.
 fn interrupted(
     batch: Batch,
     last_error: Option<RunError>,
     attempts: u32,
     start: Instant,
+    stop: Stop<'_>,
 ) -> BatchOutcome {
+    let reason = stop.reason().unwrap_or("run interrupted");
     let error = match last_error {
-        None => RunError::permanent(INTERRUPTED),
+        None => RunError::permanent(format!("{reason} before this turn was sent")),
         Some(error) => RunError {
             message: format!(
-                "{} (after {attempts} attempt{}; run interrupted before a retry)",
+                "{} (after {attempts} attempt{}; {reason} before a retry)",
                 error.message,
                 if attempts == 1 { "" } else { "s" }
             ),
@@ -739,6 +820,55 @@ mod tests {
         );
         assert_eq!(turns[1].assistant, format!("[ERROR] {INTERRUPTED}"));
         assert_eq!(results[0].1.failures, 2);
+    }
+
+    /// Answers, and fires its halt on the first call (a budget spent).
+    struct Spender {
+        halt: Arc<Halt>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Runner for Spender {
+        async fn call(&self, _: &Batch, _: &Session<'_>) -> Result<Reply, RunError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.halt.fire();
+            Ok(Reply::text("expensive"))
+        }
+    }
+
+    // Paused time: a rate-limit wait the halt does not end would be
+    // skipped over by the clock and the turn sent.
+    #[tokio::test(start_paused = true)]
+    async fn a_halt_stops_new_turns_with_its_reason() {
+        let halt = Arc::new(Halt::new("budget of $1 spent"));
+        let runner = Arc::new(Spender {
+            halt: Arc::clone(&halt),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let engine = Engine::new(runner.clone())
+            .policy(Policy {
+                rate_limit: RateLimit::new(1, Duration::from_secs(3600)),
+                ..Policy::default()
+            })
+            .concurrency(2)
+            .halt_on(halt);
+        let results = engine
+            .run_datasets(vec![two_turns("a"), two_turns("b")])
+            .await;
+        assert_eq!(runner.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let answers: Vec<&str> = results
+            .iter()
+            .flat_map(|(d, _)| &d.conversation)
+            .map(|b| b.assistant.as_str())
+            .collect();
+        let halted = "[ERROR] budget of $1 spent before this turn was sent";
+        assert_eq!(
+            answers.iter().filter(|a| **a == halted).count(),
+            3,
+            "{answers:?}"
+        );
+        assert!(answers.contains(&"expensive"), "{answers:?}");
     }
 
     #[tokio::test(start_paused = true)]

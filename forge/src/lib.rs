@@ -37,9 +37,10 @@ mod schema;
 mod secrets;
 mod select;
 mod suite;
+mod usage;
 
 pub use async_trait::async_trait;
-pub use engine::{run_dataset, Engine, Job, INTERRUPTED};
+pub use engine::{run_dataset, Engine, Halt, Job, INTERRUPTED};
 pub use error::{
     ConfigError, DatasetError, ErrorKind, MergeError, ReportError, RunError, SuiteError,
 };
@@ -49,6 +50,7 @@ pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};
 pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use suite::{LoadOptions, Suite, SuiteDataset};
+pub use usage::{Budget, Price, Usage};
 
 /// Registers a hand-written [`Runner`] under a name suites use in
 /// `runner: {type: NAME}`: the way to a runner that overrides

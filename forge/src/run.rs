@@ -13,6 +13,11 @@
 //! own, so the session's next turn does not wait for the judge; its run's
 //! record is made when the judge has ruled, and the suite's run ends once
 //! every such task has. A failed runner call is not judged.
+//!
+//! Each run's record carries what its runner call and its judge calls
+//! spent (tokens, and cost at the suite's prices); the suite's [`Meter`]
+//! adds the cost up as it comes, and once the suite's `budget` is spent
+//! its [`Halt`](crate::Halt) stops the engine from sending new turns.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +35,7 @@ use crate::schema::{Dataset, Response, RunResponse, Summary};
 use crate::secrets::Secrets;
 use crate::select::{BatchId, Selection};
 use crate::suite::Suite;
+use crate::usage::{Meter, Price, Spend};
 
 /// The record stream: called with one record per batch that ran, from the
 /// engine's workers, as soon as the batch's verdict is known.
@@ -94,14 +100,21 @@ pub struct RunRecord {
     pub time_ms: f64,
     /// The result of each expectation (none when the call failed).
     pub checks: Vec<CheckResult>,
+    /// What the runner call spent, when the runner reported its usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Spend>,
+    /// What judging the turn spent, when the judge reported its usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_usage: Option<Spend>,
 }
 
 impl RunRecord {
-    /// The record of a run whose checks (none when the call failed) gave `checks`.
+    /// The record of a run whose checks (none when the call failed) gave
+    /// `checks`, and whose runner and judge spent `spent`.
     fn new(
         session_id: &str,
         outcome: &BatchOutcome,
-        checks: Vec<CheckResult>,
+        (checks, spent): (Vec<CheckResult>, Spent),
         secrets: &Secrets,
     ) -> Self {
         let message = match &outcome.error {
@@ -123,8 +136,17 @@ impl RunRecord {
             answer: secrets.redact(&outcome.answer()).into_owned(),
             time_ms: outcome.time_ms,
             checks,
+            usage: spent.runner,
+            judge_usage: spent.judge,
         }
     }
+}
+
+/// What a turn's runner call and its judge calls spent.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    runner: Option<Spend>,
+    judge: Option<Spend>,
 }
 
 /// The record of a batch from its runs: passed when `needed` of them did
@@ -276,7 +298,14 @@ async fn run_suite(
         cassettes.offline(),
         cassettes.record.is_some(),
     ));
-    let judges = match judges(suite, cancel.clone(), &secrets, Arc::clone(&judge_tape)) {
+    let meter = Arc::new(Meter::new(suite.budget));
+    let judges = match judges(
+        suite,
+        cancel.clone(),
+        &secrets,
+        Arc::clone(&judge_tape),
+        &meter,
+    ) {
         Ok(judges) => judges,
         Err(message) => {
             let message = secrets.redact(&message).into_owned();
@@ -328,15 +357,17 @@ async fn run_suite(
         .iter()
         .map(|&(dataset, run)| Origin { dataset, run })
         .collect();
-    let collector = Arc::new(Collector::new(
-        index, suite, selection, &jobs, job_of, judges, records,
-    ));
+    let collector = Collector::new(index, suite, selection, &jobs, job_of, judges, records);
+    let collector = Arc::new(collector.metered(suite.price, Arc::clone(&meter)));
     let mut results = replayed(jobs.len(), &jobs, replays, &live, &collector);
     if let Some(runner) = runner {
-        let engine = Engine::new(runner)
+        let mut engine = Engine::new(runner)
             .policy(suite.policy.clone())
             .concurrency(suite.concurrency)
             .cancel_on(cancel);
+        if let Some(halt) = meter.halt() {
+            engine = engine.halt_on(halt);
+        }
         let (live_jobs, at): (Vec<Job>, Vec<usize>) = jobs
             .into_iter()
             .enumerate()
@@ -397,6 +428,7 @@ fn judges(
     cancel: CancellationToken,
     secrets: &Secrets,
     tape: Arc<JudgeTape>,
+    meter: &Arc<Meter>,
 ) -> Result<Vec<Option<Arc<Judge>>>, String> {
     let pool = JudgePool::new(
         suite.concurrency,
@@ -404,6 +436,7 @@ fn judges(
         cancel,
         secrets.clone(),
         tape,
+        Arc::clone(meter),
     );
     let mut built: Vec<Arc<Judge>> = Vec::new();
     let mut judge_of = |spec: &Arc<crate::judge::JudgeSpec>| {
@@ -576,6 +609,10 @@ struct Collector {
     records: Arc<RecordSink>,
     /// The turns being judged.
     judging: Mutex<tokio::task::JoinSet<()>>,
+    /// What the runner's tokens cost.
+    price: Option<Price>,
+    /// The suite's spending, toward its budget.
+    meter: Arc<Meter>,
 }
 
 /// The runs of one repeated batch, by run index, as they come in.
@@ -627,6 +664,17 @@ impl Collector {
             pending: Mutex::new(HashMap::new()),
             records,
             judging: Mutex::new(tokio::task::JoinSet::new()),
+            price: None,
+            meter: Arc::default(),
+        }
+    }
+
+    /// This collector, counting the runner's tokens at `price` on `meter`.
+    fn metered(self, price: Option<Price>, meter: Arc<Meter>) -> Self {
+        Collector {
+            price,
+            meter,
+            ..self
         }
     }
 
@@ -636,14 +684,21 @@ impl Collector {
         let d = self.job_of[job].0;
         let meta = &self.datasets[d];
         let expect = &meta.expects[batch];
+        let runner = outcome.usage.map(|usage| {
+            let spend = Spend::new(usage, self.price.as_ref());
+            // Counted before the engine sends the session's next turn.
+            self.meter.add(spend.cost_usd.unwrap_or(0.0));
+            spend
+        });
         if let (Some(judge), true) = (&meta.judge, outcome.is_success()) {
             if expect.judged().is_some() {
-                let (this, judge) = (Arc::clone(self), Arc::clone(judge));
+                let (this, judge) = (Arc::clone(self), judge.for_turn());
                 let (expect, outcome) = (Arc::clone(expect), outcome.clone());
                 let task = async move {
-                    let turn = Turn::new(&outcome.batch, outcome.time_ms);
+                    let turn = Turn::new(&outcome.batch, outcome.time_ms).with_usage(outcome.usage);
                     let checks = expect.evaluate_judged(&turn, &judge).await;
-                    this.record(job, batch, &outcome, checks);
+                    let judge = judge.spent().map(|u| Spend::new(u, judge.price()));
+                    this.record(job, batch, &outcome, (checks, Spent { runner, judge }));
                 };
                 let mut judging = lock(&self.judging);
                 // Finished tasks are reaped as new ones start, so a long run
@@ -656,10 +711,15 @@ impl Collector {
             }
         }
         let checks = match outcome.error {
-            None => expect.evaluate(&Turn::new(&outcome.batch, outcome.time_ms)),
+            None => expect
+                .evaluate(&Turn::new(&outcome.batch, outcome.time_ms).with_usage(outcome.usage)),
             Some(_) => Vec::new(),
         };
-        self.record(job, batch, outcome, checks);
+        let spent = Spent {
+            runner,
+            judge: None,
+        };
+        self.record(job, batch, outcome, (checks, spent));
     }
 
     /// Waits for every turn being judged to be recorded.
@@ -677,10 +737,16 @@ impl Collector {
 
     /// Records a run whose checks gave `checks`; sends the batch's record
     /// once its last run is in.
-    fn record(&self, job: usize, batch: usize, outcome: &BatchOutcome, checks: Vec<CheckResult>) {
+    fn record(
+        &self,
+        job: usize,
+        batch: usize,
+        outcome: &BatchOutcome,
+        result: (Vec<CheckResult>, Spent),
+    ) {
         let (d, run) = self.job_of[job];
         let meta = &self.datasets[d];
-        let record = RunRecord::new(&self.session_ids[job], outcome, checks, &self.secrets);
+        let record = RunRecord::new(&self.session_ids[job], outcome, result, &self.secrets);
         let Some(runs) = self.complete(d, batch, run, record) else {
             return;
         };

@@ -41,6 +41,7 @@ use async_trait::async_trait;
 
 use crate::error::RunError;
 use crate::schema::{Batch, Dataset, Object, Summary};
+use crate::usage::Usage;
 
 /// What a runner knows about the session a turn belongs to.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +89,10 @@ pub struct Reply {
     pub agentic: Option<Object>,
     /// Token log-probabilities; replace the batch's `logprobs`.
     pub logprobs: Option<Object>,
+    /// The tokens the call used, when the system under test says: what
+    /// `expect: {max_tokens}`, the reports' tokens and cost and a suite's
+    /// `budget` count.
+    pub usage: Option<Usage>,
 }
 
 impl Reply {
@@ -111,7 +116,14 @@ impl Reply {
         self
     }
 
-    /// Writes this reply into `batch`.
+    /// Adds the tokens the call used.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// Writes this reply into `batch` (its `usage` is not part of the
+    /// batch: see [`BatchOutcome::usage`]).
     pub fn apply(self, batch: &mut Batch) {
         batch.assistant = self.answer;
         if let Some(agentic) = self.agentic {
@@ -150,6 +162,9 @@ pub struct BatchOutcome {
     pub time_ms: f64,
     /// How many times the turn was attempted.
     pub attempts: u32,
+    /// The tokens the answering call used, when its runner said
+    /// ([`Reply::usage`]).
+    pub usage: Option<Usage>,
 }
 
 impl BatchOutcome {
@@ -160,6 +175,7 @@ impl BatchOutcome {
             error: None,
             time_ms,
             attempts: 1,
+            usage: None,
         }
     }
 
@@ -170,6 +186,7 @@ impl BatchOutcome {
             error: Some(error),
             time_ms,
             attempts: 1,
+            usage: None,
         }
     }
 
@@ -234,8 +251,9 @@ impl<'a> Turns<'a> {
         self.driver.run_turns(dataset).await
     }
 
-    /// Whether the run was interrupted (Ctrl-C, SIGTERM): an override that
-    /// loops on its own should stop sending.
+    /// Whether the run was interrupted (Ctrl-C, SIGTERM) or its suite's
+    /// `budget` is spent: an override that loops on its own should stop
+    /// sending.
     pub fn is_cancelled(&self) -> bool {
         self.driver.is_cancelled()
     }
@@ -281,8 +299,11 @@ pub trait Runner: Send + Sync {
         let start = std::time::Instant::now();
         match self.call(&batch, session).await {
             Ok(reply) => {
+                let usage = reply.usage;
                 reply.apply(&mut batch);
-                BatchOutcome::success(batch, millis(start.elapsed()))
+                let mut outcome = BatchOutcome::success(batch, millis(start.elapsed()));
+                outcome.usage = usage;
+                outcome
             }
             Err(error) => BatchOutcome::failure(batch, error, millis(start.elapsed())),
         }

@@ -96,7 +96,7 @@ fn gates_that_pass_a_batch_whose_every_run_failed_are_rejected() {
 
 #[test]
 fn checks_with_unknown_keys_or_bad_values_get_located_errors() {
-    let keys = "(expected one of `contains`, `icontains`, `not_contains`, `equals`, `starts_with`, `regex`, `is_json`, `max_latency_ms`, `similarity`, `tool_correctness`, `pass_pow_k`, `answer_correctness`, `rubric`)";
+    let keys = "(expected one of `contains`, `icontains`, `not_contains`, `equals`, `starts_with`, `regex`, `is_json`, `max_latency_ms`, `max_tokens`, `similarity`, `tool_correctness`, `pass_pow_k`, `answer_correctness`, `rubric`)";
     for (head, expected) in [
         (
             "expect: {contains: a, regexx: b}",

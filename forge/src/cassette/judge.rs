@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::usage::Usage;
+
 /// One judge reply, as the cassette holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JudgeEntry {
@@ -17,20 +19,26 @@ pub struct JudgeEntry {
     pub vote: usize,
     /// The judge's message content.
     pub reply: String,
+    /// The tokens the reply reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// A request's key: its body's fingerprint and the vote.
 type Key = (String, usize);
 
+/// A recorded reply: its content and the tokens it reported.
+type Reply = (String, Option<Usage>);
+
 /// The judge replies of one suite's run: those to replay, and those
 /// recorded.
 #[derive(Debug, Default)]
 pub(crate) struct JudgeTape {
-    replay: Option<HashMap<Key, String>>,
+    replay: Option<HashMap<Key, Reply>>,
     offline: bool,
     recording: bool,
     used: Mutex<BTreeSet<Key>>,
-    recorded: Mutex<BTreeMap<Key, String>>,
+    recorded: Mutex<BTreeMap<Key, Reply>>,
 }
 
 /// Locks `mutex`, poisoned or not.
@@ -46,7 +54,7 @@ impl JudgeTape {
             replay: replay.map(|entries| {
                 entries
                     .iter()
-                    .map(|e| ((e.request.clone(), e.vote), e.reply.clone()))
+                    .map(|e| ((e.request.clone(), e.vote), (e.reply.clone(), e.usage)))
                     .collect()
             }),
             offline,
@@ -55,8 +63,9 @@ impl JudgeTape {
         }
     }
 
-    /// The recorded reply to vote `vote` of the request `body`, if any.
-    pub fn replayed(&self, body: &serde_json::Value, vote: usize) -> Option<String> {
+    /// The recorded reply to vote `vote` of the request `body` and the
+    /// tokens it reported, if there is one.
+    pub fn replayed(&self, body: &serde_json::Value, vote: usize) -> Option<Reply> {
         let key = (super::fingerprint(body), vote);
         let reply = self.replay.as_ref()?.get(&key)?.clone();
         lock(&self.used).insert(key);
@@ -69,10 +78,10 @@ impl JudgeTape {
     }
 
     /// Records the reply to vote `vote` of the request `body`.
-    pub fn record(&self, body: &serde_json::Value, vote: usize, reply: &str) {
+    pub fn record(&self, body: &serde_json::Value, vote: usize, reply: &str, usage: Option<Usage>) {
         if self.recording {
             let key = (super::fingerprint(body), vote);
-            lock(&self.recorded).insert(key, reply.to_owned());
+            lock(&self.recorded).insert(key, (reply.to_owned(), usage));
         }
     }
 
@@ -81,9 +90,9 @@ impl JudgeTape {
     /// the rest of `old` too.
     pub fn entries(&self, old: &[JudgeEntry], whole: bool) -> Vec<JudgeEntry> {
         let used = lock(&self.used);
-        let mut all: BTreeMap<Key, String> = old
+        let mut all: BTreeMap<Key, Reply> = old
             .iter()
-            .map(|e| ((e.request.clone(), e.vote), e.reply.clone()))
+            .map(|e| ((e.request.clone(), e.vote), (e.reply.clone(), e.usage)))
             .filter(|(key, _)| !whole || used.contains(key))
             .collect();
         all.extend(
@@ -92,10 +101,11 @@ impl JudgeTape {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         all.into_iter()
-            .map(|((request, vote), reply)| JudgeEntry {
+            .map(|((request, vote), (reply, usage))| JudgeEntry {
                 request,
                 vote,
                 reply,
+                usage,
             })
             .collect()
     }

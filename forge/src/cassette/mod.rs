@@ -8,7 +8,8 @@
 //! id, assistant id, `repeat` run) the fingerprint of its context and its
 //! turns in order: what the system under test was sent (`qa_id`, `query`,
 //! a fingerprint of the batch's `agentic` input) and what came back (the
-//! answer, the agentic data, log-probabilities, observation; or, with
+//! answer, the agentic data, log-probabilities, observation, the tokens
+//! the reply reported; or, with
 //! `--record-errors`, the failure), its time and attempts, and the
 //! session's wall time. Texts are redacted with the suite's secrets.
 //!
@@ -164,6 +165,9 @@ pub struct ReplyTape {
     /// The failure, recorded with `--record-errors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorTape>,
+    /// The tokens the reply reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// A recorded failure.

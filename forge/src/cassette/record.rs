@@ -191,12 +191,14 @@ fn reply(outcome: &BatchOutcome) -> ReplyTape {
             logprobs: batch.logprobs.clone(),
             observation: batch.observation.clone(),
             error: None,
+            usage: outcome.usage,
         },
         Some(error) => ReplyTape {
             assistant: String::new(),
             agentic: None,
             logprobs: None,
             observation: None,
+            usage: outcome.usage,
             error: Some(ErrorTape {
                 message: error.message.clone(),
                 kind: match error.kind {

@@ -215,6 +215,7 @@ fn outcome(mut batch: Batch, recorded: &TurnTape) -> BatchOutcome {
         }
     };
     outcome.attempts = recorded.attempts;
+    outcome.usage = reply.usage;
     outcome
 }
 

@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn results_follow_the_registry_not_the_yaml() {
-        let yaml = "{rubric: x, answer_correctness: 0.5, similarity: 0.1, max_latency_ms: 9, \
+        let yaml = "{rubric: x, answer_correctness: 0.5, similarity: 0.1, max_latency_ms: 9, max_tokens: 5, \
                     is_json: true, regex: x, starts_with: x, equals: x, not_contains: y, \
                     icontains: x, contains: x}";
         let results = run(yaml, "x", "x", 1.0);

@@ -11,6 +11,7 @@
 //! | `regex` | the regular expression matches somewhere in the answer |
 //! | `is_json: true` or `is_json: {schema: {...}}` | the answer is JSON (valid against the JSON Schema) |
 //! | `max_latency_ms` | the turn took at most this long |
+//! | `max_tokens` | the runner reported the turn's tokens, at most this many in all |
 //! | `similarity: 0.6` or `{metric: rouge_l, min: 0.6}` | similarity to `ground_truth_assistant` is at least `min` |
 //! | `tool_correctness: 1.0` or `{min, weights}` | Fair-Forge's tool-correctness score of `agentic` against `ground_truth_agentic` is at least `min` |
 //! | `pass_pow_k: {k, min}` | on a repeated batch: pass^k of its runs is at least `min` |
@@ -27,7 +28,7 @@
 //! ruling; `judged.rs` holds what they share.
 //!
 //! Each check is a value implementing [`Check`]; one file per family
-//! (`text.rs`, `json.rs`, `latency.rs`, `similarity.rs`, `tool.rs`,
+//! (`text.rs`, `json.rs`, `latency.rs`, `tokens.rs`, `similarity.rs`, `tool.rs`,
 //! `repeats.rs`, `answer_correctness.rs`, `rubric.rs`). The checks of one
 //! level are a [`Checks`], read from its `expect:` mapping and merged with
 //! the outer levels' by [`Checks::or`].
@@ -73,6 +74,7 @@ pub(crate) mod repeats;
 mod rubric;
 mod similarity;
 mod text;
+mod tokens;
 mod tool;
 
 use std::fmt::Debug;
@@ -80,6 +82,7 @@ use std::fmt::Debug;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{Batch, Object};
+use crate::usage::Usage;
 
 pub use judged::Judged;
 pub use level::Checks;
@@ -118,6 +121,7 @@ registry! {
     "regex" => text::Regex,
     "is_json" => json::IsJson,
     "max_latency_ms" => latency::MaxLatencyMs,
+    "max_tokens" => tokens::MaxTokens,
     "similarity" => similarity::Similarity,
     "tool_correctness" => tool::ToolCorrectness,
     "pass_pow_k" => repeats::PassPowK,
@@ -184,6 +188,8 @@ pub struct Turn<'a> {
     pub agentic: Option<&'a Object>,
     /// The expected agentic data (`ground_truth_agentic`).
     pub ground_truth_agentic: Option<&'a Object>,
+    /// The tokens the runner said the turn used.
+    pub usage: Option<Usage>,
 }
 
 impl<'a> Turn<'a> {
@@ -196,7 +202,13 @@ impl<'a> Turn<'a> {
             time_ms,
             agentic: batch.agentic.as_ref(),
             ground_truth_agentic: batch.ground_truth_agentic.as_ref(),
+            usage: None,
         }
+    }
+
+    /// This view, with the tokens the runner said the turn used.
+    pub fn with_usage(self, usage: Option<Usage>) -> Self {
+        Turn { usage, ..self }
     }
 }
 

@@ -7,9 +7,11 @@
 //! suite's `retries` times after its [`Backoff`](crate::Backoff) delay, a
 //! `Retry-After` honoured. Replies are read up to the `openai` runner's
 //! bound; the key goes only to the judge's origin (redirects elsewhere are
-//! refused).
+//! refused). Each reply's `usage` is counted: on the suite's [`Meter`] (at
+//! the judge's `price`, toward its `budget`) and on the tab of the turn
+//! being judged ([`Judge::for_turn`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -26,6 +28,7 @@ use crate::policy::{Policy, RateLimit};
 use crate::runners::http_util::{self, RetryOn};
 use crate::runners::openai::REQUEST_TIMEOUT;
 use crate::secrets::Secrets;
+use crate::usage::{Meter, Usage};
 
 /// What the judges of one suite's run share: the bound on requests in
 /// flight, the policy, the run's cancellation and the suite's secrets.
@@ -35,19 +38,22 @@ pub struct JudgePool {
     cancel: CancellationToken,
     secrets: Secrets,
     tape: Arc<JudgeTape>,
+    meter: Arc<Meter>,
 }
 
 impl JudgePool {
     /// A pool of `concurrency` requests at once under the suite's `policy`
     /// (its rate limit counted apart), stopped by `cancel`; `secrets` are
     /// kept out of the prompts sent and of the messages written; `tape`
-    /// replays and records replies (see [`crate::cassette`]).
+    /// replays and records replies (see [`crate::cassette`]); what the
+    /// judges spend is counted on `meter`.
     pub fn new(
         concurrency: usize,
         policy: &Policy,
         cancel: CancellationToken,
         secrets: Secrets,
         tape: Arc<JudgeTape>,
+        meter: Arc<Meter>,
     ) -> Arc<JudgePool> {
         let rate_limit = policy
             .rate_limit
@@ -62,6 +68,7 @@ impl JudgePool {
             cancel,
             secrets,
             tape,
+            meter,
         })
     }
 }
@@ -74,6 +81,8 @@ pub struct Judge {
     auth: Option<HeaderValue>,
     timeout: Duration,
     pool: Arc<JudgePool>,
+    /// The tokens its replies used since [`Judge::for_turn`].
+    tab: Arc<Mutex<Option<Usage>>>,
 }
 
 impl Judge {
@@ -87,7 +96,42 @@ impl Judge {
             client,
             auth,
             pool,
+            tab: Arc::default(),
         })
+    }
+
+    /// This judge, with a tab of its own for one turn: [`Judge::spent`]
+    /// tells what the questions asked through it used.
+    pub fn for_turn(&self) -> Judge {
+        Judge {
+            spec: Arc::clone(&self.spec),
+            client: self.client.clone(),
+            auth: self.auth.clone(),
+            timeout: self.timeout,
+            pool: Arc::clone(&self.pool),
+            tab: Arc::default(),
+        }
+    }
+
+    /// The tokens its replies used (on its tab), `None` when none said.
+    pub fn spent(&self) -> Option<Usage> {
+        *self.tab.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether it has a price (its cost is then counted).
+    pub fn price(&self) -> Option<&crate::usage::Price> {
+        self.spec.price()
+    }
+
+    /// Counts the tokens of one reply: on the tab, and at the judge's price
+    /// on the suite's meter.
+    fn count(&self, usage: Usage) {
+        let mut tab = self.tab.lock().unwrap_or_else(|e| e.into_inner());
+        *tab = Some(tab.map_or(usage, |t| t.plus(usage)));
+        drop(tab);
+        if let Some(price) = self.spec.price() {
+            self.pool.meter.add(price.cost(&usage));
+        }
     }
 
     /// Whether this is the judge of `spec`.
@@ -119,15 +163,20 @@ impl Judge {
     async fn vote(&self, body: &Value, vote: usize) -> Result<Ruling, String> {
         let tape = &self.pool.tape;
         let content = match tape.replayed(body, vote) {
-            Some(content) => Ok(content),
+            Some((content, usage)) => {
+                if let Some(usage) = usage {
+                    self.count(usage);
+                }
+                Ok(content)
+            }
             None if tape.offline() => Err(RunError::permanent(
                 "not replayed: no recording of this judge request (the answer, the query, \
                  the ground truth or the judge changed since the recording)",
             )),
-            None => self
-                .call(body)
-                .await
-                .inspect(|content| tape.record(body, vote, content)),
+            None => self.call(body).await.map(|(content, usage)| {
+                tape.record(body, vote, &content, usage);
+                content
+            }),
         };
         let content = content.map_err(|error| {
             self.scrub(&format!("judge {} failed: {}", self.name(), error.message))
@@ -145,8 +194,9 @@ impl Judge {
         self.pool.secrets.redact(text).into_owned()
     }
 
-    /// The judge's message content, after the retries the policy allows.
-    async fn call(&self, body: &Value) -> Result<String, RunError> {
+    /// The judge's message content and the tokens it reported, after the
+    /// retries the policy allows.
+    async fn call(&self, body: &Value) -> Result<(String, Option<Usage>), RunError> {
         let policy = &self.pool.policy;
         let mut attempts = 0u32;
         loop {
@@ -176,8 +226,9 @@ impl Judge {
         }
     }
 
-    /// One request: the reply's `choices[0].message.content`.
-    async fn once(&self, body: &Value) -> Result<String, RunError> {
+    /// One request: the reply's `choices[0].message.content`, and its
+    /// `usage` (counted on the meter).
+    async fn once(&self, body: &Value) -> Result<(String, Option<Usage>), RunError> {
         let url = &self.spec.url;
         let secrets = self.spec.api_key.as_slice();
         let mut request = self
@@ -194,8 +245,12 @@ impl Judge {
             .map_err(|e| http_util::send_error(e, url, self.timeout))?;
         let response = http_util::check_status(response, url, secrets, &RetryOn::default()).await?;
         let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
+        let usage = Usage::from_reply(&reply);
+        if let Some(usage) = usage {
+            self.count(usage);
+        }
         match reply.pointer("/choices/0/message/content") {
-            Some(Value::String(content)) => Ok(content.clone()),
+            Some(Value::String(content)) => Ok((content.clone(), usage)),
             _ => Err(RunError::permanent(format!(
                 "no message content (choices[0].message.content) in the reply: {}",
                 http_util::quote(&reply.to_string(), secrets)

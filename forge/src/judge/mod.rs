@@ -9,6 +9,7 @@
 //!   params: {temperature: 0}              # passed into the request body (temperature 0 unless set)
 //!   votes: 3                              # an odd number: asked N times, majority verdict, mean score
 //!   response_format: true                 # sends {"type": "json_object"} (default false)
+//!   price: {input_per_mtok: 0.15, output_per_mtok: 0.6}   # USD per million tokens (default: none)
 //! ```
 //!
 //! A suite's `judge:` may be overridden key by key by a dataset's. A suite
@@ -29,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::runners::http_util;
 use crate::schema::Object;
+use crate::usage::Price;
 
 pub use client::{Judge, JudgePool};
 pub use ruling::Ruling;
@@ -62,6 +64,8 @@ struct JudgeConfig {
     votes: Option<usize>,
     #[serde(default)]
     response_format: Option<bool>,
+    #[serde(default)]
+    price: Option<Price>,
 }
 
 /// A judge's checked configuration: where and how to ask. Its `Debug`
@@ -74,6 +78,7 @@ pub struct JudgeSpec {
     params: Object,
     votes: usize,
     response_format: bool,
+    price: Option<Price>,
 }
 
 impl std::fmt::Debug for JudgeSpec {
@@ -120,6 +125,10 @@ impl JudgeSpec {
             ));
         }
         params.entry("temperature").or_insert(json!(0));
+        let price = config
+            .price
+            .map(|p| p.check().map_err(|e| format!("judge: {e}")))
+            .transpose()?;
         Ok(JudgeSpec {
             url: http_util::join_segments(&base, ["chat", "completions"]),
             api_key,
@@ -127,6 +136,7 @@ impl JudgeSpec {
             params,
             votes,
             response_format: config.response_format.unwrap_or(false),
+            price,
         })
     }
 
@@ -149,6 +159,11 @@ impl JudgeSpec {
         let mut values = crate::secrets::url_secrets(self.url.as_str());
         values.extend(self.api_key.iter().map(|k| k.expose_secret().to_owned()));
         values
+    }
+
+    /// What its tokens cost (`price:`), when it says.
+    pub fn price(&self) -> Option<&Price> {
+        self.price.as_ref()
     }
 
     /// How many times each question is asked.

@@ -1,6 +1,8 @@
 //! `forge run`'s console: a progress bar over the selected batches (on a
 //! terminal, unless `--quiet`) and a `FAILED <test>: <message>` line on
-//! stderr for each failing one, as it fails.
+//! stderr for each failing one, as it fails. At the end, a line per suite
+//! whose runner or judge reported token usage:
+//! `forge: <suite>: runner 42 tokens (30 in, 12 out, $0.000042); judge ...; cost $0.000120`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{Reporter, RunEnd};
 use crate::error::ReportError;
 use crate::run::BatchRecord;
+use crate::usage::SuiteUsage;
 
 /// The console reporter.
 pub struct Console {
@@ -56,8 +59,14 @@ impl Reporter for Console {
             .suspend(|| eprintln!("FAILED {}: {message}", record.test));
     }
 
-    fn finish(&mut self, _end: &RunEnd<'_>) -> Result<Vec<std::path::PathBuf>, ReportError> {
+    fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<std::path::PathBuf>, ReportError> {
         self.progress.finish_and_clear();
+        for suite in end.suites {
+            let usage = SuiteUsage::of(&suite.records);
+            if !usage.is_empty() {
+                eprintln!("forge: {}: {}", suite.name, usage.line());
+            }
+        }
         Ok(Vec::new())
     }
 }

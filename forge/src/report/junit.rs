@@ -1,16 +1,22 @@
 //! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch with
 //! its time, its failure message and its answer, serialised by quick-junit.
+//! A suite whose runner or judge reported token usage carries it as
+//! `<properties>` of its `<testsuite>`: `forge.runner.prompt_tokens`,
+//! `forge.runner.completion_tokens`, `forge.runner.total_tokens`,
+//! `forge.runner.cost_usd` (with a price), the same under `forge.judge.`,
+//! and `forge.cost_usd`, the two costs together.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
 use crate::schema::Response;
+use crate::usage::{self, SuiteUsage};
 
 /// The reporter writing `junit.xml` into a directory when the run ends.
 pub struct Junit {
@@ -56,6 +62,9 @@ fn suite_element(suite: &SuiteReport) -> (TestSuite, Duration) {
     if let Response::Failure(failure) = &suite.response {
         test_suite.set_system_err(xml_text(failure.error.clone()));
     }
+    for (name, value) in usage_properties(&SuiteUsage::of(&suite.records)) {
+        test_suite.add_property(Property::new(name, value));
+    }
     let mut suite_time = Duration::ZERO;
     for record in suite.records.iter().filter(|r| r.selected) {
         let case = test_case(&suite.name, record);
@@ -64,6 +73,36 @@ fn suite_element(suite: &SuiteReport) -> (TestSuite, Duration) {
     }
     test_suite.set_time(suite_time);
     (test_suite, suite_time)
+}
+
+/// The `forge.*` properties of a suite's tokens and cost.
+fn usage_properties(usage: &SuiteUsage) -> Vec<(String, String)> {
+    let mut properties = Vec::new();
+    for (side, spend) in [("runner", usage.runner), ("judge", usage.judge)] {
+        let Some((spend, _)) = spend else { continue };
+        let prefix = format!("forge.{side}.");
+        properties.extend(
+            [
+                ("prompt_tokens", spend.prompt_tokens.to_string()),
+                ("completion_tokens", spend.completion_tokens.to_string()),
+                ("total_tokens", spend.total_tokens.to_string()),
+            ]
+            .map(|(key, value)| (format!("{prefix}{key}"), value)),
+        );
+        if let Some(cost) = spend.cost_usd {
+            properties.push((
+                format!("{prefix}cost_usd"),
+                usage::rounded(cost).to_string(),
+            ));
+        }
+    }
+    if let Some(cost) = usage.cost_usd() {
+        properties.push((
+            "forge.cost_usd".to_owned(),
+            usage::rounded(cost).to_string(),
+        ));
+    }
+    properties
 }
 
 /// A batch's `<testcase>`: its verdict, time and answer.

@@ -2,7 +2,9 @@
 //! (`success`, `datasets` with their answers, `summaries`, `total_datasets`),
 //! which Fair-Forge's metrics read unchanged. When the suite has expectations
 //! or repeats, a `checks` key is added with each batch's check results and
-//! the repeats' statistics (see [`checks`]).
+//! the repeats' statistics (see [`checks`]); when the runner or the judge
+//! reported token usage, a `usage` key with the suite's tokens and cost
+//! (see [`usage`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use crate::error::ReportError;
 use crate::output::write_redacted;
 use crate::run::BatchRecord;
 use crate::schema::Response;
+use crate::usage::SuiteUsage;
 
 /// The reporter writing `<suite>.json` into a directory, as each suite
 /// finishes.
@@ -93,12 +96,19 @@ fn batch_row(r: &BatchRecord) -> serde_json::Value {
         row.insert("repeats".into(), repeats::stats(r.runs.len(), passes));
     }
     let runs = r.runs.iter().map(|run| {
-        serde_json::json!({
+        let mut row = serde_json::json!({
             "session_id": run.session_id,
             "passed": run.passed,
             "success": run.success,
             "checks": run.checks,
-        })
+        });
+        if let Some(usage) = &run.usage {
+            row["usage"] = serde_json::json!(usage);
+        }
+        if let Some(usage) = &run.judge_usage {
+            row["judge_usage"] = serde_json::json!(usage);
+        }
+        row
     });
     row.insert("runs".into(), runs.collect());
     row.into()
@@ -124,13 +134,23 @@ fn dataset_row(batches: &[&BatchRecord]) -> Option<serde_json::Value> {
     }))
 }
 
-/// The file's shape: the response, and forge's `checks` beside it.
+/// forge's `usage` key: the suite's tokens and cost, the runner's and the
+/// judge's apart (see [`SuiteUsage::to_json`]); `None` when neither
+/// reported usage.
+pub fn usage(suite: &SuiteReport) -> Option<serde_json::Value> {
+    let usage = SuiteUsage::of(&suite.records);
+    (!usage.is_empty()).then(|| usage.to_json())
+}
+
+/// The file's shape: the response, and forge's `checks` and `usage` beside it.
 #[derive(Serialize)]
 struct SummaryFile<'a> {
     #[serde(flatten)]
     response: &'a Response,
     #[serde(skip_serializing_if = "Option::is_none")]
     checks: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<serde_json::Value>,
 }
 
 /// Writes one suite's response JSON to `path`, streamed to the file (no
@@ -140,6 +160,7 @@ pub fn write(path: &Path, suite: &SuiteReport) -> Result<(), ReportError> {
     let file = SummaryFile {
         response: &suite.response,
         checks: checks(suite),
+        usage: usage(suite),
     };
     let (tmp, mut writer) = create(path)?;
     let result = write_redacted(&mut writer, &file, &suite.secrets, PrettyFormatter::new())

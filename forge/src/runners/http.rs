@@ -14,6 +14,7 @@
 //!     history: "{history}"                # exactly "{history}": the earlier turns
 //!   answer: /output/text                  # JSON pointer (RFC 6901) to the answer
 //!   agentic: /output/tools                # optional: an object merged into the batch's agentic
+//!   usage: /usage                         # optional: the turn's token counts (prompt_tokens, completion_tokens, ...)
 //!   timeout: 60s                          # per request (default 300s)
 //!   retry_timeouts: false                 # default: a timed-out turn is not sent again
 //!   retry_on: [429, 502, 503, 504]        # statuses retried (this is the default)
@@ -29,7 +30,11 @@
 //! default body is `{"query": "{query}", "session_id": "{session_id}"}`.
 //!
 //! Without `answer`, the reply body is the answer when it is a JSON string
-//! or not JSON at all; a JSON object or array then needs `answer`.
+//! or not JSON at all; a JSON object or array then needs `answer`. With
+//! `answer`, the `usage` pointer may name an object of token counts
+//! (`prompt_tokens`, `completion_tokens`, `total_tokens`, or `input_tokens`
+//! / `output_tokens`): the turn's usage, as the `openai` runner reads it
+//! (a reply without it reports none).
 //!
 //! Failures: HTTP 429 (with `Retry-After`), 502, 503, 504 and refused or
 //! reset connections are transient; any other error status, a malformed
@@ -60,6 +65,7 @@ use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Retry, Runner, Session};
 use crate::schema::{Batch, Object};
 use crate::suite::DurationValue;
+use crate::usage::Usage;
 
 /// Default timeout of one request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -84,6 +90,8 @@ struct HttpConfig {
     #[serde(default)]
     agentic: Option<String>,
     #[serde(default)]
+    usage: Option<String>,
+    #[serde(default)]
     timeout: Option<DurationValue>,
     #[serde(default)]
     retry_timeouts: bool,
@@ -102,6 +110,7 @@ pub struct Http {
     body: Option<Value>,
     answer: Option<String>,
     agentic: Option<String>,
+    usage: Option<String>,
     timeout: Duration,
     retry: Retry,
     retry_on: RetryOn,
@@ -191,6 +200,7 @@ impl Http {
         }
         check_pointer("answer", &config.answer)?;
         check_pointer("agentic", &config.agentic)?;
+        check_pointer("usage", &config.usage)?;
         let retry_on = match config.retry_on {
             Some(retry_on) => retry_on,
             None => RetryOn::new(DEFAULT_RETRY_ON).map_err(err)?,
@@ -203,6 +213,7 @@ impl Http {
             body,
             answer: config.answer,
             agentic: config.agentic,
+            usage: config.usage,
             timeout: config.timeout.map_or(REQUEST_TIMEOUT, |t| t.0),
             retry: if config.retry_timeouts {
                 Retry::TransientAndTimeouts
@@ -292,6 +303,10 @@ impl Http {
                 let mut result = Reply::text(answer);
                 if let Some(agentic) = reply_agentic {
                     result = result.with_agentic(agentic);
+                }
+                let usage = self.usage.as_ref().and_then(|p| reply.pointer(p));
+                if let Some(usage) = usage.and_then(Usage::from_counts) {
+                    result = result.with_usage(usage);
                 }
                 return Ok(result);
             }

@@ -26,7 +26,9 @@
 //! identically on every turn.
 //!
 //! The answer is `choices[0].message.content`; `choices[0].logprobs`, when the
-//! reply has it, goes to the batch's `logprobs`.
+//! reply has it, goes to the batch's `logprobs`; the reply's `usage`
+//! (`prompt_tokens`, `completion_tokens`, `total_tokens`, or `input_tokens`
+//! / `output_tokens`) is the turn's token count.
 //!
 //! A reply with a status of `retry_on` (by default 408, 409, 429 and 5xx, as
 //! the official OpenAI clients do), a refused or reset connection and a
@@ -47,6 +49,7 @@ use crate::error::{ConfigError, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Runner, Session};
 use crate::schema::{Batch, Object};
+use crate::usage::Usage;
 
 /// The default base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -296,6 +299,9 @@ impl Runner for OpenAi {
         let mut result = Reply::text(answer);
         if let Some(Value::Object(logprobs)) = choice.and_then(|c| c.get("logprobs")) {
             result = result.with_logprobs(logprobs.clone());
+        }
+        if let Some(usage) = Usage::from_reply(&reply) {
+            result = result.with_usage(usage);
         }
         Ok(result)
     }

@@ -12,6 +12,8 @@
 //! retries: 2                           # transient failures only (default 0)
 //! backoff: {initial: 250ms, max: 30s}  # delays between retries (these are the defaults)
 //! rate_limit: 20/s                     # attempts per runner, all sessions: 20/s, 600/min, or a number per second
+//! price: {input_per_mtok: 0.15, output_per_mtok: 0.6}   # the runner's USD per million tokens (optional)
+//! budget: {max_cost_usd: 5}            # stop sending new turns once spent (needs a price)
 //! datasets:
 //!   - session_id: s1
 //!     assistant_id: target
@@ -58,6 +60,7 @@ use crate::registry::{self, BuildContext};
 use crate::runner::Runner;
 use crate::schema::Dataset;
 use crate::secrets::Secrets;
+use crate::usage::{Budget, Price};
 #[cfg(feature = "serve")]
 pub(crate) use model::parse_duration;
 pub(crate) use model::DurationValue;
@@ -96,6 +99,10 @@ pub struct Suite {
     pub concurrency: usize,
     /// Per-turn timeout and retries.
     pub policy: Policy,
+    /// What the runner's tokens cost (`price:`), when the suite says.
+    pub price: Option<Price>,
+    /// What a run may spend (`budget:`): no new turn is sent once spent.
+    pub budget: Option<Budget>,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
     /// Its version, as `forge merge` compares shards: see [`fingerprint`].
@@ -191,6 +198,7 @@ impl Suite {
         parse::judges(source, suite_judge, &mut loaded)?;
         let datasets = parse::name_tests(source, &name, loaded)?;
         let (concurrency, policy) = parse::policy(source, &file)?;
+        let (price, budget) = parse::cost(source, &file, &datasets)?;
         let fingerprint = fingerprint(text, &datasets);
         Ok(Suite {
             fingerprint,
@@ -202,6 +210,8 @@ impl Suite {
             runner,
             concurrency,
             policy,
+            price,
+            budget,
             datasets,
             prebuilt: Prebuilt::default(),
             secrets: std::sync::OnceLock::new(),

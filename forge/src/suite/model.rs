@@ -37,6 +37,10 @@ pub(crate) struct SuiteFile {
     pub min_passes: Option<usize>,
     #[serde(default)]
     pub judge: Option<serde_yaml::Mapping>,
+    #[serde(default)]
+    pub price: Option<crate::usage::Price>,
+    #[serde(default)]
+    pub budget: Option<crate::usage::Budget>,
 }
 
 impl SuiteFile {

@@ -21,6 +21,7 @@ use crate::judge::{self, JudgeSpec};
 use crate::policy::{Backoff, Policy, RateLimit};
 use crate::registry;
 use crate::schema::Dataset;
+use crate::usage::{Budget, Price};
 
 /// The suite file being parsed: its path and text, to locate errors in.
 #[derive(Clone, Copy)]
@@ -449,6 +450,43 @@ pub(super) fn policy(source: Source, file: &SuiteFile) -> Result<(usize, Policy)
     };
     let concurrency = file.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
     Ok((concurrency, policy))
+}
+
+/// The runner's `price` and the suite's `budget`, checked; a budget needs
+/// a price (the runner's or a judge's) to count against. Errors are
+/// located at the key.
+pub(super) fn cost(
+    source: Source,
+    file: &SuiteFile,
+    datasets: &[crate::suite::SuiteDataset],
+) -> Result<(Option<Price>, Option<Budget>), SuiteError> {
+    let price = file
+        .price
+        .map(|p| p.check().map_err(|e| at_key(source, "price", e)))
+        .transpose()?;
+    let budget = file
+        .budget
+        .map(|b| b.check().map_err(|e| at_key(source, "budget", e)))
+        .transpose()?;
+    let judge_priced = datasets
+        .iter()
+        .filter_map(|d| d.judge.as_ref())
+        .any(|j| j.price().is_some());
+    if budget.is_some() && price.is_none() && !judge_priced {
+        return Err(at_key(
+            source,
+            "budget",
+            "`budget` needs a price to count against: add `price: {input_per_mtok: ..., output_per_mtok: ...}` \
+             (USD per million tokens) to the suite for its runner, or to its `judge:`"
+                .to_owned(),
+        ));
+    }
+    Ok((price, budget))
+}
+
+/// An error at the suite's top-level `key:` (not a `judge:`'s).
+fn at_key(source: Source, key: &str, message: String) -> SuiteError {
+    source.invalid_after(&format!("\n{key}:"), &format!("{key}:"), message)
 }
 
 /// `backoff:` over the defaults; `initial` may not be longer than `max`.
