@@ -93,6 +93,10 @@ pub async fn execute<R: Reporter + 'static>(
     // What is left of the suites (names, checks) is not needed by the
     // reports: free it before they are built.
     drop(suites);
+    // Cassettes are outputs too: one that could not be written fails the
+    // run's reports.
+    let mut runs = runs;
+    let cassettes: Vec<_> = runs.iter_mut().filter_map(|r| r.cassette.take()).collect();
     let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
     let records = std::mem::take(&mut live.records);
     let mut reports: Vec<SuiteReport> = runs.into_iter().zip(records).map(suite_report).collect();
@@ -110,6 +114,12 @@ pub async fn execute<R: Reporter + 'static>(
                 load_failures,
                 interrupted: cancel.is_cancelled(),
             })
+        })
+        .and_then(|mut files| {
+            for cassette in cassettes {
+                files.push(cassette?);
+            }
+            Ok(files)
         });
     Outcome {
         suites: reports,

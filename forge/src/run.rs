@@ -20,6 +20,7 @@
 //! its [`Halt`](crate::Halt) stops the engine from sending new turns.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cassette::{Cassettes, JobKey, JudgeEntry, JudgeTape, Recorder, Replay, Tape, TurnKey};
 use crate::check::{CheckResult, Checks, Turn};
 use crate::engine::{Engine, Job};
+use crate::error::ReportError;
 use crate::judge::{Judge, JudgePool};
 use crate::runner::BatchOutcome;
 use crate::schema::{Dataset, Response, RunResponse, Summary};
@@ -201,7 +203,7 @@ fn verdict(
 }
 
 /// What one suite's run left besides its records.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SuiteRun {
     /// The suite's name.
     pub name: String,
@@ -212,6 +214,8 @@ pub struct SuiteRun {
     pub origins: Vec<Origin>,
     /// The secrets to keep out of its reports.
     pub secrets: Secrets,
+    /// The cassette written (with `--record`), or why it could not be.
+    pub cassette: Option<Result<PathBuf, ReportError>>,
 }
 
 /// Where an answered dataset of a response comes from: the suite's dataset
@@ -267,6 +271,7 @@ async fn run_suite(
         response,
         origins,
         secrets: secrets.clone(),
+        cassette: None,
     };
     // (dataset index, turns to run) of each session to contact.
     let plan: Vec<(usize, usize)> = suite
@@ -404,6 +409,7 @@ async fn run_suite(
         }
     }
     collector.judged().await;
+    let mut cassette = None;
     if let Some(recorder) = recorder.and_then(Arc::into_inner) {
         let old = match (&cassettes.record, &cassettes.replay) {
             (Some(record), Some(replay)) if record == replay => tape,
@@ -415,10 +421,13 @@ async fn run_suite(
                 .iter()
                 .all(|&(d, turns)| turns >= suite.datasets[d].test_names.len());
         let judge = judge_tape.entries(old.as_ref().map_or(&[], Tape::judge), whole);
-        write_cassette(suite, recorder, old.as_ref(), judge);
+        cassette = Some(write_cassette(suite, recorder, old.as_ref(), judge));
     }
     let results = results.into_iter().flatten().collect();
-    done(Response::Success(RunResponse::new(results)), origins)
+    SuiteRun {
+        cassette,
+        ..done(Response::Success(RunResponse::new(results)), origins)
+    }
 }
 
 /// The judge of each dataset of `suite` (one per distinct configuration),
@@ -511,9 +520,13 @@ fn job_keys(suite: &Suite, jobs: &[Job], job_of: &[(usize, usize)], live: &[bool
 }
 
 /// Writes the suite's cassette, keeping the recordings of its sessions
-/// that did not run live; a cassette that cannot be written is said on
-/// stderr.
-fn write_cassette(suite: &Suite, recorder: Recorder, old: Option<&Tape>, judge: Vec<JudgeEntry>) {
+/// that did not run live.
+fn write_cassette(
+    suite: &Suite,
+    recorder: Recorder,
+    old: Option<&Tape>,
+    judge: Vec<JudgeEntry>,
+) -> Result<PathBuf, ReportError> {
     let sessions: std::collections::HashSet<(&str, &str, usize)> = suite
         .datasets
         .iter()
@@ -534,9 +547,7 @@ fn write_cassette(suite: &Suite, recorder: Recorder, old: Option<&Tape>, judge: 
             tape.run,
         ))
     };
-    if let Err(error) = recorder.write(old, &kept, judge) {
-        eprintln!("forge: error: {error}");
-    }
+    recorder.write(old, &kept, judge)
 }
 
 /// Records of the planned batches of a suite whose runner cannot be built.

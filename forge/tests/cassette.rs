@@ -352,6 +352,12 @@ async fn bad_cassettes_are_errors_and_nothing_runs_live() {
         0,
         "a bad cassette ran live"
     );
+    // A cassette that cannot be written fails the run.
+    std::fs::write(root.join("blocked"), "a file, not a directory").expect("write");
+    let url = format!("{}/v1", live.url());
+    let blocked = forge(root, &url, &["rec2", "--record", "blocked"]).await;
+    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
+    assert!(text(&blocked).contains("blocked"), "{}", text(&blocked));
     // The runner changed: every turn says so.
     std::fs::write(&path, &good).expect("write");
     let changed = read(&root.join("chat.yaml")).replace("model: m", "model: m2");
