@@ -14,8 +14,9 @@
 //! order, a selected batch's earlier turns first (unreported). Sessions with no
 //! selected batch are not contacted, and `--list` sends nothing at all. After
 //! the run, `<suite>.json`, `junit.xml` and `parts/run.json` are written
-//! under `$FORGE_OUT_DIR`, replacing the previous run's reports. Under cargo nextest (one process per test) each
-//! process writes only a part of its own, for `forge merge`.
+//! under `$FORGE_OUT_DIR`, replacing the previous run's reports; ignored
+//! batches are skipped cases. Under cargo nextest (one process per test)
+//! each process writes only a part of its own, for `forge merge`.
 //!
 //! Ctrl-C and SIGTERM work as in `forge run`: the first stops new work (turns
 //! not yet sent fail as interrupted, turns in flight finish) and the partial
