@@ -26,6 +26,7 @@ use crate::report::console::Console;
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Part};
 use crate::report::summary::SummaryJson;
+use crate::report::sweep::Parts;
 use crate::report::{self, Tee};
 use crate::select::Selection;
 
@@ -278,14 +279,14 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     let options = crate::suite::LoadOptions {
         offline: cassettes.offline(),
     };
+    // A suite that cannot be loaded is a failing `<stem>::load` test in
+    // the reports, as under the harness; the others run, and the exit
+    // status is 2.
     let loaded = crate::load::load(&args.suites, &options);
-    if !loaded.failures.is_empty() {
-        for failure in &loaded.failures {
-            eprintln!("forge: {}", failure.message);
-        }
-        return ExitCode::from(EXIT_BAD_INPUT);
+    for failure in &loaded.failures {
+        eprintln!("forge: {}", failure.message);
     }
-    let suites = loaded.suites;
+    let (suites, load_failures) = (loaded.suites, loaded.failures);
     let mut selection = Selection::filtered(&suites, args.filter.as_deref());
     if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
         eprintln!("forge: no batch matches --filter {filter:?}");
@@ -316,12 +317,24 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .with(Console::new(selection.count(), args.quiet))
         .with(SummaryJson::new(&out))
         .with(Junit::new(&out))
-        .with(Part::new(&out, header));
+        .with(Part::new(&out, header))
+        .replacing(&out, Parts::Run);
     let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
-    let outcome = pipeline::execute(suites, &selection, reporter, &[], &cassettes, cancel).await;
-    conclude(&outcome, &out, start)
+    let outcome = pipeline::execute(
+        suites,
+        &selection,
+        reporter,
+        &load_failures,
+        &cassettes,
+        cancel,
+    )
+    .await;
+    match conclude(&outcome, &out, start) {
+        _ if !load_failures.is_empty() => ExitCode::from(EXIT_BAD_INPUT),
+        status => status,
+    }
 }
 
 /// Prints where the reports went and the tally; the exit status.
@@ -338,8 +351,12 @@ fn conclude(outcome: &pipeline::Outcome, out: &std::path::Path, start: Instant) 
         eprintln!("forge: interrupted; partial reports written");
     }
     let (passed, failed) = outcome.tally();
+    let ignored = match outcome.skipped() {
+        0 => String::new(),
+        n => format!(", {n} ignored"),
+    };
     println!(
-        "{passed} passed, {failed} failed in {:.2}s",
+        "{passed} passed, {failed} failed{ignored} in {:.2}s",
         start.elapsed().as_secs_f64()
     );
     if !outcome.passed() {

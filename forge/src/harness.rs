@@ -14,8 +14,9 @@
 //! order, a selected batch's earlier turns first (unreported). Sessions with no
 //! selected batch are not contacted, and `--list` sends nothing at all. After
 //! the run, `<suite>.json`, `junit.xml` and `parts/run.json` are written
-//! under `$FORGE_OUT_DIR`. Under cargo nextest (one process per test) each
-//! process writes only a part of its own, for `forge merge`.
+//! under `$FORGE_OUT_DIR`, replacing the previous run's reports; ignored
+//! batches are skipped cases. Under cargo nextest (one process per test)
+//! each process writes only a part of its own, for `forge merge`.
 //!
 //! Ctrl-C and SIGTERM work as in `forge run`: the first stops new work (turns
 //! not yet sent fail as interrupted, turns in flight finish) and the partial
@@ -41,6 +42,7 @@ use crate::pipeline;
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Nextest, Part};
 use crate::report::summary::SummaryJson;
+use crate::report::sweep::Parts;
 use crate::report::{self, Reporter, Tee};
 use crate::run::BatchRecord;
 use crate::select::{shard_members, Selection};
@@ -95,6 +97,14 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         let probe = Trial::test(batch.name, || Ok(())).with_ignored_flag(batch.ignored);
         !args.list && !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
     });
+    // Ignored batches that libtest counts as "ignored" are skipped in the
+    // reports; under nextest (one test per process, the others filtered
+    // out) every ignored batch is, and `forge merge` keeps each once.
+    let under_nextest = Nextest::from_env().is_some();
+    selection = selection.skip(&loaded.suites, |batch| {
+        let probe = Trial::test(batch.name, || Ok(())).with_ignored_flag(batch.ignored);
+        !args.list && (under_nextest || !args.is_filtered_out(&probe)) && args.is_ignored(&probe)
+    });
     if let Some(partition) = &partition {
         selection = selection.in_shard(&loaded.suites, partition);
     }
@@ -112,8 +122,9 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         .collect();
     // Reports only when something ran or failed to load, or the shard is
     // to be accounted for in `forge merge`.
-    let out = (!selection.is_empty() || !failures.is_empty() || partition.is_some())
-        .then(|| report::out_dir(&root));
+    let reported = !selection.is_empty() || selection.skipped_count() > 0;
+    let out =
+        (reported || !failures.is_empty() || partition.is_some()).then(|| report::out_dir(&root));
     let header = Header::new(
         &loaded.suites,
         partition.map(|p| p.to_string()),
@@ -208,14 +219,17 @@ fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> V
 /// part; under nextest only a part of this process's own (a test's
 /// process must not write the reports other processes share).
 fn reporters(out: &Path, header: Header) -> Tee {
-    let reporters = Tee::new();
-    if header.nextest.is_some() {
-        return reporters.with(Part::new(out, header));
+    if let Some(nextest) = &header.nextest {
+        let parts = Parts::Nextest(nextest.dir_name());
+        return Tee::new()
+            .with(Part::new(out, header))
+            .replacing(out, parts);
     }
-    reporters
+    Tee::new()
         .with(SummaryJson::new(out))
         .with(Junit::new(out))
         .with(Part::new(out, header))
+        .replacing(out, Parts::Run)
 }
 
 /// Runs the selection on a runtime of its own, posting each verdict to the

@@ -1,9 +1,9 @@
 //! The first step of the pipeline: the suites to run, from files and
 //! directories, and a located error for each one that cannot be loaded.
 //!
-//! Every front end loads through [`load`]: `forge run` refuses to run when
-//! anything failed to load (exit 2); the `cargo test` harness runs the
-//! suites that loaded and shows each failure as a failing test.
+//! Every front end loads through [`load`]: `forge run` and the `cargo test`
+//! harness run the suites that loaded and report each failure as a failing
+//! test (`forge run` then exits with 2).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -25,8 +25,8 @@ use crate::load::LoadFailure;
 use crate::report::{Reporter, RunEnd, SuiteReport};
 use crate::run::{self, BatchRecord, SuiteRun};
 use crate::schema::Response;
-use crate::select::Selection;
-use crate::suite::Suite;
+use crate::select::{BatchId, Selection};
+use crate::suite::{BatchLocation, Suite};
 
 /// What a run and its reports came to.
 #[derive(Debug)]
@@ -54,6 +54,12 @@ impl Outcome {
         (passed, self.selected().count() - passed)
     }
 
+    /// How many batches were skipped (ignored, see [`BatchRecord::skipped`]).
+    pub fn skipped(&self) -> usize {
+        let records = self.suites.iter().flat_map(|s| &s.records);
+        records.filter(|r| r.skipped).count()
+    }
+
     /// Whether every selected batch passed, every suite could run and the
     /// run was not interrupted.
     pub fn passed(&self) -> bool {
@@ -74,9 +80,23 @@ pub async fn execute<R: Reporter + 'static>(
     cassettes: &Cassettes,
     cancel: CancellationToken,
 ) -> Outcome {
+    let skipped: Vec<Vec<BatchRecord>> = suites
+        .iter()
+        .enumerate()
+        .map(|(index, suite)| skipped_records(index, suite, selection))
+        .collect();
     let live = Arc::new(Mutex::new(Live {
         reporter,
         records: vec![Vec::new(); suites.len()],
+        locations: suites
+            .iter()
+            .map(|s| {
+                s.datasets
+                    .iter()
+                    .map(|d| Arc::clone(&d.locations))
+                    .collect()
+            })
+            .collect(),
     }));
     let sink = {
         let live = Arc::clone(&live);
@@ -99,7 +119,12 @@ pub async fn execute<R: Reporter + 'static>(
     let cassettes: Vec<_> = runs.iter_mut().filter_map(|r| r.cassette.take()).collect();
     let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
     let records = std::mem::take(&mut live.records);
-    let mut reports: Vec<SuiteReport> = runs.into_iter().zip(records).map(suite_report).collect();
+    let mut reports: Vec<SuiteReport> = runs
+        .into_iter()
+        .zip(records)
+        .zip(skipped)
+        .map(suite_report)
+        .collect();
     let reporter = &mut live.reporter;
     let written = reports
         .iter_mut()
@@ -133,10 +158,13 @@ struct Live<R> {
     reporter: R,
     /// Each suite's records, in the order they came.
     records: Vec<Vec<BatchRecord>>,
+    /// Where each batch is written, per suite and dataset.
+    locations: Vec<Vec<Arc<[BatchLocation]>>>,
 }
 
 impl<R: Reporter> Live<R> {
-    fn take(&mut self, record: BatchRecord) {
+    fn take(&mut self, mut record: BatchRecord) {
+        record.location = location(&self.locations, record.id);
         self.reporter.on_record(&record);
         if let Some(records) = self.records.get_mut(record.id.suite) {
             records.push(record);
@@ -144,8 +172,57 @@ impl<R: Reporter> Live<R> {
     }
 }
 
-fn suite_report((run, mut records): (SuiteRun, Vec<BatchRecord>)) -> SuiteReport {
-    records.sort_by_key(|r| (r.id.dataset, r.id.batch));
+/// Where the batch `id` is written.
+fn location(locations: &[Vec<Arc<[BatchLocation]>>], id: BatchId) -> Option<BatchLocation> {
+    let dataset = locations.get(id.suite)?.get(id.dataset)?;
+    dataset.get(id.batch).cloned()
+}
+
+/// The records of a suite's skipped batches, as if none ran (one that ran
+/// for a later turn of its session keeps its record, marked skipped).
+fn skipped_records(index: usize, suite: &Suite, selection: &Selection) -> Vec<BatchRecord> {
+    let mut records = Vec::new();
+    for (d, data) in suite.datasets.iter().enumerate() {
+        for (b, test) in data.test_names.iter().enumerate() {
+            let id = BatchId {
+                suite: index,
+                dataset: d,
+                batch: b,
+            };
+            if selection.is_skipped(id) {
+                records.push(BatchRecord {
+                    id,
+                    test: test.clone(),
+                    selected: false,
+                    passed: false,
+                    message: None,
+                    runs: Vec::new(),
+                    checks: Vec::new(),
+                    skipped: true,
+                    location: data.locations.get(b).cloned(),
+                });
+            }
+        }
+    }
+    records
+}
+
+fn suite_report(
+    ((run, mut records), skipped): ((SuiteRun, Vec<BatchRecord>), Vec<BatchRecord>),
+) -> SuiteReport {
+    let key = |r: &BatchRecord| (r.id.dataset, r.id.batch);
+    records.sort_by_key(key);
+    let mut unrun = Vec::new();
+    for placeholder in skipped {
+        match records.binary_search_by_key(&key(&placeholder), key) {
+            Ok(at) => records[at].skipped = true,
+            Err(_) => unrun.push(placeholder),
+        }
+    }
+    if !unrun.is_empty() {
+        records.extend(unrun);
+        records.sort_by_key(key);
+    }
     SuiteReport {
         name: run.name,
         response: run.response,

@@ -63,6 +63,15 @@ pub struct BatchRecord {
     /// The results of the checks on its runs together (`pass_pow_k`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
+    /// Whether the batch is skipped: ignored (`ignore: true`), and not
+    /// asked for (libtest's `--ignored`). It is not selected; it ran only
+    /// when a later turn of its session needed it, and its runs are not its
+    /// verdict (JUnit's `<skipped/>`, cargo test's "ignored").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// Where the batch is written, for CI to link to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::suite::BatchLocation>,
 }
 
 impl BatchRecord {
@@ -199,6 +208,8 @@ fn verdict(
         message,
         runs,
         checks,
+        skipped: false,
+        location: None,
     }
 }
 
@@ -574,6 +585,8 @@ fn unbuilt(
                 message: Some(message.to_owned()),
                 runs: Vec::new(),
                 checks: Vec::new(),
+                skipped: false,
+                location: None,
             });
         }
     }

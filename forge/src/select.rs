@@ -5,6 +5,11 @@
 //! `--ignored`), because the run then moves the turns out of the suites. A
 //! dataset runs up to its last selected turn (the earlier ones keep the
 //! conversation intact, unreported); a dataset with none is not contacted.
+//!
+//! A batch may also be *skipped*: ignored (`ignore: true`), matching the
+//! filters, in the shard, and not asked for (libtest's `--ignored`). It is
+//! not selected, and the reports show it as skipped, so their counts match
+//! `cargo test`'s "ignored".
 
 use crate::partition::Partition;
 use crate::suite::Suite;
@@ -38,6 +43,8 @@ pub struct Selection {
     spans: Vec<Vec<(usize, usize)>>,
     flags: Vec<bool>,
     count: usize,
+    /// Whether each batch is skipped, in the order of `flags`.
+    skipped: Vec<bool>,
 }
 
 impl Selection {
@@ -56,14 +63,34 @@ impl Selection {
             selection.spans.push(spans);
         }
         selection.count = selection.flags.iter().filter(|f| **f).count();
+        selection.skipped = vec![false; selection.flags.len()];
         selection
     }
 
-    /// Every batch that is not ignored, whose name contains `filter` (when given).
+    /// This selection, with the batches of `suites` for which `skipped` is
+    /// true and that are not selected marked skipped.
+    pub fn skip(
+        mut self,
+        suites: &[Suite],
+        mut skipped: impl FnMut(Candidate<'_>) -> bool,
+    ) -> Self {
+        let mut i = 0;
+        for data in suites.iter().flat_map(|s| &s.datasets) {
+            for (b, name) in data.test_names.iter().enumerate() {
+                let ignored = data.ignored[b];
+                self.skipped[i] = !self.flags[i] && skipped(Candidate { name, ignored });
+                i += 1;
+            }
+        }
+        self
+    }
+
+    /// Every batch that is not ignored, whose name contains `filter` (when
+    /// given); the ignored ones that match are skipped.
     pub fn filtered(suites: &[Suite], filter: Option<&str>) -> Self {
-        Selection::new(suites, |batch| {
-            !batch.ignored && filter.is_none_or(|f| batch.name.contains(f))
-        })
+        let matches = |batch: &Candidate<'_>| filter.is_none_or(|f| batch.name.contains(f));
+        Selection::new(suites, |batch| !batch.ignored && matches(&batch))
+            .skip(suites, |batch| batch.ignored && matches(&batch))
     }
 
     /// This selection, keeping only the sessions of `partition`'s shard.
@@ -73,6 +100,7 @@ impl Selection {
                 let (start, len) = self.spans[s][d];
                 if !member {
                     self.flags[start..start + len].fill(false);
+                    self.skipped[start..start + len].fill(false);
                 }
             }
         }
@@ -94,6 +122,16 @@ impl Selection {
     /// How many batches are selected.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Whether the batch is skipped (see the module's documentation).
+    pub fn is_skipped(&self, id: BatchId) -> bool {
+        self.index(id).is_some_and(|i| self.skipped[i])
+    }
+
+    /// How many batches are skipped.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped.iter().filter(|s| **s).count()
     }
 
     /// How many batches the suites have, selected or not.

@@ -320,6 +320,7 @@ fn temporary_reports_of_a_killed_run_are_removed_by_the_next() {
     let mut expected = vec![
         live_name,
         unrelated.to_owned(),
+        ".forge-reports".to_owned(),
         "junit.xml".to_owned(),
         "parts".to_owned(),
         "quickstart.json".to_owned(),

@@ -460,7 +460,12 @@ async fn a_judged_check_without_a_judge_is_a_located_load_error_unless_the_envir
         "{}",
         run.console
     );
-    assert!(!run.out.exists(), "nothing ran");
+    assert!(!run.out.join("s.json").exists(), "the suite ran");
+    let junit = std::fs::read_to_string(run.out.join("junit.xml")).expect("junit");
+    assert!(
+        junit.contains(r#"<testcase name="load" classname="s""#),
+        "{junit}"
+    );
 
     // FORGE_JUDGE_* make the judge.
     let server = judge_server(Judge::ground_truth()).await;

@@ -108,11 +108,18 @@ fn owners(pieces: &[Piece]) -> Result<BTreeMap<(usize, usize), Owner>, MergeErro
 }
 
 /// Whether `new` takes a batch from `old`: a selected run of it over an
-/// unselected one, nextest's later attempt over an earlier one of the same
-/// run; two selected runs otherwise overlap.
+/// unselected one, an unselected one that ran over the record of a skipped
+/// batch that did not run, nextest's later attempt over an earlier one of
+/// the same run; two selected runs otherwise overlap.
 fn replaces(pieces: &[Piece], old: &Owner, new: &Owner, test: &str) -> Result<bool, MergeError> {
+    let ran = |owner: &Owner| {
+        !pieces[owner.piece].suite.records[owner.record]
+            .runs
+            .is_empty()
+    };
     match (old.selected, new.selected) {
-        (_, false) => Ok(false),
+        (false, false) => Ok(!ran(old) && ran(new)),
+        (true, false) => Ok(false),
         (false, true) => Ok(true),
         (true, true) => {
             let (a, b) = (&pieces[old.piece], &pieces[new.piece]);

@@ -208,7 +208,10 @@ fn write(
     suites: &mut [SuiteReport],
     load_failures: &[LoadFailure],
 ) -> Result<(), MergeError> {
-    let mut reporter = Tee::new().with(SummaryJson::new(out)).with(Junit::new(out));
+    let mut reporter = Tee::new()
+        .with(SummaryJson::new(out))
+        .with(Junit::new(out))
+        .replacing(out, crate::report::sweep::Parts::Keep);
     for suite in suites.iter_mut() {
         reporter.on_suite(suite)?;
         if let crate::schema::Response::Success(run) = &mut suite.response {

@@ -1,14 +1,29 @@
-//! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch with
-//! its time, its failure message and its answer, serialised by quick-junit.
+//! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch,
+//! serialised by quick-junit, in the form CI servers read:
+//!
+//! - every `<testsuite>` (a suite that could not be loaded too) has a
+//!   `timestamp` (when the run started) and a `time`;
+//! - every `<testcase>` has `file` and `line` attributes: where its batch
+//!   is written (the line of its `qa_id` in the suite, or in its dataset
+//!   file), so GitLab and others link to it;
+//! - a failing batch's `<failure>` carries its message in the `message`
+//!   attribute and, in its body (what GitLab shows, newlines kept), the
+//!   message, then the query, the expected answer (`ground_truth_assistant`,
+//!   when set) and the answer;
+//! - a skipped batch (`ignore: true`) is a `<testcase>` with `<skipped/>`;
+//! - the answer of a batch that ran is its `<system-out>`.
+//!
 //! A suite whose runner or judge reported token usage carries it as
 //! `<properties>` of its `<testsuite>`: `forge.runner.prompt_tokens`,
 //! `forge.runner.completion_tokens`, `forge.runner.total_tokens`,
 //! `forge.runner.cost_usd` (with a price), the same under `forge.judge.`,
 //! and `forge.cost_usd`, the two costs together.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, FixedOffset};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
@@ -21,43 +36,103 @@ use crate::usage::{self, SuiteUsage};
 /// The reporter writing `junit.xml` into a directory when the run ends.
 pub struct Junit {
     dir: PathBuf,
+    /// When the run started: every `<testsuite>`'s `timestamp`.
+    started: DateTime<FixedOffset>,
+    /// What the failure bodies need that the records do not hold: the
+    /// query and expected answer of each failed batch, by suite and batch.
+    asked: HashMap<String, HashMap<(usize, usize), Asked>>,
+}
+
+/// A batch's query and expected answer, redacted.
+#[derive(Debug, Clone, Default)]
+struct Asked {
+    query: String,
+    expected: String,
 }
 
 impl Junit {
-    /// Writes into `dir` (created if need be).
+    /// Writes into `dir` (created if need be); the run starts now.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Junit { dir: dir.into() }
+        Junit {
+            dir: dir.into(),
+            started: chrono::Utc::now().fixed_offset(),
+            asked: HashMap::new(),
+        }
     }
 }
 
 impl Reporter for Junit {
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        let asked = asked(suite);
+        if !asked.is_empty() {
+            self.asked.insert(suite.name.clone(), asked);
+        }
+        Ok(())
+    }
+
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
         prepare(&self.dir)?;
         let path = self.dir.join("junit.xml");
-        write(&path, end.suites, end.load_failures)?;
+        let report = report(end.suites, end.load_failures, self.started, &self.asked);
+        write(&path, &report)?;
         Ok(vec![path])
     }
 }
 
-/// Builds the JUnit report of the reported suites (their selected
+/// The query and expected answer of each failed selected batch of `suite`,
+/// from its answered datasets (a batch's first run's).
+fn asked(suite: &SuiteReport) -> HashMap<(usize, usize), Asked> {
+    let Response::Success(run) = &suite.response else {
+        return HashMap::new();
+    };
+    let mut first_run: HashMap<usize, usize> = HashMap::new();
+    for (i, origin) in suite.origins.iter().enumerate() {
+        first_run.entry(origin.dataset).or_insert(i);
+    }
+    let redact = |text: &str| suite.secrets.redact(text).into_owned();
+    let failed = suite.records.iter().filter(|r| r.selected && !r.passed);
+    failed
+        .filter_map(|record| {
+            let dataset = run.datasets.get(*first_run.get(&record.id.dataset)?)?;
+            let batch = dataset.conversation.get(record.id.batch)?;
+            let asked = Asked {
+                query: redact(&batch.query),
+                expected: redact(&batch.ground_truth_assistant),
+            };
+            Some(((record.id.dataset, record.id.batch), asked))
+        })
+        .collect()
+}
+
+/// The JUnit report of the reported suites (their selected and skipped
 /// batches); each load failure becomes a failing test of its own suite.
-pub fn report(suites: &[SuiteReport], load_failures: &[LoadFailure]) -> Report {
+fn report(
+    suites: &[SuiteReport],
+    load_failures: &[LoadFailure],
+    started: DateTime<FixedOffset>,
+    asked: &HashMap<String, HashMap<(usize, usize), Asked>>,
+) -> Report {
     let mut report = Report::new("forge");
     let mut total = Duration::ZERO;
+    let none = HashMap::new();
     for suite in suites.iter().filter(|s| s.is_reported()) {
-        let (test_suite, time) = suite_element(suite);
-        total += time;
+        let asked = asked.get(&suite.name).unwrap_or(&none);
+        let mut test_suite = suite_element(suite, asked);
+        test_suite.set_timestamp(started);
+        total += test_suite.time.unwrap_or_default();
         report.add_test_suite(test_suite);
     }
     for failure in load_failures {
-        report.add_test_suite(load_failure_element(failure));
+        let mut test_suite = load_failure_element(failure);
+        test_suite.set_timestamp(started);
+        report.add_test_suite(test_suite);
     }
     report.set_time(total);
     report
 }
 
-/// A suite's `<testsuite>` and its time.
-fn suite_element(suite: &SuiteReport) -> (TestSuite, Duration) {
+/// A suite's `<testsuite>`, its time the sum of its cases'.
+fn suite_element(suite: &SuiteReport, asked: &HashMap<(usize, usize), Asked>) -> TestSuite {
     let mut test_suite = TestSuite::new(xml_text(suite.name.clone()));
     if let Response::Failure(failure) = &suite.response {
         test_suite.set_system_err(xml_text(failure.error.clone()));
@@ -66,13 +141,14 @@ fn suite_element(suite: &SuiteReport) -> (TestSuite, Duration) {
         test_suite.add_property(Property::new(name, value));
     }
     let mut suite_time = Duration::ZERO;
-    for record in suite.records.iter().filter(|r| r.selected) {
-        let case = test_case(&suite.name, record);
+    for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
+        let asked = asked.get(&(record.id.dataset, record.id.batch));
+        let case = test_case(&suite.name, record, asked);
         suite_time += case.time.unwrap_or_default();
         test_suite.add_test_case(case);
     }
     test_suite.set_time(suite_time);
-    (test_suite, suite_time)
+    test_suite
 }
 
 /// The `forge.*` properties of a suite's tokens and cost.
@@ -105,15 +181,22 @@ fn usage_properties(usage: &SuiteUsage) -> Vec<(String, String)> {
     properties
 }
 
-/// A batch's `<testcase>`: its verdict, time and answer.
-fn test_case(suite: &str, record: &BatchRecord) -> TestCase {
-    let status = if record.passed {
+/// A batch's `<testcase>`: its verdict (skipped, passed, or a failure with
+/// its body), time, place and answer.
+fn test_case(suite: &str, record: &BatchRecord, asked: Option<&Asked>) -> TestCase {
+    let status = if record.skipped {
+        let mut status = TestCaseStatus::skipped();
+        status.set_message("ignored (`ignore: true`)");
+        status
+    } else if record.passed {
         TestCaseStatus::success()
     } else {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
         let message = record.message.as_deref().unwrap_or("failed");
         status.set_message(xml_text(message.to_owned()));
         status.set_type("forge");
+        let answer = (!record.runs.is_empty()).then(|| record.answer());
+        status.set_description(xml_text(failure_body(message, asked, answer.as_deref())));
         status
     };
     let name = record
@@ -122,21 +205,56 @@ fn test_case(suite: &str, record: &BatchRecord) -> TestCase {
         .unwrap_or(&record.test);
     let mut case = TestCase::new(xml_text(name.to_owned()), status);
     case.set_classname(xml_text(suite.to_owned()));
+    if let Some(location) = &record.location {
+        let file = location.file.to_string_lossy().into_owned();
+        case.extra.insert("file".into(), xml_text(file).into());
+        if let Some(line) = location.line {
+            case.extra.insert("line".into(), line.to_string().into());
+        }
+    }
+    if record.skipped {
+        case.set_time(Duration::ZERO);
+        return case;
+    }
     case.set_time(Duration::from_secs_f64(record.time_ms().max(0.0) / 1000.0));
     case.set_system_out(xml_text(record.answer()));
     case
 }
 
-/// A suite file that could not be loaded, as a suite with one failing test.
+/// The body of a failure: the message, then the query, the expected
+/// answer (when the batch has one) and the answer (when it ran), each
+/// under a heading.
+fn failure_body(message: &str, asked: Option<&Asked>, answer: Option<&str>) -> String {
+    let mut body = format!("{message}\n");
+    if let Some(asked) = asked {
+        body.push_str(&format!("\n--- query\n{}\n", asked.query));
+        if !asked.expected.is_empty() {
+            body.push_str(&format!(
+                "--- expected (ground_truth_assistant)\n{}\n",
+                asked.expected
+            ));
+        }
+    }
+    if let Some(answer) = answer {
+        body.push_str(&format!("--- answer\n{answer}\n"));
+    }
+    body
+}
+
+/// A suite file that could not be loaded, as a suite with one failing
+/// test (`time` 0: nothing ran).
 fn load_failure_element(failure: &LoadFailure) -> TestSuite {
     let stem = failure.test.strip_suffix("::load").unwrap_or(&failure.test);
     let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
     status.set_message(xml_text(failure.message.clone()));
     status.set_type("forge::load");
+    status.set_description(xml_text(format!("{}\n", failure.message)));
     let mut case = TestCase::new("load", status);
     case.set_classname(xml_text(stem.to_owned()));
+    case.set_time(Duration::ZERO);
     let mut test_suite = TestSuite::new(xml_text(stem.to_owned()));
     test_suite.add_test_case(case);
+    test_suite.set_time(Duration::ZERO);
     test_suite
 }
 
@@ -163,16 +281,10 @@ pub(crate) fn xml_text(text: String) -> String {
         .collect()
 }
 
-/// Writes the JUnit report of the given suites to `path`.
-pub fn write(
-    path: &Path,
-    suites: &[SuiteReport],
-    load_failures: &[LoadFailure],
-) -> Result<(), ReportError> {
+/// Writes `report` to `path`.
+fn write(path: &Path, report: &Report) -> Result<(), ReportError> {
     let (tmp, mut writer) = create(path)?;
-    let result = report(suites, load_failures)
-        .serialize(&mut writer)
-        .map_err(std::io::Error::other);
+    let result = report.serialize(&mut writer).map_err(std::io::Error::other);
     finish(path, &tmp, writer, result)
 }
 

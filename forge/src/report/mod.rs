@@ -11,13 +11,14 @@
 //! | the harness's trials | each libtest trial's verdict |
 //!
 //! Reports go under `$FORGE_OUT_DIR` (default `target/forge/`), also when
-//! tests fail. Records arrive redacted; the summary JSON redacts the
+//! tests fail, and replace the previous run's ([`sweep`]). Records arrive redacted; the summary JSON redacts the
 //! answered datasets with the suite's [`Secrets`] while it streams them.
 
 pub mod console;
 pub mod junit;
 pub mod part;
 pub mod summary;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
@@ -102,9 +103,14 @@ pub trait Reporter: Send {
     }
 }
 
-/// Several reporters fed the same stream, in order.
+/// Several reporters fed the same stream, in order; optionally the
+/// directory they write into, whose previous reports they replace (see
+/// [`sweep`]).
 #[derive(Default)]
-pub struct Tee(Vec<Box<dyn Reporter>>);
+pub struct Tee {
+    reporters: Vec<Box<dyn Reporter>>,
+    replacing: Option<(PathBuf, sweep::Parts)>,
+}
 
 impl Tee {
     /// No reporter yet.
@@ -114,24 +120,36 @@ impl Tee {
 
     /// Adds a reporter.
     pub fn with(mut self, reporter: impl Reporter + 'static) -> Self {
-        self.0.push(Box::new(reporter));
+        self.reporters.push(Box::new(reporter));
+        self
+    }
+
+    /// Once the reporters have written into `dir`, removes what the
+    /// previous run wrote there and this one did not ([`sweep`]).
+    pub fn replacing(mut self, dir: impl Into<PathBuf>, parts: sweep::Parts) -> Self {
+        self.replacing = Some((dir.into(), parts));
         self
     }
 }
 
 impl Reporter for Tee {
     fn on_record(&mut self, record: &BatchRecord) {
-        self.0.iter_mut().for_each(|r| r.on_record(record));
+        self.reporters.iter_mut().for_each(|r| r.on_record(record));
     }
 
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
-        self.0.iter_mut().try_for_each(|r| r.on_suite(suite))
+        self.reporters
+            .iter_mut()
+            .try_for_each(|r| r.on_suite(suite))
     }
 
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
         let mut written = Vec::new();
-        for reporter in &mut self.0 {
+        for reporter in &mut self.reporters {
             written.extend(reporter.finish(end)?);
+        }
+        if let Some((dir, parts)) = &self.replacing {
+            sweep::sweep(dir, &written, parts)?;
         }
         Ok(written)
     }

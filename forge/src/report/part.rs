@@ -79,6 +79,12 @@ pub struct Nextest {
 }
 
 impl Nextest {
+    /// The directory of `parts/` this nextest run's parts go to:
+    /// `nextest-<run id>`.
+    pub fn dir_name(&self) -> String {
+        format!("nextest-{}", file_safe(&self.run_id))
+    }
+
     /// The nextest process this is, when nextest runs one test per process
     /// (`NEXTEST_EXECUTION_MODE=process-per-test`, as datatest-stable tells).
     pub fn from_env() -> Option<Nextest> {
@@ -165,14 +171,12 @@ impl Part {
         let parts = dir.join(PARTS_DIR);
         let path = match &header.nextest {
             None => parts.join(RUN_PART),
-            Some(nextest) => parts
-                .join(format!("nextest-{}", file_safe(&nextest.run_id)))
-                .join(format!(
-                    "{}-{}-{}.json",
-                    nextest.attempt,
-                    std::process::id(),
-                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-                )),
+            Some(nextest) => parts.join(nextest.dir_name()).join(format!(
+                "{}-{}-{}.json",
+                nextest.attempt,
+                std::process::id(),
+                chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+            )),
         };
         Part {
             path,

@@ -2,7 +2,8 @@
 //! (`success`, `datasets` with their answers, `summaries`, `total_datasets`),
 //! which Fair-Forge's metrics read unchanged. When the suite has expectations
 //! or repeats, a `checks` key is added with each batch's check results and
-//! the repeats' statistics (see [`checks`]); when the runner or the judge
+//! the repeats' statistics, and the skipped batches (see [`checks`]); when
+//! the runner or the judge
 //! reported token usage, a `usage` key with the suite's tokens and cost
 //! (see [`usage`]).
 
@@ -63,22 +64,34 @@ impl Reporter for SummaryJson {
 /// passed and the result of each expectation; for a repeated batch, the
 /// results of the checks on its runs together (`checks`) and its `repeats`
 /// statistics, and after a repeated dataset's batches a row with the
-/// dataset's (a run of the dataset passes when all its batches did).
-/// `None` when the suite has no expectation and no repeat, so the file is
-/// then exactly Fair-Forge's.
+/// dataset's (a run of the dataset passes when all its batches did). A
+/// skipped batch (`ignore: true`, not run as a test) has a row
+/// `{"test": ..., "skipped": true}` in its place, and nothing else: it has
+/// no verdict, and Fair-Forge's fields leave it out (it was not run, or ran
+/// only as an earlier turn of its session).
+/// `None` when the suite has no expectation, no repeat and no skipped
+/// batch, so the file is then exactly Fair-Forge's.
 pub fn checks(suite: &SuiteReport) -> Option<serde_json::Value> {
     let interesting = suite
         .records
         .iter()
-        .any(|r| r.runs.len() > 1 || r.runs.iter().any(|run| !run.checks.is_empty()));
+        .any(|r| r.skipped || r.runs.len() > 1 || r.runs.iter().any(|run| !run.checks.is_empty()));
     if !interesting {
         return None;
     }
-    let selected: Vec<&BatchRecord> = suite.records.iter().filter(|r| r.selected).collect();
-    let mut rows = Vec::with_capacity(selected.len());
-    for dataset in selected.chunk_by(|a, b| a.id.dataset == b.id.dataset) {
-        rows.extend(dataset.iter().map(|r| batch_row(r)));
-        rows.extend(dataset_row(dataset));
+    let shown: Vec<&BatchRecord> = suite
+        .records
+        .iter()
+        .filter(|r| r.selected || r.skipped)
+        .collect();
+    let mut rows = Vec::with_capacity(shown.len());
+    for dataset in shown.chunk_by(|a, b| a.id.dataset == b.id.dataset) {
+        rows.extend(dataset.iter().map(|r| match r.skipped {
+            true => serde_json::json!({"test": r.test, "skipped": true}),
+            false => batch_row(r),
+        }));
+        let selected: Vec<&BatchRecord> = dataset.iter().copied().filter(|r| r.selected).collect();
+        rows.extend(dataset_row(&selected));
     }
     Some(serde_json::Value::Array(rows))
 }

@@ -44,6 +44,7 @@
 
 mod env;
 mod files;
+mod locate;
 mod model;
 mod parse;
 
@@ -61,6 +62,7 @@ use crate::runner::Runner;
 use crate::schema::Dataset;
 use crate::secrets::Secrets;
 use crate::usage::{Budget, Price};
+pub use locate::BatchLocation;
 #[cfg(feature = "serve")]
 pub(crate) use model::parse_duration;
 pub(crate) use model::DurationValue;
@@ -157,6 +159,9 @@ pub struct SuiteDataset {
     pub min_passes: usize,
     /// The judge its judged checks ask (see [`crate::judge`]).
     pub(crate) judge: Option<Arc<JudgeSpec>>,
+    /// Where each batch is written (its `qa_id`'s line in the suite or its
+    /// dataset file), for CI to link a failure to.
+    pub locations: Arc<[BatchLocation]>,
 }
 
 impl Suite {
@@ -196,7 +201,11 @@ impl Suite {
         let mut loaded = parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
         let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
         parse::judges(source, suite_judge, &mut loaded)?;
-        let datasets = parse::name_tests(source, &name, loaded)?;
+        let places = locate::batches(path, text, loaded.iter().map(parse::Loaded::place));
+        let mut datasets = parse::name_tests(source, &name, loaded)?;
+        for (dataset, places) in datasets.iter_mut().zip(places) {
+            dataset.locations = places.into();
+        }
         let (concurrency, policy) = parse::policy(source, &file)?;
         let (price, budget) = parse::cost(source, &file, &datasets)?;
         let fingerprint = fingerprint(text, &datasets);

@@ -163,6 +163,15 @@ pub(super) struct Loaded {
     judge: Option<Value>,
     /// Its judge, once resolved.
     judge_spec: Option<Arc<JudgeSpec>>,
+    /// The dataset file it was read from (`None`: inline).
+    file: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// The dataset file it was read from (`None`: inline), and the dataset.
+    pub(super) fn place(&self) -> (Option<&Path>, &Dataset) {
+        (self.file.as_deref(), &self.dataset)
+    }
 }
 
 /// The datasets of `datasets:`, in file order (a file's in its order).
@@ -212,6 +221,7 @@ fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loa
         anchor,
         judge,
         judge_spec: None,
+        file: None,
     })
 }
 
@@ -255,6 +265,7 @@ fn from_file(
                 anchor: file.clone(),
                 judge: judge.clone(),
                 judge_spec: None,
+                file: Some(path.clone()),
             }
         })
         .collect())
@@ -423,6 +434,7 @@ impl Loaded {
             runs: self.runs.0,
             min_passes: self.runs.1,
             judge: self.judge_spec,
+            locations: Arc::from([]),
         }
     }
 }

@@ -235,13 +235,14 @@ pub fn assert_no_mismatch(mismatches: &[String], hint: &str) {
     }
 }
 
-/// The names of the files in `dir`, sorted (none when it does not exist).
+/// The names of the files in `dir`, sorted (none when it does not exist),
+/// but forge's list of the reports it wrote (`.forge-reports`).
 pub fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|e| e.path().is_file())
+                .filter(|e| e.path().is_file() && e.file_name() != ".forge-reports")
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
