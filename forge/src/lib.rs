@@ -23,6 +23,7 @@ mod cassette;
 mod check;
 mod engine;
 mod error;
+mod init;
 mod interrupt;
 mod judge;
 mod load;
