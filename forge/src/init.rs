@@ -61,8 +61,9 @@ pub(crate) struct InitArgs {
     #[arg(default_value = ".", value_name = "DIR")]
     dir: PathBuf,
     /// Depend on forge by path: the directory of forge-eval's Cargo.toml
-    /// (`forge/` in forge's repository). Written as given: relative to DIR
-    /// when relative, else absolute. Default: forge's git repository.
+    /// (`forge/` in forge's repository). A relative path (from the working
+    /// directory) is written relative to DIR, an absolute one as is.
+    /// Default: forge's git repository.
     #[arg(long, value_name = "PATH_TO_FORGE")]
     path: Option<PathBuf>,
 }
