@@ -20,7 +20,7 @@ const HARNESS: &str = "FORGE_SUITES_DIR=suites FORGE_OUT_DIR=<OUT> forge-harness
 const BLESS: &str = "If the change is meant, rewrite them with `FORGE_BLESS=1 cargo test --test golden_harness` and review the diff.";
 /// The shared reports are `forge run`'s golden files: never blessed here.
 const SAME_AS_FORGE_RUN: &str = "The reports are `forge run`'s golden files: the harness must write the same for the same selection. \
-     If `forge run` changed on purpose, rewrite them with `FORGE_BLESS=1 cargo test -p forge --test golden`; \
+     If `forge run` changed on purpose, rewrite them with `FORGE_BLESS=1 cargo test -p forge-eval --test golden`; \
      a console change of the harness is blessed with `FORGE_BLESS=1 cargo test --test golden_harness`.";
 
 #[test]

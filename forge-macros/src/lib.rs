@@ -1,4 +1,4 @@
-//! The `#[forge_runner]` attribute of [forge](https://docs.rs/forge).
+//! The `#[forge_runner]` attribute of [forge-eval](https://docs.rs/forge-eval).
 //!
 //! Use it through forge, as `forge::forge_runner`; see its documentation
 //! there. This crate holds the entry point only: the arguments are parsed in
@@ -54,7 +54,7 @@ use proc_macro::TokenStream;
 /// It returns a `Result` (any path ending in `Result`, so `io::Result<T>`
 /// and `anyhow::Result<T>` work too):
 ///
-/// - `Ok`: a `String`, a [`forge::Reply`](https://docs.rs/forge) (to add
+/// - `Ok`: a `String`, a [`forge::Reply`](https://docs.rs/forge-eval) (to add
 ///   agentic data or log-probabilities), or anything `Into<Reply>`.
 /// - `Err`: any `E: Display`, which fails the turn permanently with the
 ///   error's message (the batch's answer becomes `[ERROR] <message>`); or
@@ -62,7 +62,7 @@ use proc_macro::TokenStream;
 ///   return `RunError::transient(...)` for failures the suite may retry.
 ///
 /// Timing, the suite's timeout and retries, and the `[ERROR]` capture come
-/// from the default [`Runner::run_batch`](https://docs.rs/forge).
+/// from the default [`Runner::run_batch`](https://docs.rs/forge-eval).
 ///
 /// # Arguments
 ///

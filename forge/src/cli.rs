@@ -1,6 +1,6 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
-//! `forge run --payload FILE`, `forge merge --out DIR INPUT...` and
-//! (feature `serve`) `forge serve`.
+//! `forge run --payload FILE`, `forge merge --out DIR INPUT...`,
+//! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
 //! status, the closing lines) around the pipeline every front end shares:
@@ -52,6 +52,9 @@ enum Command {
     Run(RunArgs),
     /// Merge the reports of shards (or nextest processes) into one.
     Merge(MergeArgs),
+    /// Add forge to an existing cargo crate: the dev-dependency, a
+    /// `suites` test target and a first suite.
+    Init(crate::init::InitArgs),
     /// Serve the payload API over HTTP: `POST /run`, `GET /health`.
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
@@ -192,6 +195,7 @@ pub fn main() -> ExitCode {
             None => runtime.block_on(run_files(&args)),
         },
         Command::Merge(args) => merge(&args),
+        Command::Init(args) => crate::init::main(&args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => runtime.block_on(serve(args)),
     }

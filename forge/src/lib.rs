@@ -1,4 +1,4 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -23,6 +23,7 @@ mod cassette;
 mod check;
 mod engine;
 mod error;
+mod init;
 mod interrupt;
 mod judge;
 mod load;

@@ -8,7 +8,7 @@
 //! cannot be built, and the `alquimia` runner against the loopback server.
 //! Its summary JSONs, `junit.xml` and console (exit status, stdout, stderr)
 //! are compared, after normalising timings and paths, with
-//! `tests/golden/expected/`. `FORGE_BLESS=1 cargo test -p forge --test
+//! `tests/golden/expected/`. `FORGE_BLESS=1 cargo test -p forge-eval --test
 //! golden` rewrites them; review the diff before committing it.
 //!
 //! The root's `tests/golden_harness.rs` runs the same fixture through the
@@ -23,7 +23,7 @@ use support::{Fixture, Server};
 
 const FORGE_RUN: &str = "forge run --quiet --out <OUT> suites";
 
-const BLESS: &str = "If the change is meant, rewrite them with `FORGE_BLESS=1 cargo test -p forge --test golden` and review the diff.";
+const BLESS: &str = "If the change is meant, rewrite them with `FORGE_BLESS=1 cargo test -p forge-eval --test golden` and review the diff.";
 
 #[test]
 fn forge_run_writes_the_golden_reports_and_console() {
