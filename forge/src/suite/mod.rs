@@ -44,6 +44,7 @@
 
 mod env;
 mod files;
+mod locate;
 mod model;
 mod parse;
 
@@ -92,9 +93,9 @@ pub struct Suite {
     /// unexpanded): what a cassette compares.
     runner_config: String,
     runner_line: Option<usize>,
-    /// Why the runner cannot be built: a variable an offline load left
-    /// unset (see [`LoadOptions::offline`]).
-    runner_unset: Option<Arc<SuiteError>>,
+    /// Why the runner cannot be built, where: a variable an offline load
+    /// left unset, or a build error it kept (see [`LoadOptions::offline`]).
+    runner_error: Option<parse::Unbuildable>,
     /// Sessions in flight at once.
     pub concurrency: usize,
     /// Per-turn timeout and retries.
@@ -188,7 +189,8 @@ impl Suite {
         let mut file = parse::suite_file(source)?;
         let name = parse::suite_name(source, file.name.take())?;
         let runner_config = crate::cassette::fingerprint(&file.runner);
-        let (runner, runner_unset) = parse::runner(source, &file.runner, options.offline)?;
+        let (runner, unset) = parse::runner(source, &file.runner, options.offline)?;
+        let (built, runner_error) = parse::build_runner(source, &runner, unset, options.offline)?;
         let defaults = parse::Defaults {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
@@ -205,7 +207,7 @@ impl Suite {
             name,
             path: path.to_owned(),
             runner_line: source.at("runner:").line,
-            runner_unset: runner_unset.map(Arc::new),
+            runner_error,
             runner_config,
             runner,
             concurrency,
@@ -213,7 +215,7 @@ impl Suite {
             price,
             budget,
             datasets,
-            prebuilt: Prebuilt::default(),
+            prebuilt: Prebuilt(std::sync::Mutex::new(built)),
             secrets: std::sync::OnceLock::new(),
         })
     }
@@ -247,14 +249,10 @@ impl Suite {
         if let Some(runner) = prebuilt {
             return Ok(runner);
         }
-        if let Some(unset) = &self.runner_unset {
+        if let Some((location, message)) = &self.runner_error {
             return Err(SuiteError::Invalid {
-                location: Location {
-                    file: self.path.clone(),
-                    line: self.runner_line,
-                    column: None,
-                },
-                message: unset.to_string(),
+                location: location.clone(),
+                message: message.clone(),
             });
         }
         let context = BuildContext::new(self.path.parent().unwrap_or(Path::new("")));
