@@ -186,11 +186,11 @@ pub enum SuiteError {
     /// The suite's runner cannot be built.
     #[error("{location}: {source}")]
     Runner {
-        /// The suite file, at its `runner:` key.
+        /// The suite file, at the key or value at fault (else its `runner:` key).
         location: Location,
         /// The configuration error.
         #[source]
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     /// A path or pattern matched no suite file.
     #[error("{0}: no suite file found")]

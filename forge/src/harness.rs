@@ -122,7 +122,7 @@ fn path_in_package(package: &Path, file: &Path) -> Option<PathBuf> {
 /// one the test target gives [`main`].
 pub const SUITES_DIR_ENV: &str = "FORGE_SUITES_DIR";
 
-/// Runs the suites found directly in `dir` (relative to the package root
+/// Runs the suites found in `dir` and its subfolders (relative to the package root
 /// when it is not found from the working directory), or in
 /// `$FORGE_SUITES_DIR` when set, with the process's libtest arguments,
 /// writes the reports, and returns the exit code: 0 when every selected

@@ -160,3 +160,40 @@ fn a_variable_set_but_empty_is_empty_not_unset() {
     assert!(output.status.success(), "{output:?}");
     assert!(Path::new(&dir.path().join("out/bad.json")).is_file());
 }
+
+#[test]
+fn forge_run_finds_suites_in_subfolders_and_reports_broken_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let suites = dir.path().join("suites");
+    std::fs::create_dir_all(suites.join("smoke")).expect("mkdir");
+    let echo = format!("runner: {{type: echo}}\n{DATASETS}");
+    std::fs::write(suites.join("top.yaml"), &echo).expect("write");
+    std::fs::write(suites.join("smoke/deep.yaml"), &echo).expect("write");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_forge"))
+            .current_dir(dir.path())
+            .args(["run", "--quiet", "--out", "out", "suites"])
+            .env_remove("FORGE_PARTITION")
+            .output()
+            .expect("run forge")
+    };
+    let output = run();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).split(" in ").next(),
+        Some("6 passed, 0 failed")
+    );
+    assert!(dir.path().join("out/deep.json").is_file());
+    std::fs::write(
+        suites.join("smoke/bad.yaml"),
+        "runner: {type: echo}\ndatasets: 3\n",
+    )
+    .expect("write");
+    let output = run();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("forge: suites/smoke/bad.yaml:2:"),
+        "{stderr}"
+    );
+}

@@ -106,6 +106,8 @@ pub struct Suite {
     pub budget: Option<Budget>,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
+    /// The dataset files its `file:` entries name.
+    pub(crate) dataset_files: Vec<PathBuf>,
     /// Its version, as `forge merge` compares shards: see [`fingerprint`].
     pub fingerprint: String,
     /// The runner built to learn its secrets, kept for the first run.
@@ -195,7 +197,8 @@ impl Suite {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
         };
-        let mut loaded = parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
+        let (mut loaded, dataset_files) =
+            parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
         let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
         parse::judges(source, suite_judge, &mut loaded)?;
         let datasets = parse::name_tests(source, &name, loaded)?;
@@ -215,6 +218,7 @@ impl Suite {
             price,
             budget,
             datasets,
+            dataset_files,
             prebuilt: Prebuilt(std::sync::Mutex::new(built)),
             secrets: std::sync::OnceLock::new(),
         })
@@ -262,7 +266,7 @@ impl Suite {
                 line: self.runner_line,
                 column: None,
             },
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -338,25 +342,59 @@ pub fn test_name(suite: &str, session_id: &str, qa_id: &str) -> String {
     format!("{suite}::{}::{}", clean(session_id), clean(qa_id))
 }
 
-/// The suite files directly inside `dir` (`*.yaml`, `*.yml`), sorted. A
-/// directory with none is an error, so a wrong path never passes silently.
+/// The suite files in `dir` and its subfolders, at any depth up to
+/// [`MAX_FOLDER_DEPTH`] and at most [`MAX_SUITE_FILES`] (`*.yaml`, `*.yml`; names starting with `.` and symbolic
+/// links to folders left out), sorted by path. A directory with none is an
+/// error, so a wrong path never passes silently. A dataset file among them
+/// (`suites/data/more.yaml`) is not run as a suite by
+/// [`load`](crate::load::load) when a suite names it.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
+    let mut files = Vec::new();
+    walk(dir, 0, &mut files)?;
     files.sort();
     if files.is_empty() {
         return Err(SuiteError::NotFound(dir.to_owned()));
     }
     Ok(files)
+}
+
+/// How deep [`discover`] looks into subfolders.
+pub const MAX_FOLDER_DEPTH: usize = 16;
+/// The most suite files [`discover`] takes from one directory.
+pub const MAX_SUITE_FILES: usize = 10_000;
+
+/// Adds the suite files of `dir` (at `depth`) and of its subfolders.
+fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), SuiteError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && depth < MAX_FOLDER_DEPTH {
+            walk(&path, depth + 1, files)?;
+        } else if path.is_file()
+            && matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            )
+        {
+            if files.len() == MAX_SUITE_FILES {
+                return Err(SuiteError::Io {
+                    path: dir.to_owned(),
+                    source: std::io::Error::other(format!(
+                        "more than {MAX_SUITE_FILES} suite files"
+                    )),
+                });
+            }
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The most sessions a suite may run at once (`concurrency`).

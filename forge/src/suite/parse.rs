@@ -151,6 +151,9 @@ pub(super) fn runner(
 /// an offline load, which builds no runner.
 pub(super) type Unbuildable = (Location, String);
 
+/// The runner built at load, or why it could not be (offline only).
+pub(super) type Built = (Option<Arc<dyn Runner>>, Option<Unbuildable>);
+
 /// Builds the suite's runner at load, so a mistake in the `runner:`
 /// mapping (an unknown key, a wrong value, an unknown type) is reported
 /// once, at its own line and column, before anything runs. `unset` is the
@@ -161,7 +164,7 @@ pub(super) fn build_runner(
     runner: &Value,
     unset: Option<SuiteError>,
     offline: bool,
-) -> Result<(Option<Arc<dyn Runner>>, Option<Unbuildable>), SuiteError> {
+) -> Result<Built, SuiteError> {
     if let Some(unset) = unset {
         return Ok((None, Some(unbuildable(source, unset))));
     }
@@ -173,13 +176,13 @@ pub(super) fn build_runner(
             if offline {
                 let message = SuiteError::Runner {
                     location: location.clone(),
-                    source: error,
+                    source: Box::new(error),
                 };
                 return Ok((None, Some(unbuildable(source, message))));
             }
             Err(SuiteError::Runner {
                 location,
-                source: error,
+                source: Box::new(error),
             })
         }
     }
@@ -283,20 +286,26 @@ pub(super) struct Loaded {
     judge_spec: Option<Arc<JudgeSpec>>,
 }
 
-/// The datasets of `datasets:`, in file order (a file's in its order).
+/// The datasets of `datasets:`, in file order (a file's in its order), and
+/// the dataset files named by `file:`.
 pub(super) fn datasets(
     source: Source,
     entries: Vec<DatasetEntry>,
     defaults: &Defaults,
-) -> Result<Vec<Loaded>, SuiteError> {
+) -> Result<(Vec<Loaded>, Vec<PathBuf>), SuiteError> {
     let mut datasets = Vec::new();
+    let mut files = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
         match entry {
             DatasetEntry::Inline(entry) => datasets.push(inline(source, index, entry, defaults)?),
-            DatasetEntry::File(entry) => datasets.extend(from_file(source, entry, defaults)?),
+            DatasetEntry::File(entry) => {
+                let path = dataset_path(source, &entry.file)?;
+                datasets.extend(from_file(source, &path, entry, defaults)?);
+                files.push(path);
+            }
         }
     }
-    Ok(datasets)
+    Ok((datasets, files))
 }
 
 /// An inline dataset (entry `index` of `datasets:`), checked, each batch
@@ -355,6 +364,7 @@ fn batch_settings(meta: BatchMeta, ignore: bool, dataset: &Arc<Checks>) -> (bool
 /// The datasets of a `file:` entry, each batch with the entry's settings.
 fn from_file(
     source: Source,
+    path: &Path,
     entry: FileEntry,
     defaults: &Defaults,
 ) -> Result<Vec<Loaded>, SuiteError> {
@@ -365,11 +375,10 @@ fn from_file(
         repeat,
         judge,
     } = entry;
-    let path = dataset_path(source, &file)?;
     let judge = judge_value(source, judge.as_ref(), &file)?;
     let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
     let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
-    let datasets = load_dataset_file(&path)?;
+    let datasets = load_dataset_file(path)?;
     Ok(datasets
         .into_iter()
         .map(|dataset| {
