@@ -72,8 +72,9 @@ use parse::Source;
 pub struct LoadOptions {
     /// The run builds no runner (an offline replay, `--replay` without
     /// `--record`): a `${VAR}` of the `runner:` mapping that is unset is not
-    /// a load error (the runner would fail to build with it), so a suite
-    /// replays on a machine without the agent's URL and keys.
+    /// a load error (the runner would fail to build with it), nor is a
+    /// runner that cannot be built (a type only a test binary has), so a
+    /// suite replays on a machine without the agent's URL and keys.
     pub offline: bool,
 }
 
@@ -178,8 +179,9 @@ impl Suite {
         Ok(suite)
     }
 
-    /// Parses suite text; `path` names the file in errors and anchors
-    /// relative dataset paths. The steps run in this order, and the first
+    /// Parses suite text and builds its runner (sending nothing), so a
+    /// mistake in its `runner:` mapping is an error here; `path` names the
+    /// file in errors and anchors relative dataset paths. The steps run in this order, and the first
     /// error stops the parse.
     pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
         Suite::parse_with(path, text, &LoadOptions::default())
