@@ -91,6 +91,4 @@ forge::register_runner!("transcript", |_config, _context| Ok(std::sync::Arc::new
     Transcript
 )));
 
-fn main() -> std::process::ExitCode {
-    forge::harness::main("suites")
-}
+forge::harness!("suites");

@@ -28,6 +28,10 @@ pub struct ConfigError {
     pub runner: String,
     /// What is missing or wrong.
     pub message: String,
+    /// Where in the `runner:` mapping, when known: keys and (decimal)
+    /// sequence indices, such as `["headers", "X-Key"]`; empty for the
+    /// mapping as a whole. A suite reports the error at that line and column.
+    pub path: Vec<String>,
 }
 
 impl ConfigError {
@@ -36,7 +40,14 @@ impl ConfigError {
         ConfigError {
             runner: runner.into(),
             message: message.into(),
+            path: Vec::new(),
         }
+    }
+
+    /// The error, at `path` in the `runner:` mapping.
+    pub fn at<S: Into<String>>(mut self, path: impl IntoIterator<Item = S>) -> Self {
+        self.path = path.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -175,11 +186,11 @@ pub enum SuiteError {
     /// The suite's runner cannot be built.
     #[error("{location}: {source}")]
     Runner {
-        /// The suite file, at its `runner:` key.
+        /// The suite file, at the key or value at fault (else its `runner:` key).
         location: Location,
         /// The configuration error.
         #[source]
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     /// A path or pattern matched no suite file.
     #[error("{0}: no suite file found")]

@@ -1,13 +1,16 @@
 //! The `cargo test` harness: suites become libtest-mimic trials, one per
 //! batch, named `<suite>::<session_id>::<qa_id>`.
 //!
-//! A test target with `harness = false` calls [`main`]:
+//! A test target with `harness = false` holds one line, [`harness!`](crate::harness!):
 //!
 //! ```no_run
-//! fn main() -> std::process::ExitCode {
-//!     forge::harness::main("suites")
-//! }
+//! forge::harness!("suites");
 //! ```
+//!
+//! It expands to a `fn main` calling [`main`], and to a `#[test]` that only
+//! libtest compiles: a target that lacks `harness = false` (libtest's own
+//! harness, which never calls `main` and would run zero tests and report
+//! ok) fails that test, which says what to add to `Cargo.toml`.
 //!
 //! The selected batches run on one tokio runtime while libtest-mimic reports
 //! them: sessions concurrently (up to each suite's `concurrency`), turns in
@@ -48,11 +51,80 @@ use crate::run::BatchRecord;
 use crate::select::{shard_members, Selection};
 use crate::suite::{LoadOptions, Suite};
 
+/// The entry point of a `cargo test` target (`harness = false`) that runs
+/// the suites in a directory (`"suites"` when none is given): a `fn main`
+/// calling [`harness::main`](crate::harness::main), and a `#[test]`,
+/// `forge_harness_needs_harness_false`, that fails with the fix.
+///
+/// Without `harness = false`, Cargo builds the target with libtest's
+/// harness, which ignores `main`: no suite would run, and `cargo test`
+/// would say ok. Under `harness = false` a `#[test]` function is not
+/// compiled at all, so the guard exists only where it is needed.
+///
+/// ```no_run
+/// // tests/suites.rs, the `[[test]]` target `suites` with `harness = false`
+/// forge::harness!("suites");
+/// ```
+#[macro_export]
+macro_rules! harness {
+    () => {
+        $crate::harness!("suites");
+    };
+    ($dir:expr $(,)?) => {
+        #[allow(dead_code)]
+        fn main() -> ::std::process::ExitCode {
+            $crate::harness::main($dir)
+        }
+
+        /// Compiled only by libtest's harness: `harness = false` is missing.
+        #[test]
+        fn forge_harness_needs_harness_false() {
+            $crate::harness::needs_harness_false(
+                module_path!(),
+                file!(),
+                option_env!("CARGO_MANIFEST_DIR"),
+            )
+        }
+    };
+}
+
+/// The failure of [`harness!`](crate::harness!)'s guard test: the test
+/// crate `target`, whose source is `file` (as rustc was given it: relative
+/// to the workspace's root) in the package at `package`, was built with
+/// libtest's harness. Not a public API.
+#[doc(hidden)]
+pub fn needs_harness_false(target: &str, file: &str, package: Option<&str>) -> ! {
+    let file = package
+        .map(Path::new)
+        .and_then(|package| path_in_package(package, Path::new(file)))
+        .unwrap_or_else(|| PathBuf::from(file));
+    let file = file.to_string_lossy().replace('\\', "/");
+    panic!(
+        "this test target runs forge's harness, but Cargo built it with libtest's, \
+         which never calls its `main`: no suite ran.\n\
+         Add `harness = false` to the target in Cargo.toml:\n\n\
+         [[test]]\nname = \"{target}\"\npath = \"{file}\"\nharness = false\n"
+    )
+}
+
+/// `file` relative to `package`: the shortest tail of `file` that names a
+/// file of the package (rustc's paths of a workspace member start with the
+/// member's directory).
+fn path_in_package(package: &Path, file: &Path) -> Option<PathBuf> {
+    if file.is_absolute() {
+        return file.strip_prefix(package).ok().map(Path::to_owned);
+    }
+    let parts: Vec<_> = file.components().collect();
+    (0..parts.len())
+        .map(|skip| parts[skip..].iter().collect::<PathBuf>())
+        .find(|tail| package.join(tail).is_file())
+}
+
 /// Environment variable naming a suites directory to run instead of the
 /// one the test target gives [`main`].
 pub const SUITES_DIR_ENV: &str = "FORGE_SUITES_DIR";
 
-/// Runs the suites found directly in `dir` (relative to the package root
+/// Runs the suites found in `dir` and its subfolders (relative to the package root
 /// when it is not found from the working directory), or in
 /// `$FORGE_SUITES_DIR` when set, with the process's libtest arguments,
 /// writes the reports, and returns the exit code: 0 when every selected

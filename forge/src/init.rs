@@ -29,9 +29,7 @@ const SUITE_FILE: &str = "suites/hello.yaml";
 const TEST_SOURCE: &str = r#"//! The YAML suites in suites/ as `cargo test` cases, one per batch, run by
 //! forge's harness (`harness = false` in Cargo.toml). Added by `forge init`.
 
-fn main() -> std::process::ExitCode {
-    forge::harness::main("suites")
-}
+forge::harness!("suites");
 "#;
 
 const SUITE_SOURCE: &str = r#"# A first suite, added by `forge init`. It runs offline on the `echo`

@@ -119,7 +119,7 @@ pub mod __private {
     ) -> Result<T, ConfigError> {
         let keys: Option<Vec<String>> = match &config {
             serde_json::Value::Null => Some(Vec::new()),
-            serde_json::Value::Object(map) => Some(map.keys().map(|k| format!("`{k}`")).collect()),
+            serde_json::Value::Object(map) => Some(map.keys().cloned().collect()),
             _ => None,
         };
         let error = match crate::registry::config::<T>(runner, config) {
@@ -130,8 +130,15 @@ pub mod __private {
             (Some(keys), Ok(unit)) if keys.is_empty() => Ok(unit),
             (Some(keys), Ok(_)) => Err(ConfigError::new(
                 runner,
-                format!("takes no configuration, found {}", keys.join(", ")),
-            )),
+                format!(
+                    "takes no configuration, found {}",
+                    keys.iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .at(keys.first())),
             _ => Err(error),
         }
     }

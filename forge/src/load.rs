@@ -5,7 +5,7 @@
 //! harness run the suites that loaded and report each failure as a failing
 //! test (`forge run` then exits with 2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::suite::{self, LoadOptions, Suite};
@@ -30,12 +30,18 @@ pub struct Loaded {
 }
 
 /// Loads suite files and directories (each directory's `*.yaml` / `*.yml`
-/// files, sorted). A suite whose name an earlier one took fails, so no two
-/// suites write one report.
+/// files, its subfolders' too, sorted by path: see [`suite::discover`]).
+/// A file found in a directory that a suite names as its dataset file
+/// (`file: data/more.yaml`) is that suite's data, not a suite. A suite
+/// whose name an earlier one took fails, so no two suites write one report.
 pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
     let mut loaded = Loaded::default();
+    // The files found in directories that did not load: not failures when
+    // a suite names them as its dataset file.
+    let mut found_failures = Vec::new();
     for path in paths {
-        let files = if !is_suite_file(path) {
+        let walked = !is_suite_file(path);
+        let files = if walked {
             match suite::discover(path) {
                 Ok(files) => files,
                 Err(error) => {
@@ -52,13 +58,31 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
         for file in files {
             match Suite::load_with(&file, options) {
                 Ok(suite) => loaded.suites.push(suite),
-                Err(error) => loaded.failures.push(LoadFailure {
-                    test: load_test_name(&file),
-                    message: error.to_string(),
-                }),
+                Err(error) => {
+                    let failure = LoadFailure {
+                        test: load_test_name(&file),
+                        message: error.to_string(),
+                    };
+                    match walked {
+                        true => found_failures.push((file, failure)),
+                        false => loaded.failures.push(failure),
+                    }
+                }
             }
         }
     }
+    let datasets: HashSet<PathBuf> = loaded
+        .suites
+        .iter()
+        .flat_map(|suite| &suite.dataset_files)
+        .filter_map(|file| file.canonicalize().ok())
+        .collect();
+    loaded.failures.extend(
+        found_failures
+            .into_iter()
+            .filter(|(file, _)| !file.canonicalize().is_ok_and(|f| datasets.contains(&f)))
+            .map(|(_, failure)| failure),
+    );
     reject_duplicate_names(&mut loaded);
     loaded
 }

@@ -76,7 +76,7 @@ pub fn build(mut config: Value, context: &BuildContext) -> Result<Arc<dyn Runner
     };
     let name = match map.remove("type") {
         Some(Value::String(name)) => name,
-        Some(_) => return Err(ConfigError::new("?", "`type` must be a string")),
+        Some(_) => return Err(ConfigError::new("?", "`type` must be a string").at(["type"])),
         None => {
             return Err(ConfigError::new(
                 "?",
@@ -94,7 +94,8 @@ pub fn build(mut config: Value, context: &BuildContext) -> Result<Arc<dyn Runner
             return Err(ConfigError::new(
                 name,
                 "`redact` must be a list of strings (values to redact from every output)",
-            ))
+            )
+            .at(["redact"]))
         }
     }
     build_named(&name, config, context)
@@ -111,21 +112,29 @@ pub fn build_named(
         .filter(|t| t.name == name);
     match (found.next(), found.next()) {
         (Some(runner_type), None) => (runner_type.build)(config, context),
-        (Some(_), Some(_)) => Err(duplicate(name)),
-        (None, _) => {
-            let names = names();
-            let hint = closest(name, names.iter().copied())
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
-            Err(ConfigError::new(
-                name,
-                format!(
-                    "unknown runner type{hint}; registered types: {}",
-                    names.join(", ")
-                ),
-            ))
-        }
+        (Some(_), Some(_)) => Err(duplicate(name).at(["type"])),
+        (None, _) => Err(unknown(name).at(["type"])),
     }
+}
+
+/// The error for a runner type no runner of this binary has: a misspelt
+/// one gets the closest name; any other is most likely a `#[forge_runner]`
+/// defined in a test binary, which only that binary knows.
+fn unknown(name: &str) -> ConfigError {
+    let names = names();
+    let message = match closest(name, names.iter().copied()) {
+        Some(close) => format!(
+            "unknown runner type (did you mean `{close}`?); registered types: {}",
+            names.join(", ")
+        ),
+        None => format!(
+            "unknown runner type: this binary's types are {}. A `#[forge_runner]` (or \
+             `register_runner!`) type exists only in the binary that defines it: run this \
+             suite with that test target (`cargo test --test suites`), not with `forge run`",
+            names.join(", ")
+        ),
+    };
+    ConfigError::new(name, message)
 }
 
 /// The runner type names registered more than once, sorted: two
@@ -167,14 +176,63 @@ pub fn config<T: DeserializeOwned>(runner: &str, config: Value) -> Result<T, Con
         config
     };
     serde_path_to_error::deserialize(config).map_err(|err| {
-        let path = err.path().to_string();
-        let message = with_suggestion(&err.into_inner().to_string());
-        if path == "." {
+        let mut segments = segments(err.path());
+        let inner = err.into_inner().to_string();
+        // An unknown key's path may end with the key itself: the message
+        // names it, the prefix names where it is.
+        let mut at = segments.clone();
+        match unknown_field(&inner) {
+            Some(field) if segments.last().map(String::as_str) == Some(field) => {
+                at.pop();
+            }
+            Some(field) => segments.push(field.to_owned()),
+            None => {}
+        }
+        let message = with_suggestion(&inner);
+        let error = if at.is_empty() {
             ConfigError::new(runner, message)
         } else {
-            ConfigError::new(runner, format!("`{path}`: {message}"))
-        }
+            ConfigError::new(runner, format!("`{}`: {message}", dotted(&at)))
+        };
+        error.at(segments)
     })
+}
+
+/// A path as serde_path_to_error writes it: `headers.X-Key`, `args[2]`.
+fn dotted(path: &[String]) -> String {
+    let mut text = String::new();
+    for segment in path {
+        if segment.parse::<usize>().is_ok() {
+            text.push_str(&format!("[{segment}]"));
+        } else {
+            if !text.is_empty() {
+                text.push('.');
+            }
+            text.push_str(segment);
+        }
+    }
+    text
+}
+
+/// A serde path as keys and indices (up to the first segment it cannot name).
+fn segments(path: &serde_path_to_error::Path) -> Vec<String> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .map_while(|segment| match segment {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// The key of serde's "unknown field `x`, expected ..." message.
+pub(crate) fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")?
+        .split_once('`')
+        .map(|(field, _)| field)
 }
 
 /// The candidate closest to `word`, when one is close enough to be a typo.

@@ -4,8 +4,9 @@
 //! (`forge run --quiet --out DIR suites`): every check kind passing and
 //! failing, `repeat` with `pass_rate` and `min_passes`, a multi-turn session
 //! carrying Fair-Forge's every field, ignored batches, runner errors, a
-//! best-of dataset, secrets echoed by the system under test, a runner that
-//! cannot be built, and the `alquimia` runner against the loopback server.
+//! best-of dataset, secrets echoed by the system under test, and the
+//! `alquimia` runner against the loopback server. (A runner that cannot be
+//! built is a load error now: see `tests/bad_input.rs`.)
 //! Its summary JSONs, `junit.xml` and console (exit status, stdout, stderr)
 //! are compared, after normalising timings and paths, with
 //! `tests/golden/expected/`. `FORGE_BLESS=1 cargo test -p forge-eval --test

@@ -10,7 +10,7 @@ use forge_testkit::reports::assert_same_reports;
 
 /// Offline suites with what a merge must keep: multi-turn sessions, a
 /// failing check, `repeat`, two datasets sharing a session id, and a suite
-/// whose runner cannot be built.
+/// whose every turn fails with a runner error.
 fn fixture(dir: &Path) {
     let mut alpha = "name: alpha\nrunner: {type: echo}\ndatasets:\n".to_owned();
     for s in 0..7 {
@@ -28,7 +28,7 @@ fn fixture(dir: &Path) {
         ));
     }
     let delta = "name: delta\nrunner: {type: echo}\ndatasets:\n  - session_id: shared\n    assistant_id: a\n    conversation: [{qa_id: q1, query: x}]\n  - session_id: shared\n    assistant_id: b\n    conversation: [{qa_id: q1, query: y}]\n";
-    let broken = "name: broken\nrunner: {type: command}\ndatasets:\n  - session_id: b0\n    assistant_id: bot\n    conversation: [{qa_id: q1, query: x}]\n";
+    let broken = "name: broken\nrunner: {type: command, program: sh, args: [-c, 'exit 3']}\ndatasets:\n  - session_id: b0\n    assistant_id: bot\n    conversation: [{qa_id: q1, query: x}]\n";
     for (name, text) in [
         ("alpha", alpha.as_str()),
         ("beta", beta.as_str()),

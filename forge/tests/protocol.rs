@@ -276,22 +276,40 @@ fn retry_on_outside_100_to_599_is_a_located_config_error() {
         "{type: http, url: 'http://h/x', retry_on: [RETRY]}",
     ];
     for runner in runners {
-        for (bad, want) in [
-            ("700", "`retry_on`: 700 is not an HTTP status (100..=599)"),
-            ("99", "`retry_on`: 99 is not an HTTP status (100..=599)"),
-            ("-1", "`retry_on`: -1 is not an HTTP status (100..=599)"),
-            ("'503'", "invalid type: string \"503\""),
+        // Where: a status out of range at the list, a string at itself.
+        let list = "runner: ".len() + runner.find('[').expect("a list") + 1;
+        let element = "runner: ".len() + runner.find("RETRY").expect("RETRY") + 1;
+        for (bad, want, column) in [
+            (
+                "700",
+                "`retry_on`: 700 is not an HTTP status (100..=599)",
+                list,
+            ),
+            (
+                "99",
+                "`retry_on`: 99 is not an HTTP status (100..=599)",
+                list,
+            ),
+            (
+                "-1",
+                "`retry_on`: -1 is not an HTTP status (100..=599)",
+                list,
+            ),
+            ("'503'", "invalid type: string \"503\"", element),
         ] {
             let text = format!(
                 "retries: 2\nrunner: {}\ndatasets:\n  - session_id: s\n    assistant_id: a\n    conversation:\n      - {{qa_id: q, query: hi}}\n",
                 runner.replace("RETRY", bad)
             );
-            let suite = Suite::parse(Path::new("s.yaml"), &text).unwrap();
-            let Err(error) = suite.build_runner() else {
-                panic!("{runner} {bad}: built");
+            // The runner is built at load: the error is the load's.
+            let Err(error) = Suite::parse(Path::new("s.yaml"), &text) else {
+                panic!("{runner} {bad}: loaded");
             };
             let error = error.to_string();
-            assert!(error.starts_with("s.yaml:2"), "{error}");
+            assert!(
+                error.starts_with(&format!("s.yaml:2:{column}: ")),
+                "{error}"
+            );
             assert!(error.contains(want), "{runner} {bad}: {error}");
         }
     }

@@ -1,7 +1,6 @@
 //! The one-line harness a user's `[[test]]` target holds, as a binary, so the
 //! end-to-end tests can run the real compiled harness on suites they write
-//! (in `$FORGE_SUITES_DIR`, which `forge::harness::main` honours).
+//! (in `$FORGE_SUITES_DIR`, which `forge::harness::main` honours). As a
+//! binary, `forge::harness!` leaves out its libtest guard.
 
-fn main() -> std::process::ExitCode {
-    forge::harness::main("suites")
-}
+forge::harness!("suites");

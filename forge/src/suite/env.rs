@@ -15,8 +15,10 @@ pub const MAX_DEPTH: usize = 8;
 /// Why a text cannot be interpolated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvError {
-    /// A variable that is unset (or empty) and has no default.
+    /// A variable that is unset and has no default.
     Unset(String),
+    /// A variable that is set to the empty string and has no default.
+    Empty(String),
     /// Defaults nested deeper than [`MAX_DEPTH`], starting at this variable.
     TooDeep(String),
 }
@@ -25,7 +27,7 @@ impl EnvError {
     /// The variable the error is about.
     pub fn variable(&self) -> &str {
         match self {
-            EnvError::Unset(name) | EnvError::TooDeep(name) => name,
+            EnvError::Unset(name) | EnvError::Empty(name) | EnvError::TooDeep(name) => name,
         }
     }
 }
@@ -36,6 +38,10 @@ impl std::fmt::Display for EnvError {
             EnvError::Unset(var) => write!(
                 f,
                 "environment variable {var} is not set (use ${{{var}:-default}} for a default)"
+            ),
+            EnvError::Empty(var) => write!(
+                f,
+                "environment variable {var} is empty (set it to a value, or use ${{{var}:-default}} for a default)"
             ),
             EnvError::TooDeep(var) => write!(
                 f,
@@ -86,13 +92,16 @@ fn expand(
                 Some((name, default)) => (name, Some(default)),
                 None => (expr, None),
             };
-            match (lookup(name).filter(|v| !v.is_empty()), default) {
+            let value = lookup(name);
+            let empty = value.as_ref().is_some_and(String::is_empty);
+            match (value.filter(|v| !v.is_empty()), default) {
                 (Some(value), _) if escape => out.push_str(&value.replace('{', "{{")),
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(_)) if depth >= MAX_DEPTH => {
                     return Err(EnvError::TooDeep(name.to_owned()))
                 }
                 (None, Some(default)) => out.push_str(&expand(default, lookup, escape, depth + 1)?),
+                (None, None) if empty => return Err(EnvError::Empty(name.to_owned())),
                 (None, None) => return Err(EnvError::Unset(name.to_owned())),
             }
             rest = &body[end + 1..];
@@ -216,6 +225,14 @@ mod tests {
         assert_eq!(
             interpolate_with("${NOPE}", env),
             Err(EnvError::Unset("NOPE".to_owned()))
+        );
+        assert_eq!(
+            interpolate_with("${EMPTY}", env),
+            Err(EnvError::Empty("EMPTY".to_owned()))
+        );
+        assert_eq!(
+            EnvError::Empty("EMPTY".to_owned()).to_string(),
+            "environment variable EMPTY is empty (set it to a value, or use ${EMPTY:-default} for a default)"
         );
         assert_eq!(
             interpolate_with("${HOST:-}", env).as_deref(),

@@ -32,7 +32,8 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
     match extension.as_str() {
         "jsonl" | "ndjson" => load_jsonl(path, &label, &text),
         "yaml" | "yml" => {
-            let value: Value = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, e))?;
+            let value: Value =
+                serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &text, e))?;
             datasets_from_value(&label, &value)
                 .map_err(|source| dataset_error(location(path, None, None), source))
         }

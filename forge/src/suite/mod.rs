@@ -47,6 +47,7 @@ mod files;
 mod locate;
 mod model;
 mod parse;
+mod places;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,19 +63,20 @@ use crate::runner::Runner;
 use crate::schema::Dataset;
 use crate::secrets::Secrets;
 use crate::usage::{Budget, Price};
-pub use locate::BatchLocation;
 #[cfg(feature = "serve")]
 pub(crate) use model::parse_duration;
 pub(crate) use model::DurationValue;
 use parse::Source;
+pub use places::BatchLocation;
 
 /// How suites are loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// The run builds no runner (an offline replay, `--replay` without
     /// `--record`): a `${VAR}` of the `runner:` mapping that is unset is not
-    /// a load error (the runner would fail to build with it), so a suite
-    /// replays on a machine without the agent's URL and keys.
+    /// a load error (the runner would fail to build with it), nor is a
+    /// runner that cannot be built (a type only a test binary has), so a
+    /// suite replays on a machine without the agent's URL and keys.
     pub offline: bool,
 }
 
@@ -94,9 +96,9 @@ pub struct Suite {
     /// unexpanded): what a cassette compares.
     runner_config: String,
     runner_line: Option<usize>,
-    /// Why the runner cannot be built: a variable an offline load left
-    /// unset (see [`LoadOptions::offline`]).
-    runner_unset: Option<Arc<SuiteError>>,
+    /// Why the runner cannot be built, where: a variable an offline load
+    /// left unset, or a build error it kept (see [`LoadOptions::offline`]).
+    runner_error: Option<parse::Unbuildable>,
     /// Sessions in flight at once.
     pub concurrency: usize,
     /// Per-turn timeout and retries.
@@ -107,6 +109,8 @@ pub struct Suite {
     pub budget: Option<Budget>,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
+    /// The dataset files its `file:` entries name.
+    pub(crate) dataset_files: Vec<PathBuf>,
     /// Its version, as `forge merge` compares shards: see [`fingerprint`].
     pub fingerprint: String,
     /// The runner built to learn its secrets, kept for the first run.
@@ -180,8 +184,9 @@ impl Suite {
         Ok(suite)
     }
 
-    /// Parses suite text; `path` names the file in errors and anchors
-    /// relative dataset paths. The steps run in this order, and the first
+    /// Parses suite text and builds its runner (sending nothing), so a
+    /// mistake in its `runner:` mapping is an error here; `path` names the
+    /// file in errors and anchors relative dataset paths. The steps run in this order, and the first
     /// error stops the parse.
     pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
         Suite::parse_with(path, text, &LoadOptions::default())
@@ -193,15 +198,17 @@ impl Suite {
         let mut file = parse::suite_file(source)?;
         let name = parse::suite_name(source, file.name.take())?;
         let runner_config = crate::cassette::fingerprint(&file.runner);
-        let (runner, runner_unset) = parse::runner(source, &file.runner, options.offline)?;
+        let (runner, unset) = parse::runner(source, &file.runner, options.offline)?;
+        let (built, runner_error) = parse::build_runner(source, &runner, unset, options.offline)?;
         let defaults = parse::Defaults {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
         };
-        let mut loaded = parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
+        let (mut loaded, dataset_files) =
+            parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
         let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
         parse::judges(source, suite_judge, &mut loaded)?;
-        let places = locate::batches(path, text, loaded.iter().map(parse::Loaded::place));
+        let places = places::batches(path, text, loaded.iter().map(parse::Loaded::place));
         let mut datasets = parse::name_tests(source, &name, loaded)?;
         for (dataset, places) in datasets.iter_mut().zip(places) {
             dataset.locations = places.into();
@@ -214,7 +221,7 @@ impl Suite {
             name,
             path: path.to_owned(),
             runner_line: source.at("runner:").line,
-            runner_unset: runner_unset.map(Arc::new),
+            runner_error,
             runner_config,
             runner,
             concurrency,
@@ -222,7 +229,8 @@ impl Suite {
             price,
             budget,
             datasets,
-            prebuilt: Prebuilt::default(),
+            dataset_files,
+            prebuilt: Prebuilt(std::sync::Mutex::new(built)),
             secrets: std::sync::OnceLock::new(),
         })
     }
@@ -256,14 +264,10 @@ impl Suite {
         if let Some(runner) = prebuilt {
             return Ok(runner);
         }
-        if let Some(unset) = &self.runner_unset {
+        if let Some((location, message)) = &self.runner_error {
             return Err(SuiteError::Invalid {
-                location: Location {
-                    file: self.path.clone(),
-                    line: self.runner_line,
-                    column: None,
-                },
-                message: unset.to_string(),
+                location: location.clone(),
+                message: message.clone(),
             });
         }
         let context = BuildContext::new(self.path.parent().unwrap_or(Path::new("")));
@@ -273,7 +277,7 @@ impl Suite {
                 line: self.runner_line,
                 column: None,
             },
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -349,25 +353,59 @@ pub fn test_name(suite: &str, session_id: &str, qa_id: &str) -> String {
     format!("{suite}::{}::{}", clean(session_id), clean(qa_id))
 }
 
-/// The suite files directly inside `dir` (`*.yaml`, `*.yml`), sorted. A
-/// directory with none is an error, so a wrong path never passes silently.
+/// The suite files in `dir` and its subfolders, at any depth up to
+/// [`MAX_FOLDER_DEPTH`] and at most [`MAX_SUITE_FILES`] (`*.yaml`, `*.yml`; names starting with `.` and symbolic
+/// links to folders left out), sorted by path. A directory with none is an
+/// error, so a wrong path never passes silently. A dataset file among them
+/// (`suites/data/more.yaml`) is not run as a suite by
+/// [`load`](crate::load::load) when a suite names it.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
+    let mut files = Vec::new();
+    walk(dir, 0, &mut files)?;
     files.sort();
     if files.is_empty() {
         return Err(SuiteError::NotFound(dir.to_owned()));
     }
     Ok(files)
+}
+
+/// How deep [`discover`] looks into subfolders.
+pub const MAX_FOLDER_DEPTH: usize = 16;
+/// The most suite files [`discover`] takes from one directory.
+pub const MAX_SUITE_FILES: usize = 10_000;
+
+/// Adds the suite files of `dir` (at `depth`) and of its subfolders.
+fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), SuiteError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SuiteError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && depth < MAX_FOLDER_DEPTH {
+            walk(&path, depth + 1, files)?;
+        } else if path.is_file()
+            && matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            )
+        {
+            if files.len() == MAX_SUITE_FILES {
+                return Err(SuiteError::Io {
+                    path: dir.to_owned(),
+                    source: std::io::Error::other(format!(
+                        "more than {MAX_SUITE_FILES} suite files"
+                    )),
+                });
+            }
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The most sessions a suite may run at once (`concurrency`).

@@ -12,14 +12,16 @@ use serde_json::Value;
 
 use super::env;
 use super::files::load_dataset_file;
+use super::locate::{self, Part};
 use super::model::{BackoffValue, BatchMeta, DatasetEntry, FileEntry, InlineEntry};
 use super::model::{RepeatSpec, SuiteFile};
 use super::{test_name, SuiteDataset, DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_RETRIES};
 use crate::check::Checks;
-use crate::error::{Location, SuiteError};
+use crate::error::{ConfigError, Location, SuiteError};
 use crate::judge::{self, JudgeSpec};
 use crate::policy::{Backoff, Policy, RateLimit};
-use crate::registry;
+use crate::registry::{self, BuildContext};
+use crate::runner::Runner;
 use crate::schema::Dataset;
 use crate::usage::{Budget, Price};
 
@@ -68,6 +70,31 @@ impl Source<'_> {
         .unwrap_or_else(|| self.at("datasets:"))
     }
 
+    /// The position of `field` (`conversation[2].qa_id`) of the inline
+    /// dataset at entry `entry` of `datasets:` (its `part`), else of the
+    /// closest key enclosing it.
+    fn at_field(self, entry: usize, field: &str, part: Part) -> Option<Location> {
+        let mut path = vec!["datasets".to_owned(), entry.to_string()];
+        path.extend(field_path(field));
+        let (line, column) = locate::nearest(self.text, &path, part)?;
+        Some(Location {
+            file: self.path.to_owned(),
+            line: Some(line),
+            column: Some(column),
+        })
+    }
+
+    /// The line of batch `batch` of `loaded`: its `qa_id` when its dataset
+    /// is written in the suite, else the first `qa_id:` with its id.
+    fn at_loaded_batch(self, loaded: &Loaded, batch: usize) -> Location {
+        loaded
+            .entry
+            .and_then(|entry| {
+                self.at_field(entry, &format!("conversation[{batch}].qa_id"), Part::Key)
+            })
+            .unwrap_or_else(|| self.at_batch(&loaded.dataset.conversation[batch].qa_id))
+    }
+
     /// An unset variable, located at its first `${NAME`.
     fn env_error(self, error: &env::EnvError) -> SuiteError {
         self.invalid_at(&format!("${{{}", error.variable()), error.to_string())
@@ -76,7 +103,7 @@ impl Source<'_> {
 
 /// The suite file as serde reads it.
 pub(super) fn suite_file(source: Source) -> Result<SuiteFile, SuiteError> {
-    serde_yaml::from_str(source.text).map_err(|e| yaml_error(source.path, e))
+    serde_yaml::from_str(source.text).map_err(|e| yaml_error(source.path, source.text, e))
 }
 
 /// The suite's name: its `name:`, else the file stem. It becomes test names
@@ -120,6 +147,98 @@ pub(super) fn runner(
     }
 }
 
+/// Why a suite's runner cannot be built, located in the suite: kept for
+/// an offline load, which builds no runner.
+pub(super) type Unbuildable = (Location, String);
+
+/// The runner built at load, or why it could not be (offline only).
+pub(super) type Built = (Option<Arc<dyn Runner>>, Option<Unbuildable>);
+
+/// Builds the suite's runner at load, so a mistake in the `runner:`
+/// mapping (an unknown key, a wrong value, an unknown type) is reported
+/// once, at its own line and column, before anything runs. `unset` is the
+/// variable an offline load left unset (then nothing is built); an offline
+/// load keeps a build error for whoever builds the runner instead.
+pub(super) fn build_runner(
+    source: Source,
+    runner: &Value,
+    unset: Option<SuiteError>,
+    offline: bool,
+) -> Result<Built, SuiteError> {
+    if let Some(unset) = unset {
+        return Ok((None, Some(unbuildable(source, unset))));
+    }
+    let context = BuildContext::new(source.path.parent().unwrap_or(Path::new("")));
+    match registry::build(runner.clone(), &context) {
+        Ok(built) => Ok((Some(built), None)),
+        Err(error) => {
+            let location = runner_location(source, &error);
+            if offline {
+                let message = SuiteError::Runner {
+                    location: location.clone(),
+                    source: Box::new(error),
+                };
+                return Ok((None, Some(unbuildable(source, message))));
+            }
+            Err(SuiteError::Runner {
+                location,
+                source: Box::new(error),
+            })
+        }
+    }
+}
+
+/// A load error of the runner, as kept for later: where and what.
+fn unbuildable(source: Source, error: SuiteError) -> Unbuildable {
+    match error {
+        SuiteError::Invalid { location, message } => (location, message),
+        SuiteError::Runner { location, source } => (location, source.to_string()),
+        other => (source.at("runner:"), other.to_string()),
+    }
+}
+
+/// Where a runner configuration error is: at the key or value its path
+/// names in the `runner:` mapping (a key for an unknown or unwanted key),
+/// else at the closest enclosing key that exists, else at `runner:`.
+fn runner_location(source: Source, error: &ConfigError) -> Location {
+    let key = error.message.contains("unknown key `")
+        || error.message.starts_with("takes no configuration");
+    let mut path = vec!["runner".to_owned()];
+    if error.path.is_empty() {
+        // "`headers.X-Key` must be a string": a runner's own check names
+        // the key first.
+        let named = error
+            .message
+            .strip_prefix('`')
+            .and_then(|m| m.split_once('`'));
+        path.extend(named.into_iter().flat_map(|(key, _)| field_path(key)));
+    } else {
+        path.extend(error.path.iter().cloned());
+    }
+    let part = if key || path.len() == 1 {
+        Part::Key
+    } else {
+        Part::Value
+    };
+    locate::nearest(source.text, &path, part)
+        .map(|(line, column)| Location {
+            file: source.path.to_owned(),
+            line: Some(line),
+            column: Some(column),
+        })
+        .unwrap_or_else(|| source.at("runner:"))
+}
+
+/// A field path as errors write it (`conversation[2].qa_id`,
+/// `headers.X-Key`) as keys and indices.
+fn field_path(field: &str) -> Vec<String> {
+    field
+        .split(['.', '[', ']'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// What the suite gives the datasets that do not say: its `expect` and its
 /// `repeat` (with `pass_rate` or `min_passes`).
 pub(super) struct Defaults {
@@ -159,6 +278,8 @@ pub(super) struct Loaded {
     runs: (usize, usize),
     /// Where the dataset is written: its `session_id: ...` or its file.
     anchor: String,
+    /// Its entry in `datasets:`, when written there (not in a file).
+    entry: Option<usize>,
     /// Its own `judge:` mapping, `${VAR}`s replaced.
     judge: Option<Value>,
     /// Its judge, once resolved.
@@ -174,24 +295,36 @@ impl Loaded {
     }
 }
 
-/// The datasets of `datasets:`, in file order (a file's in its order).
+/// The datasets of `datasets:`, in file order (a file's in its order), and
+/// the dataset files named by `file:`.
 pub(super) fn datasets(
     source: Source,
     entries: Vec<DatasetEntry>,
     defaults: &Defaults,
-) -> Result<Vec<Loaded>, SuiteError> {
+) -> Result<(Vec<Loaded>, Vec<PathBuf>), SuiteError> {
     let mut datasets = Vec::new();
-    for entry in entries {
+    let mut files = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
         match entry {
-            DatasetEntry::Inline(entry) => datasets.push(inline(source, entry, defaults)?),
-            DatasetEntry::File(entry) => datasets.extend(from_file(source, entry, defaults)?),
+            DatasetEntry::Inline(entry) => datasets.push(inline(source, index, entry, defaults)?),
+            DatasetEntry::File(entry) => {
+                let path = dataset_path(source, &entry.file)?;
+                datasets.extend(from_file(source, &path, entry, defaults)?);
+                files.push(path);
+            }
         }
     }
-    Ok(datasets)
+    Ok((datasets, files))
 }
 
-/// An inline dataset, checked, each batch with its `ignore` and checks.
-fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loaded, SuiteError> {
+/// An inline dataset (entry `index` of `datasets:`), checked, each batch
+/// with its `ignore` and checks.
+fn inline(
+    source: Source,
+    index: usize,
+    entry: InlineEntry,
+    defaults: &Defaults,
+) -> Result<Loaded, SuiteError> {
     let InlineEntry {
         dataset,
         ignore,
@@ -205,7 +338,9 @@ fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loa
     dataset
         .validate(&format!("session {:?}", dataset.session_id))
         .map_err(|source_error| SuiteError::Dataset {
-            location: source.at(&anchor),
+            location: source
+                .at_field(index, &source_error.field, Part::Value)
+                .unwrap_or_else(|| source.at(&anchor)),
             source: Box::new(source_error),
         })?;
     let dataset_expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
@@ -219,6 +354,7 @@ fn inline(source: Source, entry: InlineEntry, defaults: &Defaults) -> Result<Loa
         ignored,
         expects,
         anchor,
+        entry: Some(index),
         judge,
         judge_spec: None,
         file: None,
@@ -238,6 +374,7 @@ fn batch_settings(meta: BatchMeta, ignore: bool, dataset: &Arc<Checks>) -> (bool
 /// The datasets of a `file:` entry, each batch with the entry's settings.
 fn from_file(
     source: Source,
+    path: &Path,
     entry: FileEntry,
     defaults: &Defaults,
 ) -> Result<Vec<Loaded>, SuiteError> {
@@ -248,11 +385,10 @@ fn from_file(
         repeat,
         judge,
     } = entry;
-    let path = dataset_path(source, &file)?;
     let judge = judge_value(source, judge.as_ref(), &file)?;
     let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
     let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
-    let datasets = load_dataset_file(&path)?;
+    let datasets = load_dataset_file(path)?;
     Ok(datasets
         .into_iter()
         .map(|dataset| {
@@ -263,9 +399,10 @@ fn from_file(
                 expects: vec![expect.clone(); count],
                 runs,
                 anchor: file.clone(),
+                entry: None,
                 judge: judge.clone(),
                 judge_spec: None,
-                file: Some(path.clone()),
+                file: Some(path.to_path_buf()),
             }
         })
         .collect())
@@ -402,17 +539,17 @@ fn batch_names(
 ) -> Result<Vec<String>, SuiteError> {
     let dataset = &loaded.dataset;
     let mut test_names = Vec::with_capacity(dataset.conversation.len());
-    for (batch, expect) in dataset.conversation.iter().zip(&loaded.expects) {
+    for (index, (batch, expect)) in dataset.conversation.iter().zip(&loaded.expects).enumerate() {
         let test = test_name(suite, session, &batch.qa_id);
         if let Err(message) = expect.validate(batch, loaded.runs.0) {
             return Err(invalid(
-                source.at_batch(&batch.qa_id),
+                source.at_loaded_batch(loaded, index),
                 format!("{test}: {message}"),
             ));
         }
         if !names.insert(test.clone()) {
             return Err(invalid(
-                source.at_batch(&batch.qa_id),
+                source.at_loaded_batch(loaded, index),
                 format!(
                     "duplicate test name {test}: two datasets share session_id {:?} and assistant_id {:?}, or ids differ only in whitespace",
                     dataset.session_id, dataset.assistant_id
@@ -568,12 +705,21 @@ fn locate_offset(path: &Path, text: &str, offset: Option<usize>) -> Location {
 }
 
 /// A YAML error at serde's position, the closest valid key suggested for
-/// an unknown one.
-pub(super) fn yaml_error(path: &Path, error: serde_yaml::Error) -> SuiteError {
+/// an unknown one, and the plain cause of a syntax error made by hand (a
+/// tab, a line indented wrong) first.
+pub(super) fn yaml_error(path: &Path, text: &str, error: serde_yaml::Error) -> SuiteError {
     let location = error.location();
-    let mut message = error.to_string();
+    let full = error.to_string();
+    let hint = location
+        .as_ref()
+        .and_then(|l| locate::syntax_hint(text, &full, l.line()));
+    let mut message = full;
     if let Some(cut) = message.rfind(" at line ") {
         message.truncate(cut);
+    }
+    if let Some(hint) = hint {
+        let cause = message.split(" at line ").next().unwrap_or_default();
+        message = format!("{hint} (YAML: {cause})");
     }
     // "datasets[0].conversation[1]: unknown field `x`, expected ..." ->
     // keep the path, add the closest valid key.
