@@ -276,38 +276,19 @@ async fn run_suite(
     cancel: CancellationToken,
 ) -> SuiteRun {
     let secrets = suite.secrets();
-    let name = suite.name.clone();
-    let done = |response, origins| SuiteRun {
-        name: name.clone(),
-        response,
-        origins,
-        secrets: secrets.clone(),
-        cassette: None,
-    };
-    // (dataset index, turns to run) of each session to contact.
-    let plan: Vec<(usize, usize)> = suite
-        .datasets
-        .iter()
-        .enumerate()
-        .filter_map(|(d, data)| {
-            let len = data.dataset.conversation.len();
-            selection.turns(index, d, len).map(|turns| (d, turns))
-        })
-        .collect();
+    let plan = plan(index, suite, selection);
     if plan.is_empty() {
-        return done(Response::Success(RunResponse::new(Vec::new())), Vec::new());
+        let empty = Response::Success(RunResponse::new(Vec::new()));
+        return suite_run(suite, &secrets, empty, Vec::new());
     }
-    let tape = match &cassettes.replay {
-        None => None,
-        Some(dir) => match Tape::load(dir, &suite.name, &suite.runner_key()) {
-            Ok(tape) => Some(tape),
-            Err(message) => {
-                // Nothing runs live in place of a cassette that cannot be read.
-                let message = format!("cannot replay: {message}");
-                unbuilt(index, suite, &plan, selection, &message, &*records);
-                return done(Response::error(message), Vec::new());
-            }
-        },
+    // A suite that cannot be set up fails all its planned batches with why.
+    let failed = |suite: &Suite, message: String| {
+        unbuilt(index, suite, &plan, selection, &message, &*records);
+        suite_run(suite, &secrets, Response::error(message), Vec::new())
+    };
+    let tape = match open_tape(cassettes, suite) {
+        Ok(tape) => tape,
+        Err(message) => return failed(suite, message),
     };
     let judge_tape = Arc::new(JudgeTape::new(
         tape.as_ref().map(Tape::judge),
@@ -315,59 +296,35 @@ async fn run_suite(
         cassettes.record.is_some(),
     ));
     let meter = Arc::new(Meter::new(suite.budget));
-    let judges = match judges(
+    let judges = judges(
         suite,
         cancel.clone(),
         &secrets,
         Arc::clone(&judge_tape),
         &meter,
-    ) {
+    );
+    let judges = match judges {
         Ok(judges) => judges,
-        Err(message) => {
-            let message = secrets.redact(&message).into_owned();
-            unbuilt(index, suite, &plan, selection, &message, &*records);
-            return done(Response::error(message), Vec::new());
-        }
+        Err(message) => return failed(suite, secrets.redact(&message).into_owned()),
     };
     let (jobs, job_of) = jobs(suite, &plan);
-    let replays: Vec<Option<Replay>> = jobs
-        .iter()
-        .zip(&job_of)
-        .map(|(job, &(d, run))| {
-            let session_id = &suite.datasets[d].dataset.session_id;
-            tape.as_ref()
-                .map(|t| t.replay(&job.dataset, job.limit, session_id, run))
-        })
-        .collect();
-    let live: Vec<bool> = replays
-        .iter()
-        .map(|r| {
-            r.as_ref()
-                .is_none_or(|r| !r.complete && !cassettes.offline())
-        })
-        .collect();
+    let (replays, live) = replays(suite, tape.as_ref(), &jobs, &job_of, cassettes.offline());
     let recorder = cassettes.record.as_deref().map(|dir| {
         let keys = job_keys(suite, &jobs, &job_of, &live);
+        let (runner, errors) = (suite.runner_key(), cassettes.record_errors);
         Arc::new(Recorder::new(
             dir,
             &suite.name,
-            suite.runner_key(),
-            cassettes.record_errors,
+            runner,
+            errors,
             secrets.clone(),
             keys,
         ))
     });
-    let runner = if live.iter().any(|l| *l) {
-        match suite.build_runner() {
-            Ok(runner) => Some(runner),
-            Err(error) => {
-                let message = secrets.redact(&error.to_string()).into_owned();
-                unbuilt(index, suite, &plan, selection, &message, &*records);
-                return done(Response::error(message), Vec::new());
-            }
-        }
-    } else {
-        None
+    let runner = match live.iter().any(|l| *l).then(|| suite.build_runner()) {
+        None => None,
+        Some(Ok(runner)) => Some(runner),
+        Some(Err(error)) => return failed(suite, secrets.redact(&error.to_string()).into_owned()),
     };
     let origins = job_of
         .iter()
@@ -384,6 +341,108 @@ async fn run_suite(
         if let Some(halt) = meter.halt() {
             engine = engine.halt_on(halt);
         }
+        let live_run = LiveJobs {
+            collector: &collector,
+            recorder: recorder.as_ref(),
+        };
+        live_run.run(engine, jobs, &live, &mut results).await;
+    }
+    collector.judged().await;
+    let cassette = recorder
+        .and_then(Arc::into_inner)
+        .map(|recorder| finish_cassette(cassettes, suite, &plan, recorder, tape, &judge_tape));
+    let results = results.into_iter().flatten().collect();
+    SuiteRun {
+        cassette,
+        ..suite_run(
+            suite,
+            &secrets,
+            Response::Success(RunResponse::new(results)),
+            origins,
+        )
+    }
+}
+
+/// A suite's run, before any cassette.
+fn suite_run(
+    suite: &Suite,
+    secrets: &Secrets,
+    response: Response,
+    origins: Vec<Origin>,
+) -> SuiteRun {
+    SuiteRun {
+        name: suite.name.clone(),
+        response,
+        origins,
+        secrets: secrets.clone(),
+        cassette: None,
+    }
+}
+
+/// The (dataset index, turns to run) of each session of the suite to contact.
+fn plan(index: usize, suite: &Suite, selection: &Selection) -> Vec<(usize, usize)> {
+    suite
+        .datasets
+        .iter()
+        .enumerate()
+        .filter_map(|(d, data)| {
+            let len = data.dataset.conversation.len();
+            selection.turns(index, d, len).map(|turns| (d, turns))
+        })
+        .collect()
+}
+
+/// The suite's cassette to replay, when replaying; an error when it cannot
+/// be read (nothing runs live in its place).
+fn open_tape(cassettes: &Cassettes, suite: &Suite) -> Result<Option<Tape>, String> {
+    match &cassettes.replay {
+        None => Ok(None),
+        Some(dir) => Tape::load(dir, &suite.name, &suite.runner_key())
+            .map(Some)
+            .map_err(|message| format!("cannot replay: {message}")),
+    }
+}
+
+/// Each job's replay (when replaying), and whether it runs live: no
+/// replay, or (unless offline) one that did not replay every turn.
+fn replays(
+    suite: &Suite,
+    tape: Option<&Tape>,
+    jobs: &[Job],
+    job_of: &[(usize, usize)],
+    offline: bool,
+) -> (Vec<Option<Replay>>, Vec<bool>) {
+    let replays: Vec<Option<Replay>> = jobs
+        .iter()
+        .zip(job_of)
+        .map(|(job, &(d, run))| {
+            let session_id = &suite.datasets[d].dataset.session_id;
+            tape.map(|t| t.replay(&job.dataset, job.limit, session_id, run))
+        })
+        .collect();
+    let live = replays
+        .iter()
+        .map(|r| r.as_ref().is_none_or(|r| !r.complete && !offline))
+        .collect();
+    (replays, live)
+}
+
+/// What the jobs that run live report to.
+struct LiveJobs<'a> {
+    collector: &'a Arc<Collector>,
+    recorder: Option<&'a Arc<Recorder>>,
+}
+
+impl LiveJobs<'_> {
+    /// Runs the `live` jobs on `engine`, their turns to the collector (and
+    /// the recorder), their results into `results`.
+    async fn run(
+        self,
+        engine: Engine,
+        jobs: Vec<Job>,
+        live: &[bool],
+        results: &mut [Option<(Dataset, Summary)>],
+    ) {
         let (live_jobs, at): (Vec<Job>, Vec<usize>) = jobs
             .into_iter()
             .enumerate()
@@ -392,8 +451,8 @@ async fn run_suite(
             .unzip();
         let at = Arc::new(at);
         let observer = {
-            let (collector, recorder, at) =
-                (Arc::clone(&collector), recorder.clone(), Arc::clone(&at));
+            let (collector, recorder) = (Arc::clone(self.collector), self.recorder.cloned());
+            let at = Arc::clone(&at);
             move |job: usize, batch: usize, outcome: &BatchOutcome| {
                 let job = at[job];
                 if let Some(recorder) = &recorder {
@@ -402,43 +461,42 @@ async fn run_suite(
                 collector.on_turn(job, batch, outcome);
             }
         };
-        for (k, result) in engine
-            .run(live_jobs, Arc::new(observer))
-            .await
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(recorder) = &recorder {
+        let done = engine.run(live_jobs, Arc::new(observer)).await;
+        for (k, result) in done.into_iter().enumerate() {
+            if let Some(recorder) = self.recorder {
                 let (dataset, summary) = &result;
-                recorder.on_session(
-                    at[k],
-                    dataset.conversation.len(),
-                    summary.total_execution_time_ms,
-                );
+                let turns = dataset.conversation.len();
+                recorder.on_session(at[k], turns, summary.total_execution_time_ms);
             }
             results[at[k]] = Some(result);
         }
     }
-    collector.judged().await;
-    let mut cassette = None;
-    if let Some(recorder) = recorder.and_then(Arc::into_inner) {
-        let old = match (&cassettes.record, &cassettes.replay) {
-            (Some(record), Some(replay)) if record == replay => tape,
-            (Some(record), _) => Tape::load(record, &suite.name, &suite.runner_key()).ok(),
-            _ => None,
-        };
-        let whole = plan.len() == suite.datasets.len()
-            && plan
-                .iter()
-                .all(|&(d, turns)| turns >= suite.datasets[d].test_names.len());
-        let judge = judge_tape.entries(old.as_ref().map_or(&[], Tape::judge), whole);
-        cassette = Some(write_cassette(suite, recorder, old.as_ref(), judge));
-    }
-    let results = results.into_iter().flatten().collect();
-    SuiteRun {
-        cassette,
-        ..done(Response::Success(RunResponse::new(results)), origins)
-    }
+}
+
+/// Writes the suite's cassette: what was recorded now, with what the old
+/// cassette (the replayed one, or the one in the recording directory) has
+/// of the suite's other sessions and judge requests.
+fn finish_cassette(
+    cassettes: &Cassettes,
+    suite: &Suite,
+    plan: &[(usize, usize)],
+    recorder: Recorder,
+    tape: Option<Tape>,
+    judge_tape: &JudgeTape,
+) -> Result<PathBuf, ReportError> {
+    let old = match (&cassettes.record, &cassettes.replay) {
+        (Some(record), Some(replay)) if record == replay => tape,
+        (Some(record), _) => Tape::load(record, &suite.name, &suite.runner_key()).ok(),
+        _ => None,
+    };
+    // Whether every turn of every session ran: then the old cassette's
+    // judge replies that were not used are stale.
+    let whole = plan.len() == suite.datasets.len()
+        && plan
+            .iter()
+            .all(|&(d, turns)| turns >= suite.datasets[d].test_names.len());
+    let judge = judge_tape.entries(old.as_ref().map_or(&[], Tape::judge), whole);
+    write_cassette(suite, recorder, old.as_ref(), judge)
 }
 
 /// The judge of each dataset of `suite` (one per distinct configuration),

@@ -31,17 +31,24 @@ fn forge_run(text: &str, env: &[(&str, &str)]) -> (Output, tempfile::TempDir) {
 }
 
 /// The one error line `forge run` printed for `text`, after checking that
-/// it refused the run (exit 2) and wrote nothing.
+/// it exited with 2 and reported the suite as a failing `bad::load` test
+/// (`forge run` reports an unloadable suite in JUnit, as the harness does).
 fn load_error(text: &str, env: &[(&str, &str)]) -> String {
     let (output, dir) = forge_run(text, env);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let junit =
+        std::fs::read_to_string(dir.path().join("out").join("junit.xml")).expect("junit.xml");
     assert!(
-        !dir.path().join("out").exists(),
-        "reports written: {stderr}"
+        junit.contains("classname=\"bad\"") && junit.contains("name=\"load\""),
+        "{junit}"
     );
-    assert_eq!(stderr.lines().count(), 1, "one error, once:\n{stderr}");
-    stderr
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("forge: reports written to"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error, once:\n{stderr}");
+    errors[0]
         .trim_end()
         .strip_prefix("forge: ")
         .unwrap_or_else(|| panic!("{stderr}"))
