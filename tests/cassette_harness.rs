@@ -4,7 +4,6 @@
 //! `#[forge_runner]` and `run_dataset` runners of `tests/suites.rs` replay
 //! from the cassette, not from themselves.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,18 +45,10 @@ fn without_timestamps(report: &str) -> String {
     out
 }
 
+/// A URL on a listener that counts the connections it gets, and the count.
 fn counting_listener() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            seen.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    (url, count)
+    let (addr, count) = forge_testkit::capture::counting_listener();
+    (format!("http://{addr}/v1"), count)
 }
 
 #[tokio::test(flavor = "multi_thread")]

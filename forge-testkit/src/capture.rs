@@ -82,3 +82,23 @@ fn request_complete(request: &[u8]) -> bool {
         .unwrap_or(0);
     request.len() >= end + 4 + length
 }
+
+/// A loopback listener that accepts connections, counts them and closes
+/// them at once: a test points a client at it to prove that nothing was
+/// sent (a replay that must stay offline). Its address, and the count.
+pub fn counting_listener() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("the listener's address");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, count)
+}

@@ -5,7 +5,6 @@
 //! recorded only with `--record-errors`; bad cassettes are clear errors and
 //! nothing runs live; no secret reaches a cassette.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,34 +41,39 @@ datasets:
     std::fs::write(dir.join("chat.yaml"), text).expect("write suite");
 }
 
-/// A listener that counts the connections it accepts (and closes them).
+/// A URL on a listener that counts the connections it gets, and the count.
 fn counting_listener() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            seen.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    (url, count)
+    let (addr, count) = forge_testkit::capture::counting_listener();
+    (format!("http://{addr}/v1"), count)
 }
 
-async fn forge(dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+/// `forge run SUITE --quiet --out ARGS...` in `dir`, with `env` set (a
+/// `None` value unsets the variable).
+async fn forge_run(
+    dir: &Path,
+    suite: &str,
+    env: &[(&str, Option<&str>)],
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"));
+    command
         .current_dir(dir)
-        .arg("run")
-        .arg("chat.yaml")
-        .args(["--quiet", "--out"])
+        .args(["run", suite, "--quiet", "--out"])
         .args(args)
-        .env("CHAT_URL", url)
         .env_remove("FORGE_OUT_DIR")
-        .env_remove("FORGE_PARTITION")
-        .output()
-        .await
-        .expect("run forge")
+        .env_remove("FORGE_PARTITION");
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    command.output().await.expect("run forge")
+}
+
+/// The chat suite, its agent at `url`.
+async fn forge(dir: &Path, url: &str, args: &[&str]) -> std::process::Output {
+    forge_run(dir, "chat.yaml", &[("CHAT_URL", Some(url))], args).await
 }
 
 fn text(output: &std::process::Output) -> String {
@@ -160,43 +164,15 @@ async fn a_replay_is_the_recording_byte_for_byte_and_sends_nothing() {
     assert_eq!(read(&root.join("tapes/chat.cassette.json")), cassette);
 
     // Offline, the agent's URL is not needed: the runner is never built.
-    let bare = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-        .current_dir(root)
-        .args([
-            "run",
-            "chat.yaml",
-            "--quiet",
-            "--out",
-            "bare",
-            "--replay",
-            "tapes",
-        ])
-        .env_remove("CHAT_URL")
-        .env_remove("FORGE_OUT_DIR")
-        .output()
-        .await
-        .expect("run forge");
+    let unset = [("CHAT_URL", None)];
+    let bare = forge_run(root, "chat.yaml", &unset, &["bare", "--replay", "tapes"]).await;
     assert_eq!(bare.status.code(), Some(0), "{}", text(&bare));
     assert_eq!(
         read(&root.join("rec/chat.json")),
         read(&root.join("bare/chat.json"))
     );
     // Recording needs it, and says so at load.
-    let live = tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-        .current_dir(root)
-        .args([
-            "run",
-            "chat.yaml",
-            "--quiet",
-            "--out",
-            "bare",
-            "--record",
-            "tapes",
-        ])
-        .env_remove("CHAT_URL")
-        .output()
-        .await
-        .expect("run forge");
+    let live = forge_run(root, "chat.yaml", &unset, &["bare", "--record", "tapes"]).await;
     assert_eq!(live.status.code(), Some(2), "{}", text(&live));
     assert!(
         text(&live).contains("CHAT_URL is not set"),
@@ -408,17 +384,8 @@ datasets:
 }
 
 async fn forge_judged(dir: &Path, judge_url: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_forge"))
-        .current_dir(dir)
-        .args(["run", "judged.yaml", "--quiet", "--out"])
-        .args(args)
-        .env("JUDGE_URL", judge_url)
-        .env("JUDGE_KEY", KEY)
-        .env_remove("FORGE_OUT_DIR")
-        .env_remove("FORGE_PARTITION")
-        .output()
-        .await
-        .expect("run forge")
+    let env = [("JUDGE_URL", Some(judge_url)), ("JUDGE_KEY", Some(KEY))];
+    forge_run(dir, "judged.yaml", &env, args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

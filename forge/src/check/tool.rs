@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Check, Turn, Verdict};
-use crate::schema::{Batch, Object};
+use crate::schema::{json_kind, Batch, Object};
 
 /// `tool_correctness`: a minimum overall score, with Fair-Forge's weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,7 +193,7 @@ impl Check for ToolCorrectness {
                 Some(other) => {
                     return Err(format!(
                         "ground_truth_agentic.expected_tools: `parameters` is {}, not an object",
-                        kind(other)
+                        json_kind(other)
                     ))
                 }
             }
@@ -315,11 +315,14 @@ fn calls<'a>(object: &'a Object, key: &str, owner: &str) -> Result<Vec<&'a Objec
             .iter()
             .map(|item| {
                 item.as_object().ok_or_else(|| {
-                    format!("{owner}.{key} holds {}, not a tool call object", kind(item))
+                    format!(
+                        "{owner}.{key} holds {}, not a tool call object",
+                        json_kind(item)
+                    )
                 })
             })
             .collect(),
-        Some(other) => Err(format!("{owner}.{key} is {}, not a list", kind(other))),
+        Some(other) => Err(format!("{owner}.{key} is {}, not a list", json_kind(other))),
     }
 }
 
@@ -431,7 +434,7 @@ fn parameters(used: &Calls<'_>, wanted: &Calls<'_>) -> Result<f64, String> {
                             .find(|(n, _)| n == name)
                             .map_or(&Value::Null, |(_, v)| v)
                     ),
-                    kind(if expected_params.is_object() {
+                    json_kind(if expected_params.is_object() {
                         used_params
                     } else {
                         expected_params
@@ -518,7 +521,7 @@ fn name_of(call: &Object) -> Result<Name, String> {
                 None => Name::Float(f.to_bits()),
             },
         },
-        Some(other) => return Err(format!("a `tool_name` is {}, not a name", kind(other))),
+        Some(other) => return Err(format!("a `tool_name` is {}, not a name", json_kind(other))),
     })
 }
 
@@ -594,18 +597,6 @@ fn truthy(value: &Value) -> bool {
         Value::String(s) => !s.is_empty(),
         Value::Array(items) => !items.is_empty(),
         Value::Object(map) => !map.is_empty(),
-    }
-}
-
-/// What kind of JSON value `value` is, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::header::HeaderValue;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -231,20 +231,18 @@ impl Judge {
     async fn once(&self, body: &Value) -> Result<(String, Option<Usage>), RunError> {
         let url = &self.spec.url;
         let secrets = self.spec.api_key.as_slice();
-        let mut request = self
-            .client
-            .post(url.clone())
-            .timeout(self.timeout)
-            .json(body);
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| http_util::send_error(e, url, self.timeout))?;
-        let response = http_util::check_status(response, url, secrets, &RetryOn::default()).await?;
-        let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
+        let auth = self.auth.as_ref();
+        let retry_on = RetryOn::default();
+        let reply = http_util::post_json(
+            &self.client,
+            url,
+            body,
+            auth,
+            self.timeout,
+            secrets,
+            &retry_on,
+        )
+        .await?;
         let usage = Usage::from_reply(&reply);
         if let Some(usage) = usage {
             self.count(usage);

@@ -450,6 +450,31 @@ pub fn bytes_shown(limit: usize) -> String {
     }
 }
 
+/// A JSON request to an OpenAI-compatible endpoint: `body` POSTed to `url`
+/// (with `auth` as its `Authorization`), under `timeout`; the reply as
+/// JSON, or the error its status, body or transport gives (`secrets`
+/// scrubbed). The `openai` runner and the judge send theirs through it.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &Url,
+    body: &Value,
+    auth: Option<&reqwest::header::HeaderValue>,
+    timeout: Duration,
+    secrets: &[SecretString],
+    retry_on: &RetryOn,
+) -> Result<Value, RunError> {
+    let mut request = client.post(url.clone()).timeout(timeout).json(body);
+    if let Some(auth) = auth {
+        request = request.header(reqwest::header::AUTHORIZATION, auth.clone());
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| send_error(e, url, timeout))?;
+    let response = check_status(response, url, secrets, retry_on).await?;
+    read_json(response, url, timeout, secrets).await
+}
+
 /// Reads a reply body (at most [`JSON_BODY_LIMIT`] bytes) as JSON. A
 /// malformed body is a permanent error quoting its start, so is a larger
 /// one; a failure while reading is classified by [`send_error`].

@@ -38,7 +38,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::header::HeaderValue;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -270,20 +270,18 @@ impl Runner for OpenAi {
         }
         let url = &self.url;
         let secrets = self.api_key.as_slice();
-        let mut request = self
-            .client
-            .post(url.clone())
-            .timeout(self.timeout)
-            .json(&body);
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| http_util::send_error(e, url, self.timeout))?;
-        let response = http_util::check_status(response, url, secrets, &self.retry_on).await?;
-        let reply = http_util::read_json(response, url, self.timeout, secrets).await?;
+        let body = Value::Object(body);
+        let auth = self.auth.as_ref();
+        let reply = http_util::post_json(
+            &self.client,
+            url,
+            &body,
+            auth,
+            self.timeout,
+            secrets,
+            &self.retry_on,
+        )
+        .await?;
         let choice = reply.pointer("/choices/0");
         let answer = choice
             .and_then(|c| c.pointer("/message/content"))

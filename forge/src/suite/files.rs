@@ -21,8 +21,17 @@ pub(super) fn read_text(path: &Path) -> Result<String, SuiteError> {
 /// Reads datasets from a file: Fair-Forge JSON (one dataset or a list),
 /// JSONL (one dataset per line), or YAML (one dataset or a list), by its
 /// extension (JSON when it is neither).
-pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
+/// Also returns the 64-bit FNV-1a hash of the file's text (what the suite's
+/// fingerprint takes of it: the file is read once).
+pub(super) fn load_dataset_file(path: &Path) -> Result<(Vec<Dataset>, u64), SuiteError> {
     let text = read_text(path)?;
+    let mut hash = crate::partition::Fnv1a::default();
+    hash.update(text.as_bytes());
+    parse_dataset_text(path, &text).map(|datasets| (datasets, hash.0))
+}
+
+/// The datasets of a dataset file's text, by its extension.
+fn parse_dataset_text(path: &Path, text: &str) -> Result<Vec<Dataset>, SuiteError> {
     let label = path.display().to_string();
     let extension = path
         .extension()
@@ -30,14 +39,13 @@ pub fn load_dataset_file(path: &Path) -> Result<Vec<Dataset>, SuiteError> {
         .unwrap_or("")
         .to_ascii_lowercase();
     match extension.as_str() {
-        "jsonl" | "ndjson" => load_jsonl(path, &label, &text),
+        "jsonl" | "ndjson" => load_jsonl(path, &label, text),
         "yaml" | "yml" => {
-            let value: Value =
-                serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &text, e))?;
+            let value: Value = serde_yaml::from_str(text).map_err(|e| yaml_error(path, text, e))?;
             datasets_from_value(&label, &value)
                 .map_err(|source| dataset_error(location(path, None, None), source))
         }
-        _ => load_json(path, &label, &text),
+        _ => load_json(path, &label, text),
     }
 }
 

@@ -209,13 +209,17 @@ impl Suite {
         let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
         parse::judges(source, suite_judge, &mut loaded)?;
         let places = places::batches(path, text, loaded.iter().map(parse::Loaded::place));
+        let mut file_hashes: Vec<u64> =
+            loaded.iter().filter_map(parse::Loaded::file_hash).collect();
+        // A file's datasets share its hash: once per `file:` entry.
+        file_hashes.dedup();
+        let fingerprint = fingerprint(text, file_hashes);
         let mut datasets = parse::name_tests(source, &name, loaded)?;
         for (dataset, places) in datasets.iter_mut().zip(places) {
             dataset.locations = places.into();
         }
         let (concurrency, policy) = parse::policy(source, &file)?;
         let (price, budget) = parse::cost(source, &file, &datasets)?;
-        let fingerprint = fingerprint(text, &datasets);
         Ok(Suite {
             fingerprint,
             name,
@@ -329,17 +333,17 @@ fn collect_secrets(runner: &Value) -> Vec<String> {
 /// A suite's version: 16 hex digits of the 64-bit FNV-1a hash of its file
 /// without the `runner:` mapping (as written, `${VAR}`s unexpanded: the
 /// system under test and its credentials are not part of it), followed by
-/// its datasets as JSON (so a changed dataset file changes it too). Two
-/// shards of a run agree on it when they ran the same suite.
-pub fn fingerprint(text: &str, datasets: &[SuiteDataset]) -> String {
+/// the hashes of the dataset files it reads, in order (so a changed dataset
+/// file changes it too; their texts are hashed as they are read, once).
+/// Two shards of a run agree on it when they ran the same suite.
+pub fn fingerprint(text: &str, dataset_files: impl IntoIterator<Item = u64>) -> String {
     let mut hash = crate::partition::Fnv1a::default();
     if let Ok(serde_yaml::Value::Mapping(mut file)) = serde_yaml::from_str(text) {
         file.remove("runner");
         let _ = serde_json::to_writer(&mut hash, &file);
     }
-    for data in datasets {
-        let _ = serde_json::to_writer(&mut hash, &data.dataset);
-        hash.update(&[0]);
+    for file in dataset_files {
+        hash.update(&file.to_le_bytes());
     }
     format!("{:016x}", hash.0)
 }
@@ -412,3 +416,33 @@ fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), SuiteE
 pub const MAX_CONCURRENCY: usize = 10_000;
 /// The most retries of one turn (`retries`).
 pub const MAX_RETRIES: usize = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_follows_the_datasets_and_files_not_the_runner() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data.jsonl");
+        let line = |query: &str| {
+            format!(
+                r#"{{"session_id": "s", "assistant_id": "a", "conversation": [{{"qa_id": "q", "query": "{query}"}}]}}"#
+            )
+        };
+        let suite = |runner: &str| {
+            format!("name: f\nrunner: {{type: echo, template: \"{runner} {{query}}\"}}\ndatasets:\n  - file: data.jsonl\n")
+        };
+        let path = dir.path().join("f.yaml");
+        let print = |runner: &str| {
+            Suite::parse(&path, &suite(runner))
+                .expect("suite")
+                .fingerprint
+        };
+        std::fs::write(&data, line("one")).expect("write");
+        let first = print("a");
+        assert_eq!(print("b"), first, "the runner is not part of it");
+        std::fs::write(&data, line("two")).expect("write");
+        assert_ne!(print("a"), first, "a changed dataset file changes it");
+    }
+}

@@ -286,9 +286,16 @@ pub(super) struct Loaded {
     judge_spec: Option<Arc<JudgeSpec>>,
     /// The dataset file it was read from (`None`: inline).
     file: Option<PathBuf>,
+    /// The hash of that file's text.
+    file_hash: Option<u64>,
 }
 
 impl Loaded {
+    /// The hash of the dataset file's text, for a dataset read from one.
+    pub(super) fn file_hash(&self) -> Option<u64> {
+        self.file_hash
+    }
+
     /// The dataset file it was read from (`None`: inline), and the dataset.
     pub(super) fn place(&self) -> (Option<&Path>, &Dataset) {
         (self.file.as_deref(), &self.dataset)
@@ -358,6 +365,7 @@ fn inline(
         judge,
         judge_spec: None,
         file: None,
+        file_hash: None,
     })
 }
 
@@ -388,7 +396,7 @@ fn from_file(
     let judge = judge_value(source, judge.as_ref(), &file)?;
     let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
     let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
-    let datasets = load_dataset_file(path)?;
+    let (datasets, hash) = load_dataset_file(path)?;
     Ok(datasets
         .into_iter()
         .map(|dataset| {
@@ -403,6 +411,7 @@ fn from_file(
                 judge: judge.clone(),
                 judge_spec: None,
                 file: Some(path.to_path_buf()),
+                file_hash: Some(hash),
             }
         })
         .collect())
