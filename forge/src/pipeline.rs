@@ -225,6 +225,7 @@ fn suite_report(
     }
     SuiteReport {
         name: run.name,
+        system: None,
         response: run.response,
         origins: run.origins,
         records,

@@ -75,6 +75,7 @@ fn suite(index: usize, name: &str, mut pieces: Vec<Piece>) -> Result<SuiteReport
     };
     Ok(SuiteReport {
         name: name.to_owned(),
+        system: None,
         response,
         origins,
         records: records.into_values().collect(),

@@ -45,6 +45,10 @@ pub fn out_dir(root: &Path) -> PathBuf {
 pub struct SuiteReport {
     /// The suite's name.
     pub name: String,
+    /// The named system this report is about, when the suite compares
+    /// several (`runners:`): its test names are
+    /// `<suite>::<system>::<session>::<qa_id>`.
+    pub system: Option<String>,
     /// Its response: the answered datasets and their summaries (emptied
     /// once every reporter's [`Reporter::on_suite`] has seen them), or the
     /// error that kept the suite from running.
