@@ -197,6 +197,22 @@ pub enum SuiteError {
     NotFound(PathBuf),
 }
 
+impl SuiteError {
+    /// The file at fault and, when known, the line: for CI to link to.
+    pub fn location(&self) -> crate::suite::BatchLocation {
+        let (file, line) = match self {
+            SuiteError::Io { path, .. } | SuiteError::NotFound(path) => (path, None),
+            SuiteError::Invalid { location, .. }
+            | SuiteError::Dataset { location, .. }
+            | SuiteError::Runner { location, .. } => (&location.file, location.line),
+        };
+        crate::suite::BatchLocation {
+            file: file.clone(),
+            line,
+        }
+    }
+}
+
 /// Failure to write a report.
 #[derive(Debug, Error)]
 #[error("{path}: cannot write report: {message}")]

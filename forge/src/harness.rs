@@ -249,6 +249,7 @@ fn partition(loaded: &mut Loaded) -> Option<Partition> {
         loaded.failures.push(LoadFailure {
             test: "forge::partition".to_owned(),
             message,
+            location: None,
         });
         None
     })

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::suite::{self, LoadOptions, Suite};
+use crate::suite::{self, BatchLocation, LoadOptions, Suite};
 
 /// A suite file (or directory) that could not be loaded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -18,6 +18,10 @@ pub struct LoadFailure {
     pub test: String,
     /// The located error.
     pub message: String,
+    /// The file (and line) at fault, for CI to link to; `None` when no
+    /// file is (a missing directory, an invalid `FORGE_PARTITION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<BatchLocation>,
 }
 
 /// What [`load`] found.
@@ -48,6 +52,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
                     loaded.failures.push(LoadFailure {
                         test: "forge::suites".to_owned(),
                         message: error.to_string(),
+                        location: None,
                     });
                     continue;
                 }
@@ -62,6 +67,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
                     let failure = LoadFailure {
                         test: load_test_name(&file),
                         message: error.to_string(),
+                        location: Some(error.location()),
                     };
                     match walked {
                         true => found_failures.push((file, failure)),
@@ -112,6 +118,10 @@ fn reject_duplicate_names(loaded: &mut Loaded) {
                     suite.name,
                     first.display()
                 ),
+                location: Some(BatchLocation {
+                    file: suite.path.clone(),
+                    line: None,
+                }),
             });
             false
         }

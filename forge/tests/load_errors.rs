@@ -48,11 +48,28 @@ fn load_error(text: &str, env: &[(&str, &str)]) -> String {
         .filter(|line| !line.starts_with("forge: reports written to"))
         .collect();
     assert_eq!(errors.len(), 1, "one error, once:\n{stderr}");
-    errors[0]
+    let error = errors[0]
         .trim_end()
         .strip_prefix("forge: ")
         .unwrap_or_else(|| panic!("{stderr}"))
-        .to_owned()
+        .to_owned();
+    assert_junit_points_at(&junit, &error);
+    error
+}
+
+/// The JUnit load case links to the file and line the error names.
+fn assert_junit_points_at(junit: &str, error: &str) {
+    let doc = roxmltree::Document::parse(junit).expect("junit.xml parses");
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("load"))
+        .expect("the load case");
+    assert_eq!(case.attribute("file"), Some("bad.yaml"), "{junit}");
+    let line = error
+        .strip_prefix("bad.yaml:")
+        .and_then(|rest| rest.split(':').next())
+        .filter(|l| l.chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(case.attribute("line"), line, "{error}\n{junit}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
 use crate::schema::Response;
+use crate::suite::BatchLocation;
 use crate::usage::{self, SuiteUsage};
 
 /// The reporter writing `junit.xml` into a directory when the run ends.
@@ -206,11 +207,7 @@ fn test_case(suite: &str, record: &BatchRecord, asked: Option<&Asked>) -> TestCa
     let mut case = TestCase::new(xml_text(name.to_owned()), status);
     case.set_classname(xml_text(suite.to_owned()));
     if let Some(location) = &record.location {
-        let file = location.file.to_string_lossy().into_owned();
-        case.extra.insert("file".into(), xml_text(file).into());
-        if let Some(line) = location.line {
-            case.extra.insert("line".into(), line.to_string().into());
-        }
+        set_location(&mut case, location);
     }
     if record.skipped {
         case.set_time(Duration::ZERO);
@@ -241,6 +238,15 @@ fn failure_body(message: &str, asked: Option<&Asked>, answer: Option<&str>) -> S
     body
 }
 
+/// The case's `file` and `line` attributes: where it is written.
+fn set_location(case: &mut TestCase, location: &BatchLocation) {
+    let file = location.file.to_string_lossy().into_owned();
+    case.extra.insert("file".into(), xml_text(file).into());
+    if let Some(line) = location.line {
+        case.extra.insert("line".into(), line.to_string().into());
+    }
+}
+
 /// A suite file that could not be loaded, as a suite with one failing
 /// test (`time` 0: nothing ran).
 fn load_failure_element(failure: &LoadFailure) -> TestSuite {
@@ -251,6 +257,9 @@ fn load_failure_element(failure: &LoadFailure) -> TestSuite {
     status.set_description(xml_text(format!("{}\n", failure.message)));
     let mut case = TestCase::new("load", status);
     case.set_classname(xml_text(stem.to_owned()));
+    if let Some(location) = &failure.location {
+        set_location(&mut case, location);
+    }
     case.set_time(Duration::ZERO);
     let mut test_suite = TestSuite::new(xml_text(stem.to_owned()));
     test_suite.add_test_case(case);
