@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cassette::Cassettes;
 use crate::error::ReportError;
+use crate::libtest::{self, Case};
 use crate::load::{load, LoadFailure, Loaded};
 use crate::partition::Partition;
 use crate::pipeline;
@@ -163,8 +164,11 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     let mut loaded = load(&[resolve(dir, &root)], &options);
     let partition = partition(&mut loaded);
     let shard = partition.map(|p| shard_members(&loaded.suites, &p));
-    let board = Arc::new(Board::default());
-    let trials = trials(&loaded, shard.as_deref(), &board);
+    let board = Arc::new(Board {
+        show_output: args.show_output,
+        ..Board::default()
+    });
+    let cases = cases(&loaded, shard.as_deref(), &board);
     let mut selection = Selection::new(&loaded.suites, |batch| {
         let probe = Trial::test(batch.name, || Ok(())).with_ignored_flag(batch.ignored);
         !args.list && !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
@@ -182,7 +186,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     }
     if args.list {
         return Ok(HarnessOutcome {
-            conclusion: libtest_mimic::run(args, trials),
+            conclusion: run_cases(args, cases),
             reports: Vec::new(),
         });
     }
@@ -215,7 +219,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
             execute(suites, &selection, board, reports, &failures, &cassettes)
         })
     };
-    let conclusion = libtest_mimic::run(args, trials);
+    let conclusion = run_cases(args, cases);
     let outcome = match engine.join() {
         Ok(outcome) => outcome,
         Err(panic) => std::panic::resume_unwind(panic),
@@ -255,12 +259,12 @@ fn partition(loaded: &mut Loaded) -> Option<Partition> {
     })
 }
 
-/// One trial per batch of the shard (every batch with no partition), in
-/// suite order, waiting on the board for its verdict, and one failing trial
+/// One test per batch of the shard (every batch with no partition), in
+/// suite order, waiting on the board for its verdict, and one failing test
 /// per suite that could not be loaded; listed and reported in name order.
 /// A batch's slot on the board is its [`Selection::index`].
-fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> Vec<Trial> {
-    let mut trials = Vec::new();
+fn cases(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> Vec<Case> {
+    let mut cases = Vec::new();
     let mut slot = 0;
     for (s, suite) in loaded.suites.iter().enumerate() {
         for (d, data) in suite.datasets.iter().enumerate() {
@@ -269,10 +273,11 @@ fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> V
                 if member {
                     let board = Arc::clone(board);
                     let this = slot;
-                    trials.push(
-                        Trial::test(name.clone(), move || board.wait(this))
-                            .with_ignored_flag(data.ignored[b]),
-                    );
+                    cases.push(Case {
+                        name: name.clone(),
+                        ignored: data.ignored[b],
+                        verdict: Box::new(move || board.wait(this)),
+                    });
                 }
                 slot += 1;
             }
@@ -280,12 +285,31 @@ fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> V
     }
     for failure in &loaded.failures {
         let message = failure.message.clone();
-        trials.push(Trial::test(failure.test.clone(), move || {
-            Err(message.into())
-        }));
+        cases.push(Case {
+            name: failure.test.clone(),
+            ignored: false,
+            verdict: Box::new(move || Err(message)),
+        });
     }
-    trials.sort_by(|a, b| a.name().cmp(b.name()));
-    trials
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+/// Runs the cases with libtest-mimic, or with [`libtest`] where
+/// libtest-mimic's output would be wrong.
+fn run_cases(args: &Arguments, cases: Vec<Case>) -> Conclusion {
+    if libtest::needed(args) {
+        return libtest::run(args, cases);
+    }
+    let trials = cases
+        .into_iter()
+        .map(|case| {
+            let verdict = case.verdict;
+            Trial::test(case.name, move || verdict().map(drop).map_err(Failed::from))
+                .with_ignored_flag(case.ignored)
+        })
+        .collect();
+    libtest_mimic::run(args, trials)
 }
 
 /// The reporters writing into `out`: the summary JSON, JUnit and the run's
@@ -352,14 +376,19 @@ impl Reporter for Trials {
             return;
         }
         if let Some(slot) = self.selection.index(record.id) {
-            self.board.post(slot, verdict(record));
+            self.board.post(slot, verdict(record, self.board.show_output));
         }
     }
 }
 
-fn verdict(record: &BatchRecord) -> Result<(), String> {
+/// A test's verdict: `Ok` with its output (the answer, when shown), or
+/// `Err` with its failure text.
+fn verdict(record: &BatchRecord, show_output: bool) -> Result<String, String> {
     if record.passed {
-        Ok(())
+        Ok(match show_output {
+            true => format!("answer: {}", record.answer()),
+            false => String::new(),
+        })
     } else {
         let message = record.message.as_deref().unwrap_or("failed");
         Err(format!("{message}\nanswer: {}", record.answer()))
@@ -380,11 +409,13 @@ impl Drop for FinishOnDrop {
 struct Board {
     state: Mutex<BoardState>,
     ready: Condvar,
+    /// Whether a passing batch's answer is shown (`--show-output`).
+    show_output: bool,
 }
 
 #[derive(Default)]
 struct BoardState {
-    results: Vec<Option<Result<(), String>>>,
+    results: Vec<Option<Result<String, String>>>,
     /// The slots trials are blocked on: a post wakes them only for these.
     waiting: Vec<usize>,
     finished: bool,
@@ -400,7 +431,7 @@ impl Board {
         self.lock().results = vec![None; count];
     }
 
-    fn post(&self, slot: usize, result: Result<(), String>) {
+    fn post(&self, slot: usize, result: Result<String, String>) {
         let mut state = self.lock();
         if let Some(entry) = state.results.get_mut(slot) {
             *entry = Some(result);
@@ -421,14 +452,14 @@ impl Board {
         self.ready.notify_all();
     }
 
-    fn wait(&self, slot: usize) -> Result<(), Failed> {
+    fn wait(&self, slot: usize) -> Result<String, String> {
         let mut state = self.lock();
         loop {
             if let Some(result) = state.results.get_mut(slot).and_then(Option::take) {
-                return result.map_err(Failed::from);
+                return result;
             }
             if let Some(message) = &state.aborted {
-                return Err(message.clone().into());
+                return Err(message.clone());
             }
             if state.finished {
                 return Err("the run ended without a result for this batch".into());

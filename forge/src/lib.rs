@@ -26,6 +26,7 @@ mod error;
 mod init;
 mod interrupt;
 mod judge;
+mod libtest;
 mod load;
 mod output;
 mod partition;
