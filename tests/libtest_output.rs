@@ -69,7 +69,12 @@ fn json_failure_text_is_plain() {
     event(&events, "out::s::later", "ignored");
     let end = events.last().expect("the suite's end");
     assert_eq!(
-        (&end["event"], &end["passed"], &end["failed"], &end["ignored"]),
+        (
+            &end["event"],
+            &end["passed"],
+            &end["failed"],
+            &end["ignored"]
+        ),
         (&"failed".into(), &1.into(), &1.into(), &1.into()),
         "{end}"
     );
@@ -79,9 +84,18 @@ fn json_failure_text_is_plain() {
 #[test]
 fn json_with_show_output_gives_the_passing_answers() {
     let dir = project();
-    let args = ["--format", "json", "-Z", "unstable-options", "--show-output"];
+    let args = [
+        "--format",
+        "json",
+        "-Z",
+        "unstable-options",
+        "--show-output",
+    ];
     let events = events(&harness(dir.path(), &args));
-    assert_eq!(event(&events, "out::s::good", "ok")["stdout"], "answer: fine\n");
+    assert_eq!(
+        event(&events, "out::s::good", "ok")["stdout"],
+        "answer: fine\n"
+    );
     assert_eq!(event(&events, "out::s::bad", "failed")["stdout"], FAILURE);
 }
 
@@ -92,12 +106,19 @@ fn show_output_lists_the_successes_before_the_failures() {
     assert_eq!(output.status.code(), Some(101));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let successes = "\nsuccesses:\n\n---- out::s::good stdout ----\nanswer: fine\n\n\nsuccesses:\n    out::s::good\n";
-    let failures = format!("\nfailures:\n\n---- out::s::bad stdout ----\n{FAILURE}\n\nfailures:\n    out::s::bad\n");
+    let failures = format!(
+        "\nfailures:\n\n---- out::s::bad stdout ----\n{FAILURE}\n\nfailures:\n    out::s::bad\n"
+    );
     let (at_s, at_f) = (stdout.find(successes), stdout.find(&failures));
     assert!(at_s.is_some() && at_f.is_some() && at_s < at_f, "{stdout}");
-    assert!(stdout.contains("test out::s::later ... ignored"), "{stdout}");
     assert!(
-        stdout.contains("test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out;"),
+        stdout.contains("test out::s::later ... ignored"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out;"
+        ),
         "{stdout}"
     );
 }
@@ -111,5 +132,8 @@ fn filters_count_as_libtest_counts_them() {
     let events = events(&output);
     assert_eq!(events[0]["test_count"], 1);
     let end = events.last().expect("the suite's end");
-    assert_eq!((&end["event"], &end["filtered_out"]), (&"ok".into(), &2.into()));
+    assert_eq!(
+        (&end["event"], &end["filtered_out"]),
+        (&"ok".into(), &2.into())
+    );
 }

@@ -55,10 +55,32 @@ enum Command {
     /// Add forge to an existing cargo crate: the dev-dependency, a
     /// `suites` test target and a first suite.
     Init(crate::init::InitArgs),
+    /// Load and check suites as `forge run` would, sending nothing.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the suite format (for editors).
+    Schema,
     /// Serve the payload API over HTTP: `POST /run`, `GET /health`.
     #[cfg(feature = "serve")]
     Serve(ServeArgs),
+    /// Serve the payload API over HTTP (needs the `serve` feature).
+    #[cfg(not(feature = "serve"))]
+    Serve(NoServeArgs),
 }
+
+/// `forge serve` in a build without the `serve` feature: whatever its
+/// arguments, it says how to get a build with it.
+#[cfg(not(feature = "serve"))]
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+struct NoServeArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
+
+/// What `forge serve` says in a build without the `serve` feature.
+#[cfg(not(feature = "serve"))]
+const NO_SERVE: &str = "forge serve is not in this build: it needs the `serve` feature \
+(`cargo install forge-eval --features serve`, or `features = [\"serve\"]` on the dependency)";
 
 /// `forge serve`. The bearer token comes from `FORGE_SERVE_TOKEN`.
 #[cfg(feature = "serve")]
@@ -130,6 +152,17 @@ struct MergeArgs {
     inputs: Vec<PathBuf>,
 }
 
+/// `forge validate SUITE...`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Every mistake `forge run` would stop at is reported, located (file:line:column), and nothing is sent: the runners are built, not called. The `${VAR}`s of a `runner:` mapping must be set, as for a run.\nExit status: 0 when every suite is valid, 2 otherwise."
+)]
+struct ValidateArgs {
+    /// Suite files, or directories of suites.
+    #[arg(required = true)]
+    suites: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Suite files, or directories of suites.
@@ -196,8 +229,15 @@ pub fn main() -> ExitCode {
         },
         Command::Merge(args) => merge(&args),
         Command::Init(args) => crate::init::main(&args),
+        Command::Validate(args) => validate(&args),
+        Command::Schema => schema(),
         #[cfg(feature = "serve")]
         Command::Serve(args) => runtime.block_on(serve(args)),
+        #[cfg(not(feature = "serve"))]
+        Command::Serve(_) => {
+            eprintln!("forge: {NO_SERVE}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
     }
 }
 
@@ -223,6 +263,48 @@ fn merge(args: &MergeArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// `forge validate`: each suite's verdict, the exit status.
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let loaded = crate::load::load(&args.suites, &crate::suite::LoadOptions::default());
+    for suite in &loaded.suites {
+        let batches: usize = suite.datasets.iter().map(|d| d.test_names.len()).sum();
+        println!(
+            "ok: {} ({}): {} dataset(s), {batches} batch(es)",
+            suite.path.display(),
+            suite.name,
+            suite.datasets.len()
+        );
+    }
+    for failure in &loaded.failures {
+        eprintln!("forge: {}", failure.message);
+    }
+    println!(
+        "{} valid, {} invalid",
+        loaded.suites.len(),
+        loaded.failures.len()
+    );
+    match loaded.failures.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(EXIT_BAD_INPUT),
+    }
+}
+
+/// `forge schema`: the suite format's JSON Schema on stdout.
+fn schema() -> ExitCode {
+    match serde_json::to_string_pretty(&crate::suite::json_schema::suite_schema()) {
+        Ok(text) => {
+            // A closed stdout (`| head`) is the reader's choice, not an error.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("forge: cannot serialise the schema: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
     }
 }
 

@@ -376,7 +376,8 @@ impl Reporter for Trials {
             return;
         }
         if let Some(slot) = self.selection.index(record.id) {
-            self.board.post(slot, verdict(record, self.board.show_output));
+            self.board
+                .post(slot, verdict(record, self.board.show_output));
         }
     }
 }

@@ -25,6 +25,8 @@ const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 const TEST_NAME: &str = "suites";
 const TEST_FILE: &str = "tests/suites.rs";
 const SUITE_FILE: &str = "suites/hello.yaml";
+/// The suite format's JSON Schema, which the suite names for editors.
+const SCHEMA_FILE: &str = "suite.schema.json";
 
 const TEST_SOURCE: &str = r#"//! The YAML suites in suites/ as `cargo test` cases, one per batch, run by
 //! forge's harness (`harness = false` in Cargo.toml). Added by `forge init`.
@@ -32,7 +34,8 @@ const TEST_SOURCE: &str = r#"//! The YAML suites in suites/ as `cargo test` case
 forge::harness!("suites");
 "#;
 
-const SUITE_SOURCE: &str = r#"# A first suite, added by `forge init`. It runs offline on the `echo`
+const SUITE_SOURCE: &str = r#"# yaml-language-server: $schema=../suite.schema.json
+# A first suite, added by `forge init`. It runs offline on the `echo`
 # runner, which answers from a template; point `runner:` at your system
 # (alquimia, openai, http, command, or your own #[forge_runner]) to test it.
 name: hello
@@ -52,7 +55,7 @@ datasets:
 /// `forge init`'s arguments.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Adds to the crate: the dev-dependency `forge = { package = \"forge-eval\", ... }` (by path with --path, else from git), a [[test]] target `suites` (harness = false), tests/suites.rs and suites/hello.yaml (the offline echo runner).\nNothing is overwritten: if any of them exists, forge init lists them, changes nothing and exits with 2."
+    after_help = "Adds to the crate: the dev-dependency `forge = { package = \"forge-eval\", ... }` (by path with --path, else from git), a [[test]] target `suites` (harness = false), tests/suites.rs, suites/hello.yaml (the offline echo runner) and suite.schema.json (the suite format, for editors).\nNothing is overwritten: if any of them exists, forge init lists them, changes nothing and exits with 2."
 )]
 pub(crate) struct InitArgs {
     /// The crate to add forge to: the directory of its Cargo.toml.
@@ -122,7 +125,7 @@ fn init(args: &InitArgs) -> Result<String, InitError> {
         });
     }
     let dependency = dependency(args)?;
-    let mut existing: Vec<String> = [TEST_FILE, SUITE_FILE]
+    let mut existing: Vec<String> = [TEST_FILE, SUITE_FILE, SCHEMA_FILE]
         .into_iter()
         .filter(|file| args.dir.join(file).exists())
         .map(String::from)
@@ -138,6 +141,9 @@ fn init(args: &InitArgs) -> Result<String, InitError> {
     add_to_manifest(&mut manifest, dependency);
     create(&args.dir.join(TEST_FILE), TEST_SOURCE)?;
     create(&args.dir.join(SUITE_FILE), SUITE_SOURCE)?;
+    let schema = serde_json::to_string_pretty(&crate::suite::json_schema::suite_schema())
+        .unwrap_or_default();
+    create(&args.dir.join(SCHEMA_FILE), &format!("{schema}\n"))?;
     std::fs::write(&manifest_path, manifest.to_string()).map_err(|source| InitError::Write {
         path: manifest_path,
         source,
@@ -293,6 +299,7 @@ fn print_done(args: &InitArgs, dependency: &str) {
          and wrote:\n\
          \x20 {TEST_FILE}    the test target: each batch of suites/*.yaml is a cargo test\n\
          \x20 {SUITE_FILE}  a suite on the offline `echo` runner\n\
+         \x20 {SCHEMA_FILE}  the suite format, for editors (`forge schema` prints it)\n\
          Next: {next}",
         dir = dir.display(),
     );

@@ -101,7 +101,11 @@ impl Printer {
             format: args.format.unwrap_or(FormatSetting::Pretty),
             show_output: args.show_output,
             color,
-            width: cases.iter().map(|c| c.name.chars().count()).max().unwrap_or(0),
+            width: cases
+                .iter()
+                .map(|c| c.name.chars().count())
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -114,7 +118,10 @@ impl Printer {
             FormatSetting::Json => {
                 format!(r#"{{ "type": "suite", "event": "started", "test_count": {count} }}"#)
             }
-            _ => format!("\nrunning {count} test{}", if count == 1 { "" } else { "s" }),
+            _ => format!(
+                "\nrunning {count} test{}",
+                if count == 1 { "" } else { "s" }
+            ),
         };
         self.line(&line);
     }

@@ -82,7 +82,7 @@ impl Usage {
 }
 
 /// `price: {input_per_mtok, output_per_mtok}`: USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     /// USD per million prompt tokens.
@@ -116,7 +116,7 @@ impl Price {
 }
 
 /// `budget: {max_cost_usd}`: what a suite's run may spend.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// USD; once the runner's and the judge's cost reach it, no new turn is sent.

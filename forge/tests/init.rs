@@ -170,6 +170,7 @@ fn forge_init_refuses_to_overwrite() {
     for item in [
         "tests/suites.rs",
         "suites/hello.yaml",
+        "suite.schema.json",
         "Cargo.toml: [dev-dependencies] forge",
         "Cargo.toml: [[test]] suites",
     ] {
@@ -205,4 +206,14 @@ fn forge_init_writes_the_readme_dependency_and_checks_the_path() {
     assert!(readme.contains(line), "the README does not give {line}");
     let suite = std::fs::read_to_string(app.join("suites/hello.yaml")).expect("hello.yaml");
     assert!(suite.contains("type: echo"), "{suite}");
+    // The suite names the schema forge init wrote beside it, for editors.
+    assert!(
+        suite.starts_with("# yaml-language-server: $schema=../suite.schema.json\n"),
+        "{suite}"
+    );
+    let schema = std::fs::read_to_string(app.join("suite.schema.json")).expect("schema");
+    let schema: serde_json::Value = serde_json::from_str(&schema).expect("JSON");
+    let suite: serde_json::Value = serde_yaml::from_str(&suite).expect("YAML");
+    let validator = jsonschema::validator_for(&schema).expect("a JSON Schema");
+    assert!(validator.is_valid(&suite));
 }

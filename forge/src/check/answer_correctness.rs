@@ -27,20 +27,26 @@ pub struct AnswerCorrectness {
     pub min: f64,
 }
 
+/// A minimum score, or `{min}`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Raw {
+    Min(f64),
+    Full(Full),
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Full {
+    /// The lowest passing score, in 0..=1 (default 0.7).
+    #[serde(default)]
+    min: Option<f64>,
+}
+
+super::schema_as!(AnswerCorrectness => Raw);
+
 impl<'de> Deserialize<'de> for AnswerCorrectness {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Min(f64),
-            Full(Full),
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            #[serde(default)]
-            min: Option<f64>,
-        }
         let raw = Raw::deserialize(d).map_err(|_| {
             serde::de::Error::custom(
                 "`answer_correctness` takes a minimum score (0.7) or {min: 0.7}",

@@ -30,14 +30,21 @@ impl PartialEq for IsJson {
     }
 }
 
+/// `true`, or `{schema: {...}}`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Raw {
+    Flag(bool),
+    Schema {
+        /// The JSON Schema the answer must satisfy.
+        schema: Value,
+    },
+}
+
+super::schema_as!(IsJson => Raw);
+
 impl<'de> Deserialize<'de> for IsJson {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Flag(bool),
-            Schema { schema: Value },
-        }
         match Raw::deserialize(d)? {
             Raw::Flag(true) => Ok(IsJson::Any),
             Raw::Flag(false) => Err(serde::de::Error::custom(

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::{Check, Turn, Verdict};
 
 /// `max_latency_ms`: the turn took at most this many milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct MaxLatencyMs(pub f64);
 

@@ -95,6 +95,16 @@ impl Checks {
     }
 }
 
+impl schemars::JsonSchema for Checks {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expect".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        super::expect_schema(g)
+    }
+}
+
 impl<'de> Deserialize<'de> for Checks {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_struct("Expect", KEYS, ChecksVisitor)

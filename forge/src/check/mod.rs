@@ -109,8 +109,39 @@ macro_rules! registry {
             )*
             Err(serde::de::Error::custom("unregistered check"))
         }
+
+        /// The JSON Schema of an `expect:` mapping: one optional property
+        /// per check, from the type that reads it.
+        fn expect_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            let mut properties = serde_json::Map::new();
+            $(
+                properties.insert($key.to_owned(), g.subschema_for::<Option<$check>>().to_value());
+            )*
+            schemars::json_schema!({
+                "type": "object",
+                "properties": properties,
+                "additionalProperties": false,
+            })
+        }
     };
 }
+
+/// The JSON Schema of a type that reads itself through another type
+/// (`Raw`): the schema of that type, so the two cannot drift.
+macro_rules! schema_as {
+    ($ty:ty => $raw:ty) => {
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                <$raw as schemars::JsonSchema>::json_schema(g)
+            }
+        }
+    };
+}
+pub(crate) use schema_as;
 
 registry! {
     "contains" => text::Contains,

@@ -88,12 +88,16 @@ pub struct PassPowK {
     pub min: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPassPowK {
+    /// How many runs in a row must pass (at least 1).
     k: usize,
+    /// The least pass^k, in 0..=1.
     min: f64,
 }
+
+super::schema_as!(PassPowK => RawPassPowK);
 
 impl TryFrom<RawPassPowK> for PassPowK {
     type Error = String;

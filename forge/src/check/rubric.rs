@@ -21,21 +21,28 @@ pub struct Rubric {
     pub min_score: f64,
 }
 
+/// The criteria, or `{criteria, min_score}`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Raw {
+    Criteria(String),
+    Full(Full),
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Full {
+    /// What the answer must do, in words.
+    criteria: String,
+    /// The lowest passing score when the judge gives no `pass` (default 0.5).
+    #[serde(default)]
+    min_score: Option<f64>,
+}
+
+super::schema_as!(Rubric => Raw);
+
 impl<'de> Deserialize<'de> for Rubric {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Criteria(String),
-            Full(Full),
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            criteria: String,
-            #[serde(default)]
-            min_score: Option<f64>,
-        }
         let raw = Raw::deserialize(d).map_err(|_| {
             serde::de::Error::custom(
                 "`rubric` takes the criteria as text, or {criteria: ..., min_score: 0.5}",

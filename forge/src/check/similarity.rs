@@ -11,7 +11,9 @@ use super::{Check, Turn, Verdict};
 use crate::schema::Batch;
 
 /// A similarity metric between an answer and the ground truth.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Token-overlap F1 (SQuAD).
@@ -40,18 +42,24 @@ pub struct Similarity {
     pub min: f64,
 }
 
+/// A minimum score, or `{metric, min}`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Raw {
+    Min(f64),
+    Full {
+        /// The metric (default `token_f1`).
+        #[serde(default)]
+        metric: Metric,
+        /// The minimum score, in 0..=1.
+        min: f64,
+    },
+}
+
+super::schema_as!(Similarity => Raw);
+
 impl<'de> Deserialize<'de> for Similarity {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Min(f64),
-            Full {
-                #[serde(default)]
-                metric: Metric,
-                min: f64,
-            },
-        }
         let similarity = match Raw::deserialize(d)? {
             Raw::Min(min) => Similarity {
                 metric: Metric::default(),

@@ -9,17 +9,21 @@ use super::{Check, Turn, Verdict};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Strings(pub Vec<String>);
 
+/// One string, or a list of them.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum StringsRaw {
+    One(String),
+    Many(Vec<String>),
+}
+
+super::schema_as!(Strings => StringsRaw);
+
 impl<'de> Deserialize<'de> for Strings {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::One(s) => Strings(vec![s]),
-            Raw::Many(v) => Strings(v),
+        Ok(match StringsRaw::deserialize(d)? {
+            StringsRaw::One(s) => Strings(vec![s]),
+            StringsRaw::Many(v) => Strings(v),
         })
     }
 }
@@ -31,6 +35,16 @@ pub struct Pattern(pub regex::Regex);
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
         self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl schemars::JsonSchema for Pattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Pattern".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "format": "regex"})
     }
 }
 
@@ -53,7 +67,7 @@ impl<'de> Deserialize<'de> for Pattern {
 }
 
 /// `contains`: the answer contains every string.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Contains(pub Strings);
 
@@ -73,7 +87,7 @@ impl Check for Contains {
 }
 
 /// `icontains`: the answer contains every string, ignoring case.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct IContains(pub Strings);
 
@@ -97,7 +111,7 @@ impl Check for IContains {
 }
 
 /// `not_contains`: the answer contains none of the strings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct NotContains(pub Strings);
 
@@ -117,7 +131,7 @@ impl Check for NotContains {
 }
 
 /// `equals`: the answer is exactly the string.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Equals(pub String);
 
@@ -140,7 +154,7 @@ impl Check for Equals {
 }
 
 /// `starts_with`: the answer starts with the string.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct StartsWith(pub String);
 
@@ -159,7 +173,7 @@ impl Check for StartsWith {
 }
 
 /// `regex`: the regular expression matches somewhere in the answer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Regex(pub Pattern);
 

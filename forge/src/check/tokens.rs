@@ -8,7 +8,7 @@ use super::{Check, Turn, Verdict};
 /// (the `openai` runner reads the reply's `usage`; a custom runner gives
 /// [`Reply::with_usage`](crate::Reply::with_usage)), is at most N. A turn
 /// whose runner reported no usage fails: the limit cannot be known to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct MaxTokens(pub u64);
 

@@ -45,7 +45,7 @@ pub struct ToolCorrectness {
 }
 
 /// The weights of the four parts of the overall score.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
     /// Weight of `tool_selection_correct`.
@@ -70,19 +70,35 @@ impl Default for Weights {
     }
 }
 
+/// `{min, weights}`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Full {
+    /// The minimum overall score, in 0..=1 (default 1.0).
+    #[serde(default = "one")]
+    min: f64,
+    /// The weights of the four parts (default 0.25 each).
+    #[serde(default)]
+    weights: Weights,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl schemars::JsonSchema for ToolCorrectness {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ToolCorrectness".into()
+    }
+
+    /// A minimum score, or `{min, weights}` (read as [`Full`]).
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"anyOf": [{"type": "number"}, g.subschema_for::<Full>()]})
+    }
+}
+
 impl<'de> Deserialize<'de> for ToolCorrectness {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            #[serde(default = "one")]
-            min: f64,
-            #[serde(default)]
-            weights: Weights,
-        }
-        fn one() -> f64 {
-            1.0
-        }
         let value = Value::deserialize(d)?;
         let check = match value {
             Value::Number(n) => ToolCorrectness {

@@ -49,21 +49,29 @@ pub const MAX_VOTES: usize = 15;
 const RESERVED_PARAMS: &[&str] = &["model", "messages", "stream"];
 
 /// The `judge:` mapping as a suite writes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct JudgeConfig {
+pub(crate) struct JudgeConfig {
+    /// The judge's OpenAI-compatible base URL (`FORGE_JUDGE_BASE_URL`).
     #[serde(default)]
     base_url: Option<String>,
+    /// Its API key (`FORGE_JUDGE_API_KEY`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     api_key: Option<SecretString>,
+    /// Its model (`FORGE_JUDGE_MODEL`).
     #[serde(default)]
     model: Option<String>,
+    /// Extra request body entries (temperature 0 unless set).
     #[serde(default)]
     params: Option<Object>,
+    /// How many times each turn is judged (odd, at most 15): majority verdict, mean score.
     #[serde(default)]
     votes: Option<usize>,
+    /// Whether to ask for a JSON reply (`response_format`).
     #[serde(default)]
     response_format: Option<bool>,
+    /// What the judge's tokens cost.
     #[serde(default)]
     price: Option<Price>,
 }

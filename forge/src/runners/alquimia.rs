@@ -81,7 +81,7 @@ const REATTACH_GRACE: Duration = Duration::from_secs(60);
 const PENDING_PRUNE_AT: usize = 1024;
 
 /// The `alquimia` runner's configuration, as written in a suite or payload.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlquimiaConfig {
     /// The API's base URL; falls back to `ALQUIMIA_BASE_URL`.
@@ -89,6 +89,7 @@ pub struct AlquimiaConfig {
     pub base_url: Option<String>,
     /// The API key; falls back to `ALQUIMIA_API_KEY`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub api_key: Option<SecretString>,
     /// The agent to talk to (required).
     #[serde(default)]

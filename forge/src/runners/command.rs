@@ -88,7 +88,7 @@ pub const STDERR_KEEP: usize = 64 * 1024;
 pub const PIPE_GRACE: Duration = Duration::from_millis(250);
 
 /// Where the query goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Input {
     /// On the program's stdin.
@@ -98,20 +98,29 @@ pub enum Input {
     Arg,
 }
 
-#[derive(Deserialize)]
+/// The `command` runner's configuration, as written in a suite.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CommandConfig {
+pub(crate) struct CommandConfig {
+    /// The program to run (a path, or a name looked up in `PATH`).
     program: String,
+    /// Its arguments; `{query}` and the other placeholders are filled.
     #[serde(default)]
     args: Vec<String>,
+    /// Where the query goes: `stdin` (default) or `arg`.
     #[serde(default)]
     input: Input,
+    /// Environment variables set for the program (values may hold keys).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     env: BTreeMap<String, SecretString>,
+    /// Its working directory, relative to the suite file.
     #[serde(default)]
     cwd: Option<PathBuf>,
+    /// Time allowed per turn (the suite's `timeout` otherwise).
     #[serde(default)]
     timeout: Option<DurationValue>,
+    /// Whether a turn that timed out is retried.
     #[serde(default)]
     retry_timeouts: bool,
 }

@@ -75,26 +75,36 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_RETRY_ON: [u16; 4] = [429, 502, 503, 504];
 
 /// The `http` runner's configuration, as written in a suite.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct HttpConfig {
+pub(crate) struct HttpConfig {
+    /// The HTTP method (default `POST`).
     #[serde(default)]
     method: Option<String>,
+    /// The URL; `{placeholders}` are filled.
     url: String,
+    /// Request headers; values are templates.
     #[serde(default)]
     headers: serde_json::Map<String, Value>,
+    /// The JSON body template.
     #[serde(default)]
     body: Option<Value>,
+    /// JSON Pointer to the answer in the reply (default: the whole body).
     #[serde(default)]
     answer: Option<String>,
+    /// JSON Pointer to the agentic data in the reply.
     #[serde(default)]
     agentic: Option<String>,
+    /// JSON Pointer to the token usage in the reply.
     #[serde(default)]
     usage: Option<String>,
+    /// Time allowed per request (the suite's `timeout` otherwise).
     #[serde(default)]
     timeout: Option<DurationValue>,
+    /// Whether a request that timed out is retried.
     #[serde(default)]
     retry_timeouts: bool,
+    /// The HTTP statuses retried (default: 408, 409, 429 and 5xx).
     #[serde(default)]
     retry_on: Option<RetryOn>,
 }

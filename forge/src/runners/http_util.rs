@@ -305,6 +305,20 @@ impl std::fmt::Debug for RetryOn {
     }
 }
 
+impl schemars::JsonSchema for RetryOn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RetryOn".into()
+    }
+
+    /// A list of HTTP statuses, as [`RetryOn`]'s `Deserialize` reads it.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "array",
+            "items": {"type": "integer", "minimum": 100, "maximum": 599},
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for RetryOn {
     /// A list of statuses, such as `[429, 503]`.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -21,3 +21,18 @@ pub mod offline;
 pub mod openai;
 pub(crate) mod sse;
 pub(crate) mod template;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+/// The JSON Schema of each built-in runner's configuration (the keys of
+/// `runner:` besides `type`), by type name, for `forge schema`.
+pub(crate) fn config_schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
+    vec![
+        ("alquimia", alquimia::AlquimiaConfig::json_schema(generator)),
+        ("command", command::CommandConfig::json_schema(generator)),
+        ("echo", offline::Echo::json_schema(generator)),
+        ("http", http::HttpConfig::json_schema(generator)),
+        ("openai", openai::OpenAiConfig::json_schema(generator)),
+        ("replay", offline::ReplayConfig::json_schema(generator)),
+    ]
+}

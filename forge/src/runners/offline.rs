@@ -22,7 +22,7 @@ use crate::schema::Batch;
 /// `template` may use the placeholders of `template`
 /// (`{query}`, `{session_id}`, `{turn}`, ...). `delay_ms` waits before
 /// answering, to simulate latency.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Echo {
     /// The answer template (default `{query}`).
@@ -48,7 +48,7 @@ impl Runner for Echo {
 }
 
 /// Where `replay` takes its answers from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplaySource {
     /// The batch's recorded `assistant` (a Fair-Forge dataset with answers).
@@ -68,13 +68,17 @@ pub struct Replay {
     answers: HashMap<String, String>,
 }
 
-#[derive(Deserialize)]
+/// The `replay` runner's configuration, as written in a suite.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplayConfig {
+pub(crate) struct ReplayConfig {
+    /// Where answers come from: `assistant` (default) or `ground_truth`.
     #[serde(default)]
     source: ReplaySource,
+    /// Answers by `qa_id`.
     #[serde(default)]
     answers: HashMap<String, String>,
+    /// A JSON file of answers by `qa_id`, relative to the suite file.
     #[serde(default)]
     file: Option<PathBuf>,
 }

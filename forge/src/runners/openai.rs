@@ -68,7 +68,7 @@ fn default_true() -> bool {
 }
 
 /// The `openai` runner's configuration, as written in a suite.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiConfig {
     /// The API's base URL (default [`DEFAULT_BASE_URL`], or `OPENAI_BASE_URL`).
@@ -79,6 +79,7 @@ pub struct OpenAiConfig {
     /// caller that must not send the host's key anywhere (the payload API's
     /// connectors) can say so. No key sends no `Authorization` header.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub api_key: Option<SecretString>,
     /// The model name (required).
     pub model: String,

@@ -44,6 +44,7 @@
 
 mod env;
 mod files;
+pub(crate) mod json_schema;
 mod locate;
 mod model;
 mod parse;

@@ -9,36 +9,54 @@ use crate::check::Checks;
 use crate::schema::{Batch, Dataset, Object};
 
 /// A whole suite file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "forge suite")]
 pub(crate) struct SuiteFile {
+    /// The suite's name (default: the file's stem); test names start with it.
     #[serde(default)]
     pub name: Option<String>,
+    /// The system under test: `type` and that runner's keys.
+    #[schemars(schema_with = "super::json_schema::runner")]
     pub runner: serde_yaml::Mapping,
+    /// Sessions in flight at once (default 8).
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// Time allowed per turn.
     #[serde(default)]
     pub timeout: Option<DurationValue>,
+    /// Retries of a turn that failed transiently.
     #[serde(default)]
     pub retries: Option<u32>,
+    /// The wait between retries.
     #[serde(default)]
     pub backoff: Option<BackoffValue>,
+    /// The most requests sent per unit of time.
     #[serde(default)]
     pub rate_limit: Option<RateValue>,
+    /// The datasets: inline, or `file:` entries.
     #[serde(default)]
     pub datasets: Vec<DatasetEntry>,
+    /// The checks of every turn (a dataset or batch overrides them, check by check).
     #[serde(default)]
     pub expect: Option<Checks>,
+    /// Runs of each session (each batch passes by `pass_rate` or `min_passes`).
     #[serde(default)]
     pub repeat: Option<usize>,
+    /// The share of a repeated batch's runs that must pass.
     #[serde(default)]
     pub pass_rate: Option<f64>,
+    /// The runs of a repeated batch that must pass.
     #[serde(default)]
     pub min_passes: Option<usize>,
+    /// The judge of judged checks (`answer_correctness`, `rubric`).
     #[serde(default)]
+    #[schemars(with = "Option<crate::judge::JudgeConfig>")]
     pub judge: Option<serde_yaml::Mapping>,
+    /// What the runner's tokens cost.
     #[serde(default)]
     pub price: Option<crate::usage::Price>,
+    /// What a run may spend.
     #[serde(default)]
     pub budget: Option<crate::usage::Budget>,
 }
@@ -121,9 +139,35 @@ impl RepeatSpec {
     }
 }
 
+/// The durations [`parse_duration`] reads, for editors (a unit test keeps
+/// the two in step).
+const DURATION_PATTERN: &str = r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*(ms|s|sec|secs|m|min|h)?\s*$";
+
+/// The rates [`parse_rate`] reads, for editors (a unit test keeps the two
+/// in step).
+const RATE_PATTERN: &str =
+    r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*(/\s*(s|sec|second|m|min|minute|h|hour)\s*)?$";
+
 /// A duration written as `30s`, `250ms`, `2m`, `1h` or a number of seconds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DurationValue(pub std::time::Duration);
+
+impl schemars::JsonSchema for DurationValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    /// What [`parse_duration`] and the visitor below accept.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`30s`, `250ms`, `2m`, `1h`, or a number of seconds",
+            "anyOf": [
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0},
+            ],
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -153,11 +197,13 @@ impl<'de> Deserialize<'de> for DurationValue {
 }
 
 /// `backoff: {initial: 250ms, max: 30s}`: either key may be left out.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackoffValue {
+    /// The first retry's wait.
     #[serde(default)]
     pub initial: Option<DurationValue>,
+    /// The longest wait.
     #[serde(default)]
     pub max: Option<DurationValue>,
 }
@@ -168,6 +214,23 @@ pub(crate) struct BackoffValue {
 pub(crate) struct RateValue {
     pub count: u32,
     pub period: std::time::Duration,
+}
+
+impl schemars::JsonSchema for RateValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rate".into()
+    }
+
+    /// What [`parse_rate`] and the visitor below accept.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`20/s`, `600/min`, `1000/h`, or requests per second",
+            "anyOf": [
+                {"type": "string", "pattern": RATE_PATTERN},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for RateValue {
@@ -307,34 +370,53 @@ pub(crate) struct BatchMeta {
     pub expect: Option<Checks>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A dataset entry as written: inline (`session_id`, `assistant_id`,
+/// `conversation`) or `file:` (a JSON/JSONL/YAML dataset file).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "DatasetEntry")]
 struct RawEntry {
+    /// A dataset file (Fair-Forge JSON, JSONL or YAML), relative to the suite.
     #[serde(default)]
     file: Option<String>,
+    /// The session's id (inline datasets).
     #[serde(default)]
     session_id: Option<String>,
+    /// The id of the assistant under test (inline datasets).
     #[serde(default)]
     assistant_id: Option<String>,
+    /// The session's language.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     language: Option<Option<String>>,
+    /// Context sent with the session.
     #[serde(default)]
     context: Option<String>,
+    /// The turns, in order.
     #[serde(default)]
     conversation: Option<Vec<SuiteBatch>>,
+    /// Skip the dataset's batches (reported as ignored).
     #[serde(default)]
     ignore: bool,
+    /// Checks of the dataset's turns.
     #[serde(default)]
     expect: Option<Checks>,
+    /// Runs of each session of this dataset.
     #[serde(default)]
     repeat: Option<usize>,
+    /// The share of a repeated batch's runs that must pass.
     #[serde(default)]
     pass_rate: Option<f64>,
+    /// The runs of a repeated batch that must pass.
     #[serde(default)]
     min_passes: Option<usize>,
+    /// This dataset's judge, key by key over the suite's.
     #[serde(default)]
+    #[schemars(with = "Option<crate::judge::JudgeConfig>")]
     judge: Option<serde_yaml::Mapping>,
 }
+
+crate::check::schema_as!(DatasetEntry => RawEntry);
 
 /// Distinguishes `language: null` (Some(None)) from an absent key (None).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -439,27 +521,42 @@ impl InlineEntry {
 }
 
 /// A batch written inline in a suite: Fair-Forge's fields plus `ignore`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Batch")]
 pub(crate) struct SuiteBatch {
+    /// The turn's id, unique in its dataset.
     qa_id: String,
+    /// What is sent to the system under test.
     query: String,
+    /// A recorded answer (the `replay` runner's default source).
     #[serde(default)]
     assistant: String,
+    /// The expected answer (`similarity`, `answer_correctness`).
     #[serde(default)]
     ground_truth_assistant: String,
+    /// Fair-Forge's `observation`.
     #[serde(default)]
     observation: Option<String>,
+    /// Agentic data (tool calls, ...).
     #[serde(default, deserialize_with = "object")]
+    #[schemars(with = "Option<Object>")]
     agentic: Option<Option<Object>>,
+    /// The expected agentic data (`tool_correctness`).
     #[serde(default, deserialize_with = "object")]
+    #[schemars(with = "Option<Object>")]
     ground_truth_agentic: Option<Option<Object>>,
+    /// Fair-Forge's `logprobs`.
     #[serde(default, deserialize_with = "object")]
+    #[schemars(with = "Option<Object>")]
     logprobs: Option<Option<Object>>,
+    /// Fair-Forge's `weight`.
     #[serde(default)]
     weight: Option<f64>,
+    /// Skip this batch (reported as ignored).
     #[serde(default)]
     ignore: bool,
+    /// This turn's checks.
     #[serde(default)]
     expect: Option<Checks>,
 }
