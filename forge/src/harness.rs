@@ -21,6 +21,14 @@
 //! batches are skipped cases. Under cargo nextest (one process per test)
 //! each process writes only a part of its own, for `forge merge`.
 //!
+//! With `FORGE_BASELINE=DIR` (`forge run --baseline`), each batch is
+//! compared with the run in `DIR`: a batch that regressed fails its test
+//! (`regressed since baseline: ...`, even if it passes), and the JUnit
+//! report marks it; a baseline that cannot be read is the failing test
+//! `forge::baseline`. Under GitHub Actions each failing batch is also an
+//! `::error` annotation (printed after libtest's summary) and the run's
+//! summary is appended to `$GITHUB_STEP_SUMMARY` ([`crate::report::github`]).
+//!
 //! Ctrl-C and SIGTERM work as in `forge run`: the first stops new work (turns
 //! not yet sent fail as interrupted, turns in flight finish) and the partial
 //! reports of this run are written; a second exits at once with 130.
@@ -38,10 +46,12 @@ use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 use tokio_util::sync::CancellationToken;
 
 use crate::cassette::Cassettes;
+use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::load::{load, LoadFailure, Loaded};
 use crate::partition::Partition;
 use crate::pipeline;
+use crate::report::github::{Deferred, Github};
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Nextest, Part};
 use crate::report::summary::SummaryJson;
@@ -162,6 +172,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     };
     let mut loaded = load(&[resolve(dir, &root)], &options);
     let partition = partition(&mut loaded);
+    let baseline = baseline(&mut loaded);
     let shard = partition.map(|p| shard_members(&loaded.suites, &p));
     let board = Arc::new(Board::default());
     let trials = trials(&loaded, shard.as_deref(), &board);
@@ -203,6 +214,19 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         Nextest::from_env(),
     );
     let nextest = header.nextest.is_some();
+    let (github, annotations) = match Github::from_env() {
+        Some(github) => {
+            let github = github.with_baseline(baseline.clone());
+            let github = if nextest {
+                github.without_summary()
+            } else {
+                github
+            };
+            let (github, lines) = github.deferred();
+            (Some(github), Some(lines))
+        }
+        None => (None, None),
+    };
     board.reset(selection.len());
     let engine = {
         let board = Arc::clone(&board);
@@ -211,8 +235,19 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         std::thread::spawn(move || {
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
-            let reports = out.map(|out| reporters(&out, header));
-            execute(suites, &selection, board, reports, &failures, &cassettes)
+            let reports = out.map(|out| {
+                let reports = reporters(&out, header, baseline.clone());
+                match github {
+                    Some(github) => reports.with(github),
+                    None => reports,
+                }
+            });
+            let trials = Trials {
+                board,
+                selection: selection.clone(),
+                baseline,
+            };
+            execute(suites, &selection, trials, reports, &failures, &cassettes)
         })
     };
     let conclusion = libtest_mimic::run(args, trials);
@@ -220,6 +255,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         Ok(outcome) => outcome,
         Err(panic) => std::panic::resume_unwind(panic),
     };
+    print_annotations(annotations.as_ref());
     let Some(outcome) = outcome else {
         return Ok(HarnessOutcome {
             conclusion,
@@ -249,9 +285,37 @@ fn partition(loaded: &mut Loaded) -> Option<Partition> {
         loaded.failures.push(LoadFailure {
             test: "forge::partition".to_owned(),
             message,
+            location: None,
         });
         None
     })
+}
+
+/// `FORGE_BASELINE`, if set; one that cannot be read becomes a failing
+/// test, `forge::baseline`.
+fn baseline(loaded: &mut Loaded) -> Option<Arc<Baseline>> {
+    match Baseline::from_env()? {
+        Ok(baseline) => Some(Arc::new(baseline)),
+        Err(error) => {
+            loaded.failures.push(LoadFailure {
+                test: "forge::baseline".to_owned(),
+                message: format!("{}: {error}", crate::diff::BASELINE_ENV),
+                location: None,
+            });
+            None
+        }
+    }
+}
+
+/// Prints the GitHub annotations kept for after libtest's own output.
+fn print_annotations(annotations: Option<&Deferred>) {
+    let Some(annotations) = annotations else {
+        return;
+    };
+    let lines = std::mem::take(&mut *annotations.lock().unwrap_or_else(|e| e.into_inner()));
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 /// One trial per batch of the shard (every batch with no partition), in
@@ -290,7 +354,7 @@ fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> V
 /// The reporters writing into `out`: the summary JSON, JUnit and the run's
 /// part; under nextest only a part of this process's own (a test's
 /// process must not write the reports other processes share).
-fn reporters(out: &Path, header: Header) -> Tee {
+fn reporters(out: &Path, header: Header, baseline: Option<Arc<Baseline>>) -> Tee {
     if let Some(nextest) = &header.nextest {
         let parts = Parts::Nextest(nextest.dir_name());
         return Tee::new()
@@ -299,7 +363,7 @@ fn reporters(out: &Path, header: Header) -> Tee {
     }
     Tee::new()
         .with(SummaryJson::new(out))
-        .with(Junit::new(out))
+        .with(Junit::new(out).with_baseline(baseline))
         .with(Part::new(out, header))
         .replacing(out, Parts::Run)
 }
@@ -309,7 +373,7 @@ fn reporters(out: &Path, header: Header) -> Tee {
 fn execute(
     suites: Vec<Suite>,
     selection: &Selection,
-    board: Arc<Board>,
+    trials: Trials,
     reports: Option<Tee>,
     failures: &[LoadFailure],
     cassettes: &Cassettes,
@@ -320,14 +384,13 @@ fn execute(
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            board.abort(&format!("cannot start the tokio runtime: {error}"));
+            trials
+                .board
+                .abort(&format!("cannot start the tokio runtime: {error}"));
             return None;
         }
     };
-    let mut reporter = Tee::new().with(Trials {
-        board,
-        selection: selection.clone(),
-    });
+    let mut reporter = Tee::new().with(trials);
     if let Some(reports) = reports {
         reporter = reporter.with(reports);
     }
@@ -343,6 +406,8 @@ fn execute(
 struct Trials {
     board: Arc<Board>,
     selection: Selection,
+    /// A batch that regressed since it fails its trial.
+    baseline: Option<Arc<Baseline>>,
 }
 
 impl Reporter for Trials {
@@ -351,18 +416,26 @@ impl Reporter for Trials {
             return;
         }
         if let Some(slot) = self.selection.index(record.id) {
-            self.board.post(slot, verdict(record));
+            let change = self.baseline.as_ref().and_then(|b| b.compare(record));
+            let regression = change
+                .filter(|c| c.regressed)
+                .map(|c| format!("regressed since baseline: {}", c.describe()));
+            self.board.post(slot, verdict(record, regression));
         }
     }
 }
 
-fn verdict(record: &BatchRecord) -> Result<(), String> {
-    if record.passed {
-        Ok(())
-    } else {
-        let message = record.message.as_deref().unwrap_or("failed");
-        Err(format!("{message}\nanswer: {}", record.answer()))
+/// A trial's verdict: a failure says why, and first how the batch
+/// regressed since the baseline (a batch that passes but regressed fails).
+fn verdict(record: &BatchRecord, regression: Option<String>) -> Result<(), String> {
+    if record.passed && regression.is_none() {
+        return Ok(());
     }
+    let mut lines: Vec<String> = regression.into_iter().collect();
+    if !record.passed {
+        lines.push(record.message.as_deref().unwrap_or("failed").to_owned());
+    }
+    Err(format!("{}\nanswer: {}", lines.join("\n"), record.answer()))
 }
 
 /// Marks the board finished when dropped, on return or on panic.

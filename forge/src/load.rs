@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::error::SuiteError;
 use crate::suite::{self, LoadOptions, Suite};
 
 /// A suite file (or directory) that could not be loaded.
@@ -18,6 +19,9 @@ pub struct LoadFailure {
     pub test: String,
     /// The located error.
     pub message: String,
+    /// Where the error is (for CI annotations), when in a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<suite::BatchLocation>,
 }
 
 /// What [`load`] found.
@@ -48,6 +52,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
                     loaded.failures.push(LoadFailure {
                         test: "forge::suites".to_owned(),
                         message: error.to_string(),
+                        location: None,
                     });
                     continue;
                 }
@@ -62,6 +67,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
                     let failure = LoadFailure {
                         test: load_test_name(&file),
                         message: error.to_string(),
+                        location: Some(error_location(&file, &error)),
                     };
                     match walked {
                         true => found_failures.push((file, failure)),
@@ -112,6 +118,10 @@ fn reject_duplicate_names(loaded: &mut Loaded) {
                     suite.name,
                     first.display()
                 ),
+                location: Some(suite::BatchLocation {
+                    file: suite.path.clone(),
+                    line: None,
+                }),
             });
             false
         }
@@ -120,6 +130,18 @@ fn reject_duplicate_names(loaded: &mut Loaded) {
             true
         }
     });
+}
+
+/// Where the error loading `file` is: its file and line when it says.
+fn error_location(file: &Path, error: &SuiteError) -> suite::BatchLocation {
+    let (file, line) = match error {
+        SuiteError::Invalid { location, .. }
+        | SuiteError::Dataset { location, .. }
+        | SuiteError::Runner { location, .. } => (location.file.clone(), location.line),
+        SuiteError::Io { path, .. } => (path.clone(), None),
+        _ => (file.to_owned(), None),
+    };
+    suite::BatchLocation { file, line }
 }
 
 /// `<file stem>::load`, whitespace replaced so the name stays one word.

@@ -15,6 +15,7 @@
 //! answered datasets with the suite's [`Secrets`] while it streams them.
 
 pub mod console;
+pub mod github;
 pub mod junit;
 pub mod part;
 pub mod summary;
