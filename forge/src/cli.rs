@@ -1,5 +1,6 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE`, `forge merge --out DIR INPUT...`,
+//! `forge diff BASE NEW`,
 //! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
@@ -12,6 +13,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 #[cfg(feature = "serve")]
 use std::time::Duration;
 use std::time::Instant;
@@ -20,9 +22,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::cassette::Cassettes;
+use crate::diff::{Baseline, DiffOptions, DEFAULT_ALPHA, DEFAULT_SCORE_DROP};
 use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::console::Console;
+use crate::report::github::Github;
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Part};
 use crate::report::summary::SummaryJson;
@@ -52,6 +56,9 @@ enum Command {
     Run(RunArgs),
     /// Merge the reports of shards (or nextest processes) into one.
     Merge(MergeArgs),
+    /// Compare a run with a baseline run: what newly fails, newly passes,
+    /// answers differently, scores lower; exit 1 when something regressed.
+    Diff(DiffArgs),
     /// Add forge to an existing cargo crate: the dev-dependency, a
     /// `suites` test target and a first suite.
     Init(crate::init::InitArgs),
@@ -163,6 +170,72 @@ struct ValidateArgs {
     suites: Vec<PathBuf>,
 }
 
+/// `forge diff BASE NEW`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "BASE and NEW are each the output directory of a `forge run` or `cargo test` (its parts/run.json; or a directory holding such directories, the shards of a CI matrix), or a part file.\nA regression is a batch that newly fails (or is new and fails), a check score lower by more than --score-drop, or, for a batch with `repeat`, a pass-count drop that Fisher's exact test finds significant at --alpha (a drop that is not significant is listed, and does not fail).\nExit status: 0 when nothing regressed, 1 when something did, 2 when an input cannot be read."
+)]
+struct DiffArgs {
+    /// The baseline run (main's).
+    #[arg(value_name = "BASE")]
+    base: PathBuf,
+    /// The run to compare with it.
+    #[arg(value_name = "NEW")]
+    new: PathBuf,
+    #[command(flatten)]
+    gate: GateArgs,
+    /// `human` (grouped, with counts) or `json`.
+    #[arg(long, value_enum, default_value = "human")]
+    format: DiffFormat,
+}
+
+/// How a run is compared with a baseline.
+#[derive(Debug, Args)]
+struct GateArgs {
+    /// A check's score (the mean over a batch's runs) lower by more than
+    /// this is a regression.
+    #[arg(long, value_name = "DROP", default_value_t = DEFAULT_SCORE_DROP, value_parser = score_drop)]
+    score_drop: f64,
+    /// The significance level of a repeated batch's pass-count drop
+    /// (Fisher's exact test, one-sided).
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_ALPHA, value_parser = alpha)]
+    alpha: f64,
+}
+
+impl GateArgs {
+    fn options(&self) -> DiffOptions {
+        DiffOptions {
+            score_drop: self.score_drop,
+            alpha: self.alpha,
+        }
+    }
+}
+
+/// `forge diff`'s output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    /// For people: the changes grouped, with counts.
+    Human,
+    /// For tools.
+    Json,
+}
+
+/// `--score-drop`: a number from 0 to 1.
+fn score_drop(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(drop) if (0.0..=1.0).contains(&drop) => Ok(drop),
+        _ => Err("must be a number from 0 to 1".into()),
+    }
+}
+
+/// `--alpha`: a number above 0, at most 1.
+fn alpha(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(alpha) if alpha > 0.0 && alpha <= 1.0 => Ok(alpha),
+        _ => Err("must be a number above 0, at most 1".into()),
+    }
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Suite files, or directories of suites.
@@ -203,6 +276,13 @@ struct RunArgs {
     /// out, so the next recording retries them).
     #[arg(long, requires = "record")]
     record_errors: bool,
+    /// Compare with the run in DIR (main's reports, as `forge diff` reads
+    /// them): mark the regressions, and exit with 1 only when a batch
+    /// regressed.
+    #[arg(long, value_name = "DIR", conflicts_with = "payload")]
+    baseline: Option<PathBuf>,
+    #[command(flatten)]
+    gate: GateArgs,
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
@@ -228,6 +308,7 @@ pub fn main() -> ExitCode {
             None => runtime.block_on(run_files(&args)),
         },
         Command::Merge(args) => merge(&args),
+        Command::Diff(args) => diff(&args),
         Command::Init(args) => crate::init::main(&args),
         Command::Validate(args) => validate(&args),
         Command::Schema => schema(),
@@ -308,6 +389,36 @@ fn schema() -> ExitCode {
     }
 }
 
+/// `forge diff`: the report on stdout, the exit status.
+fn diff(args: &DiffArgs) -> ExitCode {
+    let diff = match crate::diff::diff(&args.base, &args.new, args.gate.options()) {
+        Ok(diff) => diff,
+        Err(error) => {
+            eprintln!("forge: diff: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let text = match args.format {
+        DiffFormat::Human => diff.to_text(),
+        DiffFormat::Json => match serde_json::to_string_pretty(&diff.to_json()) {
+            Ok(json) => json + "\n",
+            Err(error) => {
+                eprintln!("forge: diff: cannot serialise the report: {error}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+    };
+    // A closed pipe (`forge diff A B | head`) is not an error of the diff.
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, text.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut stdout));
+    if diff.regressed() {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FORGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -373,6 +484,16 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         eprintln!("forge: {}", failure.message);
     }
     let (suites, load_failures) = (loaded.suites, loaded.failures);
+    let baseline = match &args.baseline {
+        None => None,
+        Some(dir) => match Baseline::load(dir, args.gate.options()) {
+            Ok(baseline) => Some(Arc::new(baseline)),
+            Err(error) => {
+                eprintln!("forge: --baseline: {error}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+    };
     let mut selection = Selection::filtered(&suites, args.filter.as_deref());
     if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
         eprintln!("forge: no batch matches --filter {filter:?}");
@@ -399,12 +520,15 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
     let header = Header::new(&suites, partition.map(|p| p.to_string()), None);
-    let reporter = Tee::new()
-        .with(Console::new(selection.count(), args.quiet))
+    let mut reporter = Tee::new()
+        .with(Console::new(selection.count(), args.quiet).with_baseline(baseline.clone()))
         .with(SummaryJson::new(&out))
-        .with(Junit::new(&out))
+        .with(Junit::new(&out).with_baseline(baseline.clone()))
         .with(Part::new(&out, header))
         .replacing(&out, Parts::Run);
+    if let Some(github) = Github::from_env() {
+        reporter = reporter.with(github.with_baseline(baseline.clone()));
+    }
     let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
@@ -417,14 +541,21 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         cancel,
     )
     .await;
-    match conclude(&outcome, &out, start) {
+    match conclude(&outcome, &out, start, baseline.as_deref()) {
         _ if !load_failures.is_empty() => ExitCode::from(EXIT_BAD_INPUT),
         status => status,
     }
 }
 
-/// Prints where the reports went and the tally; the exit status.
-fn conclude(outcome: &pipeline::Outcome, out: &std::path::Path, start: Instant) -> ExitCode {
+/// Prints where the reports went and the tally; the exit status: with a
+/// baseline, 1 when a batch regressed (not when it fails, as in the
+/// baseline too), else 1 when a batch failed.
+fn conclude(
+    outcome: &pipeline::Outcome,
+    out: &std::path::Path,
+    start: Instant,
+    baseline: Option<&Baseline>,
+) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     match &outcome.reports {
         Ok(_) => eprintln!("forge: reports written to {}", out.display()),
@@ -445,7 +576,15 @@ fn conclude(outcome: &pipeline::Outcome, out: &std::path::Path, start: Instant) 
         "{passed} passed, {failed} failed{ignored} in {:.2}s",
         start.elapsed().as_secs_f64()
     );
-    if !outcome.passed() {
+    let failed = match baseline {
+        Some(baseline) => {
+            let (line, regressed) = baseline.conclude(outcome.selected());
+            eprintln!("forge: {line}");
+            regressed || outcome.interrupted
+        }
+        None => !outcome.passed(),
+    };
+    if failed {
         status = ExitCode::from(EXIT_FAILED);
     }
     status

@@ -21,6 +21,14 @@
 //! batches are skipped cases. Under cargo nextest (one process per test)
 //! each process writes only a part of its own, for `forge merge`.
 //!
+//! With `FORGE_BASELINE=DIR` (`forge run --baseline`), each batch is
+//! compared with the run in `DIR`: a batch that regressed fails its test
+//! (`regressed since baseline: ...`, even if it passes), and the JUnit
+//! report marks it; a baseline that cannot be read is the failing test
+//! `forge::baseline`. Under GitHub Actions each failing batch is also an
+//! `::error` annotation (printed after libtest's summary) and the run's
+//! summary is appended to `$GITHUB_STEP_SUMMARY` ([`crate::report::github`]).
+//!
 //! Ctrl-C and SIGTERM work as in `forge run`: the first stops new work (turns
 //! not yet sent fail as interrupted, turns in flight finish) and the partial
 //! reports of this run are written; a second exits at once with 130.
@@ -38,11 +46,13 @@ use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 use tokio_util::sync::CancellationToken;
 
 use crate::cassette::Cassettes;
+use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::libtest::{self, Case};
 use crate::load::{load, LoadFailure, Loaded};
 use crate::partition::Partition;
 use crate::pipeline;
+use crate::report::github::{Deferred, Github};
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Nextest, Part};
 use crate::report::summary::SummaryJson;
@@ -163,6 +173,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
     };
     let mut loaded = load(&[resolve(dir, &root)], &options);
     let partition = partition(&mut loaded);
+    let baseline = baseline(&mut loaded);
     let shard = partition.map(|p| shard_members(&loaded.suites, &p));
     let board = Arc::new(Board {
         show_output: args.show_output,
@@ -207,6 +218,19 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         Nextest::from_env(),
     );
     let nextest = header.nextest.is_some();
+    let (github, annotations) = match Github::from_env() {
+        Some(github) => {
+            let github = github.with_baseline(baseline.clone());
+            let github = if nextest {
+                github.without_summary()
+            } else {
+                github
+            };
+            let (github, lines) = github.deferred();
+            (Some(github), Some(lines))
+        }
+        None => (None, None),
+    };
     board.reset(selection.len());
     let engine = {
         let board = Arc::clone(&board);
@@ -215,8 +239,19 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         std::thread::spawn(move || {
             // Trials waiting for a result must never hang, even if the run panics.
             let _finish = FinishOnDrop(Arc::clone(&board));
-            let reports = out.map(|out| reporters(&out, header));
-            execute(suites, &selection, board, reports, &failures, &cassettes)
+            let reports = out.map(|out| {
+                let reports = reporters(&out, header, baseline.clone());
+                match github {
+                    Some(github) => reports.with(github),
+                    None => reports,
+                }
+            });
+            let trials = Trials {
+                board,
+                selection: selection.clone(),
+                baseline,
+            };
+            execute(suites, &selection, trials, reports, &failures, &cassettes)
         })
     };
     let conclusion = run_cases(args, cases);
@@ -224,6 +259,7 @@ pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> 
         Ok(outcome) => outcome,
         Err(panic) => std::panic::resume_unwind(panic),
     };
+    print_annotations(annotations.as_ref());
     let Some(outcome) = outcome else {
         return Ok(HarnessOutcome {
             conclusion,
@@ -257,6 +293,33 @@ fn partition(loaded: &mut Loaded) -> Option<Partition> {
         });
         None
     })
+}
+
+/// `FORGE_BASELINE`, if set; one that cannot be read becomes a failing
+/// test, `forge::baseline`.
+fn baseline(loaded: &mut Loaded) -> Option<Arc<Baseline>> {
+    match Baseline::from_env()? {
+        Ok(baseline) => Some(Arc::new(baseline)),
+        Err(error) => {
+            loaded.failures.push(LoadFailure {
+                test: "forge::baseline".to_owned(),
+                message: format!("{}: {error}", crate::diff::BASELINE_ENV),
+                location: None,
+            });
+            None
+        }
+    }
+}
+
+/// Prints the GitHub annotations kept for after libtest's own output.
+fn print_annotations(annotations: Option<&Deferred>) {
+    let Some(annotations) = annotations else {
+        return;
+    };
+    let lines = std::mem::take(&mut *annotations.lock().unwrap_or_else(|e| e.into_inner()));
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 /// One test per batch of the shard (every batch with no partition), in
@@ -315,7 +378,7 @@ fn run_cases(args: &Arguments, cases: Vec<Case>) -> Conclusion {
 /// The reporters writing into `out`: the summary JSON, JUnit and the run's
 /// part; under nextest only a part of this process's own (a test's
 /// process must not write the reports other processes share).
-fn reporters(out: &Path, header: Header) -> Tee {
+fn reporters(out: &Path, header: Header, baseline: Option<Arc<Baseline>>) -> Tee {
     if let Some(nextest) = &header.nextest {
         let parts = Parts::Nextest(nextest.dir_name());
         return Tee::new()
@@ -324,7 +387,7 @@ fn reporters(out: &Path, header: Header) -> Tee {
     }
     Tee::new()
         .with(SummaryJson::new(out))
-        .with(Junit::new(out))
+        .with(Junit::new(out).with_baseline(baseline))
         .with(Part::new(out, header))
         .replacing(out, Parts::Run)
 }
@@ -334,7 +397,7 @@ fn reporters(out: &Path, header: Header) -> Tee {
 fn execute(
     suites: Vec<Suite>,
     selection: &Selection,
-    board: Arc<Board>,
+    trials: Trials,
     reports: Option<Tee>,
     failures: &[LoadFailure],
     cassettes: &Cassettes,
@@ -345,14 +408,13 @@ fn execute(
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            board.abort(&format!("cannot start the tokio runtime: {error}"));
+            trials
+                .board
+                .abort(&format!("cannot start the tokio runtime: {error}"));
             return None;
         }
     };
-    let mut reporter = Tee::new().with(Trials {
-        board,
-        selection: selection.clone(),
-    });
+    let mut reporter = Tee::new().with(trials);
     if let Some(reports) = reports {
         reporter = reporter.with(reports);
     }
@@ -368,6 +430,8 @@ fn execute(
 struct Trials {
     board: Arc<Board>,
     selection: Selection,
+    /// A batch that regressed since it fails its trial.
+    baseline: Option<Arc<Baseline>>,
 }
 
 impl Reporter for Trials {
@@ -376,24 +440,35 @@ impl Reporter for Trials {
             return;
         }
         if let Some(slot) = self.selection.index(record.id) {
+            let change = self.baseline.as_ref().and_then(|b| b.compare(record));
+            let regression = change
+                .filter(|c| c.regressed)
+                .map(|c| format!("regressed since baseline: {}", c.describe()));
             self.board
-                .post(slot, verdict(record, self.board.show_output));
+                .post(slot, verdict(record, regression, self.board.show_output));
         }
     }
 }
 
 /// A test's verdict: `Ok` with its output (the answer, when shown), or
-/// `Err` with its failure text.
-fn verdict(record: &BatchRecord, show_output: bool) -> Result<String, String> {
-    if record.passed {
-        Ok(match show_output {
+/// `Err` with its failure text, which says first how the batch regressed
+/// since the baseline (a batch that passes but regressed fails).
+fn verdict(
+    record: &BatchRecord,
+    regression: Option<String>,
+    show_output: bool,
+) -> Result<String, String> {
+    if record.passed && regression.is_none() {
+        return Ok(match show_output {
             true => format!("answer: {}", record.answer()),
             false => String::new(),
-        })
-    } else {
-        let message = record.message.as_deref().unwrap_or("failed");
-        Err(format!("{message}\nanswer: {}", record.answer()))
+        });
     }
+    let mut lines: Vec<String> = regression.into_iter().collect();
+    if !record.passed {
+        lines.push(record.message.as_deref().unwrap_or("failed").to_owned());
+    }
+    Err(format!("{}\nanswer: {}", lines.join("\n"), record.answer()))
 }
 
 /// Marks the board finished when dropped, on return or on panic.

@@ -7,6 +7,7 @@
 // the runner contract and its built-in runners, the registry of runner
 // types, the Fair-Forge data model, errors, and the engine.
 pub mod cli;
+pub mod diff;
 pub mod harness;
 #[cfg(feature = "lambda")]
 pub mod lambda;

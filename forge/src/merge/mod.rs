@@ -12,7 +12,7 @@
 //! written: nothing is dropped or doubled in silence.
 
 mod assemble;
-mod read;
+pub(crate) mod read;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

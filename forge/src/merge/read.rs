@@ -9,9 +9,10 @@ use crate::error::MergeError;
 use crate::report::part::{End, Entry, Header, SuitePart, FORMAT, PARTS_DIR, RUN_PART};
 use crate::schema::Response;
 
-/// A part, read: its header, its suites (responses filled in) and its end.
+/// A part, read: its header, its suites (responses filled in by
+/// [`parts_of`]) and its end.
 #[derive(Debug)]
-pub(super) struct Loaded {
+pub(crate) struct Loaded {
     /// The part's file.
     pub path: PathBuf,
     pub header: Header,
@@ -22,6 +23,17 @@ pub(super) struct Loaded {
 /// The parts of the run(s) whose output directory is `dir`:
 /// `parts/run.json` and every `parts/nextest-*/*.json`, in name order.
 pub(super) fn parts_of(dir: &Path) -> Result<Vec<Loaded>, MergeError> {
+    let files = part_files(dir)?;
+    if files.is_empty() {
+        return Err(MergeError::NoParts(dir.to_owned()));
+    }
+    files.iter().map(|file| read(dir, file)).collect()
+}
+
+/// The part files of the run(s) whose output directory is `dir` (none when
+/// it has no `parts/`): `parts/run.json` and every
+/// `parts/nextest-*/*.json`, in name order.
+pub(crate) fn part_files(dir: &Path) -> Result<Vec<PathBuf>, MergeError> {
     let parts_dir = dir.join(PARTS_DIR);
     let mut files = Vec::new();
     let run = parts_dir.join(RUN_PART);
@@ -35,15 +47,12 @@ pub(super) fn parts_of(dir: &Path) -> Result<Vec<Loaded>, MergeError> {
             name.ends_with(".json") && !name.starts_with('.') && path.is_file()
         })?);
     }
-    if files.is_empty() {
-        return Err(MergeError::NoParts(dir.to_owned()));
-    }
-    files.iter().map(|file| read(dir, file)).collect()
+    Ok(files)
 }
 
 /// The entries of `dir` that `keep` (given the name and path), sorted; none
 /// when `dir` does not exist.
-fn sorted_entries(
+pub(crate) fn sorted_entries(
     dir: &Path,
     keep: impl Fn(&str, &Path) -> bool,
 ) -> Result<Vec<PathBuf>, MergeError> {
@@ -67,6 +76,18 @@ fn sorted_entries(
 /// Reads one part; a suite whose response it does not hold gets the one of
 /// `<dir>/<suite>.json`, checked to be of the same run.
 fn read(dir: &Path, path: &Path) -> Result<Loaded, MergeError> {
+    let mut loaded = read_part(path)?;
+    for suite in &mut loaded.suites {
+        if suite.response.is_none() {
+            suite.response = Some(summary_of(dir, path, suite)?);
+        }
+    }
+    Ok(loaded)
+}
+
+/// Reads one part as it is (a suite's response `None` when it is the
+/// run's `<suite>.json`).
+pub(crate) fn read_part(path: &Path) -> Result<Loaded, MergeError> {
     let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
     let mut json = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 16, file));
     let header = Header::deserialize(&mut json).map_err(|e| read_error(path, e))?;
@@ -82,12 +103,7 @@ fn read(dir: &Path, path: &Path) -> Result<Loaded, MergeError> {
     let mut suites = Vec::new();
     let end = loop {
         match Entry::deserialize(&mut json).map_err(|e| read_error(path, e))? {
-            Entry::Suite(mut suite) => {
-                if suite.response.is_none() {
-                    suite.response = Some(summary_of(dir, path, &suite)?);
-                }
-                suites.push(suite);
-            }
+            Entry::Suite(suite) => suites.push(suite),
             Entry::End(end) => break end,
         }
     };

@@ -3,13 +3,20 @@
 //! stderr for each failing one, as it fails. At the end, a line per suite
 //! whose runner or judge reported token usage:
 //! `forge: <suite>: runner 42 tokens (30 in, 12 out, $0.000042); judge ...; cost $0.000120`.
+//!
+//! With a baseline (`--baseline`), a failing batch's line says how it
+//! changed since (`  regressed since baseline: newly failing`, or `  since
+//! baseline: ... (not a regression)`), and a batch that regressed but
+//! passes gets a `REGRESSED <test>: ...` line.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Reporter, RunEnd};
+use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::run::BatchRecord;
 use crate::usage::SuiteUsage;
@@ -18,6 +25,7 @@ use crate::usage::SuiteUsage;
 pub struct Console {
     progress: ProgressBar,
     failed: usize,
+    baseline: Option<Arc<Baseline>>,
 }
 
 impl Console {
@@ -39,7 +47,14 @@ impl Console {
         Console {
             progress,
             failed: 0,
+            baseline: None,
         }
+    }
+
+    /// Marks how each batch changed since `baseline`.
+    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<Baseline>>) -> Self {
+        self.baseline = baseline;
+        self
     }
 }
 
@@ -49,14 +64,28 @@ impl Reporter for Console {
             return;
         }
         self.progress.inc(1);
+        let change = self.baseline.as_ref().and_then(|b| b.compare(record));
         if record.passed {
+            if let Some(change) = change.filter(|c| c.regressed) {
+                let line = format!(
+                    "REGRESSED {}: regressed since baseline: {}",
+                    record.test,
+                    change.describe()
+                );
+                self.progress.suspend(|| eprintln!("{line}"));
+            }
             return;
         }
         self.failed += 1;
         self.progress.set_message(format!("{} failed", self.failed));
         let message = record.message.as_deref().unwrap_or("failed");
+        let mark = match change {
+            Some(c) if c.regressed => format!("\n  regressed since baseline: {}", c.describe()),
+            Some(c) => format!("\n  since baseline: {} (not a regression)", c.describe()),
+            None => String::new(),
+        };
         self.progress
-            .suspend(|| eprintln!("FAILED {}: {message}", record.test));
+            .suspend(|| eprintln!("FAILED {}: {message}{mark}", record.test));
     }
 
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<std::path::PathBuf>, ReportError> {

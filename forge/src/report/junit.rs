@@ -10,6 +10,11 @@
 //!   attribute and, in its body (what GitLab shows, newlines kept), the
 //!   message, then the query, the expected answer (`ground_truth_assistant`,
 //!   when set) and the answer;
+//! - with a baseline (`--baseline`), a batch that regressed is a failure
+//!   whose message and body start `regressed since baseline: ...` (a
+//!   newly failing batch says so; one that passes but regressed fails
+//!   here), and another failing batch's body says how it changed since
+//!   (`since baseline: ... (not a regression)`);
 //! - a skipped batch (`ignore: true`) is a `<testcase>` with `<skipped/>`;
 //! - the answer of a batch that ran is its `<system-out>`.
 //!
@@ -21,12 +26,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
+use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
@@ -42,6 +49,8 @@ pub struct Junit {
     /// What the failure bodies need that the records do not hold: the
     /// query and expected answer of each failed batch, by suite and batch.
     asked: HashMap<String, HashMap<(usize, usize), Asked>>,
+    /// The baseline regressions are marked against.
+    baseline: Option<Arc<Baseline>>,
 }
 
 /// A batch's query and expected answer, redacted.
@@ -58,13 +67,20 @@ impl Junit {
             dir: dir.into(),
             started: chrono::Utc::now().fixed_offset(),
             asked: HashMap::new(),
+            baseline: None,
         }
+    }
+
+    /// Marks the regressions since `baseline`.
+    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<Baseline>>) -> Self {
+        self.baseline = baseline;
+        self
     }
 }
 
 impl Reporter for Junit {
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
-        let asked = asked(suite);
+        let asked = asked(suite, self.baseline.as_deref());
         if !asked.is_empty() {
             self.asked.insert(suite.name.clone(), asked);
         }
@@ -74,15 +90,15 @@ impl Reporter for Junit {
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
         prepare(&self.dir)?;
         let path = self.dir.join("junit.xml");
-        let report = report(end.suites, end.load_failures, self.started, &self.asked);
+        let report = report(end, self.started, &self.asked, self.baseline.as_deref());
         write(&path, &report)?;
         Ok(vec![path])
     }
 }
 
-/// The query and expected answer of each failed selected batch of `suite`,
-/// from its answered datasets (a batch's first run's).
-fn asked(suite: &SuiteReport) -> HashMap<(usize, usize), Asked> {
+/// The query and expected answer of each failed (or regressed) selected
+/// batch of `suite`, from its answered datasets (a batch's first run's).
+fn asked(suite: &SuiteReport, baseline: Option<&Baseline>) -> HashMap<(usize, usize), Asked> {
     let Response::Success(run) = &suite.response else {
         return HashMap::new();
     };
@@ -91,7 +107,12 @@ fn asked(suite: &SuiteReport) -> HashMap<(usize, usize), Asked> {
         first_run.entry(origin.dataset).or_insert(i);
     }
     let redact = |text: &str| suite.secrets.redact(text).into_owned();
-    let failed = suite.records.iter().filter(|r| r.selected && !r.passed);
+    let regressed =
+        |r: &BatchRecord| baseline.is_some_and(|b| b.compare(r).is_some_and(|c| c.regressed));
+    let failed = suite
+        .records
+        .iter()
+        .filter(|r| r.selected && (!r.passed || regressed(r)));
     failed
         .filter_map(|record| {
             let dataset = run.datasets.get(*first_run.get(&record.id.dataset)?)?;
@@ -108,17 +129,18 @@ fn asked(suite: &SuiteReport) -> HashMap<(usize, usize), Asked> {
 /// The JUnit report of the reported suites (their selected and skipped
 /// batches); each load failure becomes a failing test of its own suite.
 fn report(
-    suites: &[SuiteReport],
-    load_failures: &[LoadFailure],
+    end: &RunEnd<'_>,
     started: DateTime<FixedOffset>,
     asked: &HashMap<String, HashMap<(usize, usize), Asked>>,
+    baseline: Option<&Baseline>,
 ) -> Report {
+    let (suites, load_failures) = (end.suites, end.load_failures);
     let mut report = Report::new("forge");
     let mut total = Duration::ZERO;
     let none = HashMap::new();
     for suite in suites.iter().filter(|s| s.is_reported()) {
         let asked = asked.get(&suite.name).unwrap_or(&none);
-        let mut test_suite = suite_element(suite, asked);
+        let mut test_suite = suite_element(suite, asked, baseline);
         test_suite.set_timestamp(started);
         total += test_suite.time.unwrap_or_default();
         report.add_test_suite(test_suite);
@@ -133,7 +155,11 @@ fn report(
 }
 
 /// A suite's `<testsuite>`, its time the sum of its cases'.
-fn suite_element(suite: &SuiteReport, asked: &HashMap<(usize, usize), Asked>) -> TestSuite {
+fn suite_element(
+    suite: &SuiteReport,
+    asked: &HashMap<(usize, usize), Asked>,
+    baseline: Option<&Baseline>,
+) -> TestSuite {
     let mut test_suite = TestSuite::new(xml_text(suite.name.clone()));
     if let Response::Failure(failure) = &suite.response {
         test_suite.set_system_err(xml_text(failure.error.clone()));
@@ -144,7 +170,8 @@ fn suite_element(suite: &SuiteReport, asked: &HashMap<(usize, usize), Asked>) ->
     let mut suite_time = Duration::ZERO;
     for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
         let asked = asked.get(&(record.id.dataset, record.id.batch));
-        let case = test_case(&suite.name, record, asked);
+        let since = baseline.and_then(|b| b.compare(record));
+        let case = test_case(&suite.name, record, asked, since.as_ref());
         suite_time += case.time.unwrap_or_default();
         test_suite.add_test_case(case);
     }
@@ -183,21 +210,28 @@ fn usage_properties(usage: &SuiteUsage) -> Vec<(String, String)> {
 }
 
 /// A batch's `<testcase>`: its verdict (skipped, passed, or a failure with
-/// its body), time, place and answer.
-fn test_case(suite: &str, record: &BatchRecord, asked: Option<&Asked>) -> TestCase {
+/// its body), time, place and answer; `since`, how it changed since the
+/// baseline.
+fn test_case(
+    suite: &str,
+    record: &BatchRecord,
+    asked: Option<&Asked>,
+    since: Option<&crate::diff::Change>,
+) -> TestCase {
+    let regressed = since.is_some_and(|c| c.regressed);
     let status = if record.skipped {
         let mut status = TestCaseStatus::skipped();
         status.set_message("ignored (`ignore: true`)");
         status
-    } else if record.passed {
+    } else if record.passed && !regressed {
         TestCaseStatus::success()
     } else {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        let message = record.message.as_deref().unwrap_or("failed");
-        status.set_message(xml_text(message.to_owned()));
+        let message = failure_message(record, since);
+        status.set_message(xml_text(message.clone()));
         status.set_type("forge");
         let answer = (!record.runs.is_empty()).then(|| record.answer());
-        status.set_description(xml_text(failure_body(message, asked, answer.as_deref())));
+        status.set_description(xml_text(failure_body(&message, asked, answer.as_deref())));
         status
     };
     let name = record
@@ -216,6 +250,28 @@ fn test_case(suite: &str, record: &BatchRecord, asked: Option<&Asked>) -> TestCa
     case.set_time(Duration::from_secs_f64(record.time_ms().max(0.0) / 1000.0));
     case.set_system_out(xml_text(record.answer()));
     case
+}
+
+/// A failure's message: how the batch regressed since the baseline, then
+/// why it fails (and, when it did not regress, how it changed).
+fn failure_message(record: &BatchRecord, since: Option<&crate::diff::Change>) -> String {
+    let failure = (!record.passed).then(|| record.message.as_deref().unwrap_or("failed"));
+    let mut lines = Vec::new();
+    match since {
+        Some(change) if change.regressed => {
+            lines.push(format!("regressed since baseline: {}", change.describe()));
+            lines.extend(failure.map(str::to_owned));
+        }
+        Some(change) => {
+            lines.extend(failure.map(str::to_owned));
+            lines.push(format!(
+                "since baseline: {} (not a regression)",
+                change.describe()
+            ));
+        }
+        None => lines.extend(failure.map(str::to_owned)),
+    }
+    lines.join("\n")
 }
 
 /// The body of a failure: the message, then the query, the expected

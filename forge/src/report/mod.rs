@@ -8,6 +8,7 @@
 //! | [`summary::SummaryJson`] | `<suite>.json`, Fair-Forge's response (+ `checks`) |
 //! | [`junit::Junit`] | `junit.xml` |
 //! | [`console::Console`] | `forge run`'s progress bar and `FAILED` lines |
+//! | [`github::Github`] | under GitHub Actions: `::error` annotations, `$GITHUB_STEP_SUMMARY` |
 //! | the harness's trials | each libtest trial's verdict |
 //!
 //! Reports go under `$FORGE_OUT_DIR` (default `target/forge/`), also when
@@ -15,6 +16,7 @@
 //! answered datasets with the suite's [`Secrets`] while it streams them.
 
 pub mod console;
+pub mod github;
 pub mod junit;
 pub mod part;
 pub mod summary;
