@@ -1,6 +1,10 @@
 //! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch,
 //! serialised by quick-junit, in the form CI servers read:
 //!
+//! - a suite with several systems (`runners:`) has a `<testsuite>` per
+//!   system, named `<suite>::<system>` (its cases' `classname` too), so
+//!   each system's counts, time and cost stand apart as in its own report;
+//!   a case's `name` stays `<session_id>::<qa_id>`;
 //! - every `<testsuite>` (a suite that could not be loaded too) has a
 //!   `timestamp` (when the run started) and a `time`;
 //! - every `<testcase>` has `file` and `line` attributes: where its batch
@@ -65,7 +69,7 @@ impl Reporter for Junit {
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
         let asked = asked(suite);
         if !asked.is_empty() {
-            self.asked.insert(suite.name.clone(), asked);
+            self.asked.insert(suite.report_name(), asked);
         }
         Ok(())
     }
@@ -116,7 +120,7 @@ fn report(
     let mut total = Duration::ZERO;
     let none = HashMap::new();
     for suite in suites.iter().filter(|s| s.is_reported()) {
-        let asked = asked.get(&suite.name).unwrap_or(&none);
+        let asked = asked.get(&suite.report_name()).unwrap_or(&none);
         let mut test_suite = suite_element(suite, asked);
         test_suite.set_timestamp(started);
         total += test_suite.time.unwrap_or_default();
@@ -133,7 +137,8 @@ fn report(
 
 /// A suite's `<testsuite>`, its time the sum of its cases'.
 fn suite_element(suite: &SuiteReport, asked: &HashMap<(usize, usize), Asked>) -> TestSuite {
-    let mut test_suite = TestSuite::new(xml_text(suite.name.clone()));
+    let prefix = suite.test_prefix();
+    let mut test_suite = TestSuite::new(xml_text(prefix.clone()));
     if let Response::Failure(failure) = &suite.response {
         test_suite.set_system_err(xml_text(failure.error.clone()));
     }
@@ -143,7 +148,7 @@ fn suite_element(suite: &SuiteReport, asked: &HashMap<(usize, usize), Asked>) ->
     let mut suite_time = Duration::ZERO;
     for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
         let asked = asked.get(&(record.id.dataset, record.id.batch));
-        let case = test_case(&suite.name, record, asked);
+        let case = test_case(&prefix, record, asked);
         suite_time += case.time.unwrap_or_default();
         test_suite.add_test_case(case);
     }

@@ -14,7 +14,11 @@ use crate::schema::{Batch, Dataset, Object};
 pub(crate) struct SuiteFile {
     #[serde(default)]
     pub name: Option<String>,
-    pub runner: serde_yaml::Mapping,
+    #[serde(default)]
+    pub runner: Option<serde_yaml::Mapping>,
+    /// Several named systems, side by side (see `suite::systems`).
+    #[serde(default)]
+    pub runners: Option<Vec<serde_yaml::Mapping>>,
     #[serde(default)]
     pub concurrency: Option<usize>,
     #[serde(default)]
