@@ -23,6 +23,9 @@
 //!   - file: data/more.json             # Fair-Forge JSON (a dataset or a list), JSONL, or YAML
 //! ```
 //!
+//! `runners:` (a list of named runner mappings) instead of `runner:` runs
+//! every dataset against several systems side by side: see [`systems`].
+//!
 //! Resilience keys:
 //!
 //! - `timeout` bounds each attempt of a turn; a timed-out attempt fails with
