@@ -51,12 +51,26 @@ pub fn json_reports(dir: &Path) -> BTreeMap<String, Value> {
         if !name.ends_with(".json") || name.starts_with('.') {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path()).expect("read report");
-        let value: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", entry.path().display()));
-        reports.insert(name, without_timings(value));
+        reports.insert(name, json_report(&entry.path()));
     }
     reports
+}
+
+/// One `<suite>.json` report, timings blanked.
+pub fn json_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    without_timings(value)
+}
+
+/// Asserts that two values are equal, saying where they first differ.
+pub fn assert_same_json(want: &Value, got: &Value, what: &str) {
+    assert!(
+        want == got,
+        "{what} differs (timings aside):\n{}",
+        first_difference(want, got, "")
+    );
 }
 
 fn without_timings(value: Value) -> Value {

@@ -355,7 +355,7 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         println!(
             "ok: {} ({}): {} dataset(s), {batches} batch(es)",
             suite.path.display(),
-            suite.name,
+            suite.report_name(),
             suite.datasets.len()
         );
     }

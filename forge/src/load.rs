@@ -37,12 +37,17 @@ pub struct Loaded {
 /// files, its subfolders' too, sorted by path: see [`suite::discover`]).
 /// A file found in a directory that a suite names as its dataset file
 /// (`file: data/more.yaml`) is that suite's data, not a suite. A suite
-/// whose name an earlier one took fails, so no two suites write one report.
+/// file with several systems (`runners:`) gives one suite per system, in
+/// order. A suite whose report name (`<suite>`, `<suite>.<system>`) an
+/// earlier file took fails, with all its systems, so no two suites write
+/// one report.
 pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
     let mut loaded = Loaded::default();
     // The files found in directories that did not load: not failures when
     // a suite names them as its dataset file.
     let mut found_failures = Vec::new();
+    // How many suites each file that loaded gave, in order.
+    let mut files_of = Vec::new();
     for path in paths {
         let walked = !is_suite_file(path);
         let files = if walked {
@@ -61,8 +66,11 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
             vec![path.clone()]
         };
         for file in files {
-            match Suite::load_with(&file, options) {
-                Ok(suite) => loaded.suites.push(suite),
+            match Suite::load_all_with(&file, options) {
+                Ok(suites) => {
+                    files_of.push(suites.len());
+                    loaded.suites.extend(suites);
+                }
                 Err(error) => {
                     let failure = LoadFailure {
                         test: load_test_name(&file),
@@ -89,7 +97,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
             .filter(|(file, _)| !file.canonicalize().is_ok_and(|f| datasets.contains(&f)))
             .map(|(_, failure)| failure),
     );
-    reject_duplicate_names(&mut loaded);
+    reject_duplicate_names(&mut loaded, &files_of);
     loaded
 }
 
@@ -104,18 +112,26 @@ fn is_suite_file(path: &Path) -> bool {
         )
 }
 
-/// Moves every suite whose name an earlier suite took into the failures.
-fn reject_duplicate_names(loaded: &mut Loaded) {
+/// Moves every suite file (its `files_of` suites, one per system) whose
+/// suite name or report names (`<suite>.<system>`) an earlier file took
+/// into the failures, all its systems: a file loads whole or not at all.
+fn reject_duplicate_names(loaded: &mut Loaded, files_of: &[usize]) {
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    let failures = &mut loaded.failures;
-    loaded.suites.retain(|suite| match seen.get(&suite.name) {
-        Some(first) => {
-            failures.push(LoadFailure {
+    let mut keep = Vec::with_capacity(loaded.suites.len());
+    let mut suites = std::mem::take(&mut loaded.suites).into_iter();
+    for &count in files_of {
+        let file: Vec<Suite> = suites.by_ref().take(count).collect();
+        let taken = file.iter().find_map(|suite| {
+            [suite.name.clone(), suite.report_name()]
+                .into_iter()
+                .find_map(|name| Some((suite, seen.get(&name)?, name)))
+        });
+        if let Some((suite, first, name)) = taken {
+            loaded.failures.push(LoadFailure {
                 test: load_test_name(&suite.path),
                 message: format!(
-                    "{}: duplicate suite name {:?} (also in {})",
+                    "{}: duplicate suite name {name:?} (also in {})",
                     suite.path.display(),
-                    suite.name,
                     first.display()
                 ),
                 location: Some(BatchLocation {
@@ -123,13 +139,15 @@ fn reject_duplicate_names(loaded: &mut Loaded) {
                     line: None,
                 }),
             });
-            false
+            continue;
         }
-        None => {
+        for suite in &file {
             seen.insert(suite.name.clone(), suite.path.clone());
-            true
+            seen.insert(suite.report_name(), suite.path.clone());
         }
-    });
+        keep.extend(file);
+    }
+    loaded.suites = keep;
 }
 
 /// `<file stem>::load`, whitespace replaced so the name stays one word.

@@ -5,7 +5,9 @@
 //!
 //! - `hash:M/N`: a session belongs to shard `h % N + 1`, where `h` is the
 //!   64-bit FNV-1a hash of `<suite name> NUL <session_id> NUL <assistant_id>`
-//!   (UTF-8). It depends on nothing else, so it is stable across runs,
+//!   (UTF-8; for a system of `runners:` the suite name is
+//!   `<suite>.<system>`, so each system's sessions are dealt on their own).
+//!   It depends on nothing else, so it is stable across runs,
 //!   machines and forge versions, and a session keeps its shard when others
 //!   are added or removed.
 //! - `count:M/N`: sessions are dealt round-robin in suite order (the suites

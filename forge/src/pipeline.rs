@@ -225,7 +225,7 @@ fn suite_report(
     }
     SuiteReport {
         name: run.name,
-        system: None,
+        system: run.system,
         response: run.response,
         origins: run.origins,
         records,

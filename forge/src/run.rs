@@ -218,6 +218,8 @@ fn verdict(
 pub struct SuiteRun {
     /// The suite's name.
     pub name: String,
+    /// Its system, for a suite with `runners:`.
+    pub system: Option<String>,
     /// Its response: the datasets that ran with their summaries, or the
     /// error that kept the suite from running (its runner's configuration).
     pub response: Response,
@@ -314,7 +316,7 @@ async fn run_suite(
         let (runner, errors) = (suite.runner_key(), cassettes.record_errors);
         Arc::new(Recorder::new(
             dir,
-            &suite.name,
+            &suite.report_name(),
             runner,
             errors,
             secrets.clone(),
@@ -372,6 +374,7 @@ fn suite_run(
 ) -> SuiteRun {
     SuiteRun {
         name: suite.name.clone(),
+        system: suite.system.clone(),
         response,
         origins,
         secrets: secrets.clone(),
@@ -397,7 +400,7 @@ fn plan(index: usize, suite: &Suite, selection: &Selection) -> Vec<(usize, usize
 fn open_tape(cassettes: &Cassettes, suite: &Suite) -> Result<Option<Tape>, String> {
     match &cassettes.replay {
         None => Ok(None),
-        Some(dir) => Tape::load(dir, &suite.name, &suite.runner_key())
+        Some(dir) => Tape::load(dir, &suite.report_name(), &suite.runner_key())
             .map(Some)
             .map_err(|message| format!("cannot replay: {message}")),
     }
@@ -486,7 +489,7 @@ fn finish_cassette(
 ) -> Result<PathBuf, ReportError> {
     let old = match (&cassettes.record, &cassettes.replay) {
         (Some(record), Some(replay)) if record == replay => tape,
-        (Some(record), _) => Tape::load(record, &suite.name, &suite.runner_key()).ok(),
+        (Some(record), _) => Tape::load(record, &suite.report_name(), &suite.runner_key()).ok(),
         _ => None,
     };
     // Whether every turn of every session ran: then the old cassette's

@@ -161,23 +161,22 @@ impl Selection {
 }
 
 /// Whether each dataset (a session, with its repeats) of `suites` belongs
-/// to `partition`'s shard, per suite.
+/// to `partition`'s shard, per suite. A system of `runners:` is a suite of
+/// its own here, named `<suite>.<system>`: its sessions are dealt apart
+/// from the other systems'.
 pub fn shard_members(suites: &[Suite], partition: &Partition) -> Vec<Vec<bool>> {
     let mut ordinal = 0u64;
     suites
         .iter()
         .map(|suite| {
+            let name = suite.report_name();
             suite
                 .datasets
                 .iter()
                 .map(|data| {
                     let dataset = &data.dataset;
-                    let kept = partition.keeps(
-                        ordinal,
-                        &suite.name,
-                        &dataset.session_id,
-                        &dataset.assistant_id,
-                    );
+                    let kept =
+                        partition.keeps(ordinal, &name, &dataset.session_id, &dataset.assistant_id);
                     ordinal += 1;
                     kept
                 })

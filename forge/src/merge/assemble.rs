@@ -35,13 +35,17 @@ struct Owner {
     selected: bool,
 }
 
-/// The merged report of each suite named in `names` that some part
-/// reported, in that order.
-pub(super) fn suites(names: &[String], parts: Vec<Loaded>) -> Result<Vec<SuiteReport>, MergeError> {
-    let mut pieces: HashMap<String, Vec<Piece>> = HashMap::new();
+/// The merged report of each suite (and system) named in `names` that
+/// some part reported, in that order.
+pub(super) fn suites(
+    names: &[(String, Option<String>)],
+    parts: Vec<Loaded>,
+) -> Result<Vec<SuiteReport>, MergeError> {
+    let mut pieces: HashMap<(String, Option<String>), Vec<Piece>> = HashMap::new();
     for part in parts {
         for suite in part.suites {
-            pieces.entry(suite.name.clone()).or_default().push(Piece {
+            let key = (suite.name.clone(), suite.system.clone());
+            pieces.entry(key).or_default().push(Piece {
                 path: part.path.clone(),
                 nextest: part.header.nextest.clone(),
                 suite,
@@ -57,7 +61,11 @@ pub(super) fn suites(names: &[String], parts: Vec<Loaded>) -> Result<Vec<SuiteRe
     Ok(reports)
 }
 
-fn suite(index: usize, name: &str, mut pieces: Vec<Piece>) -> Result<SuiteReport, MergeError> {
+fn suite(
+    index: usize,
+    (name, system): &(String, Option<String>),
+    mut pieces: Vec<Piece>,
+) -> Result<SuiteReport, MergeError> {
     let owners = owners(&pieces)?;
     let mut records = BTreeMap::new();
     for (&key, owner) in &owners {
@@ -75,7 +83,7 @@ fn suite(index: usize, name: &str, mut pieces: Vec<Piece>) -> Result<SuiteReport
     };
     Ok(SuiteReport {
         name: name.to_owned(),
-        system: None,
+        system: system.clone(),
         response,
         origins,
         records: records.into_values().collect(),

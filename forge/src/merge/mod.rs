@@ -87,7 +87,12 @@ pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merg
             part.path.display()
         ));
     }
-    let names: Vec<String> = first.header.suites.iter().map(|s| s.name.clone()).collect();
+    let names: Vec<(String, Option<String>)> = first
+        .header
+        .suites
+        .iter()
+        .map(|s| (s.name.clone(), s.system.clone()))
+        .collect();
     let load_failures = load_failures(&parts);
     let count = parts.len();
     let mut suites = assemble::suites(&names, parts)?;
@@ -112,7 +117,7 @@ fn same_suites(first: &Loaded, other: &Loaded) -> Result<(), MergeError> {
     let names = |h: &crate::report::part::Header| {
         h.suites
             .iter()
-            .map(|s| s.name.as_str())
+            .map(|s| crate::suite::report_name(&s.name, s.system.as_deref()))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -120,7 +125,7 @@ fn same_suites(first: &Loaded, other: &Loaded) -> Result<(), MergeError> {
         || a.suites
             .iter()
             .zip(&b.suites)
-            .any(|(x, y)| x.name != y.name)
+            .any(|(x, y)| x.name != y.name || x.system != y.system)
     {
         return Err(mismatch(format!(
             "they loaded suites [{}] and [{}]",
@@ -131,7 +136,9 @@ fn same_suites(first: &Loaded, other: &Loaded) -> Result<(), MergeError> {
     match a.suites.iter().zip(&b.suites).find(|(x, y)| x != y) {
         Some((x, y)) => Err(mismatch(format!(
             "suite `{}` differs (fingerprint {} and {}): its file or datasets changed between the runs",
-            x.name, x.fingerprint, y.fingerprint
+            crate::suite::report_name(&x.name, x.system.as_deref()),
+            x.fingerprint,
+            y.fingerprint
         ))),
         None => Ok(()),
     }

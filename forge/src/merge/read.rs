@@ -118,7 +118,10 @@ pub(crate) fn read_part(path: &Path) -> Result<Loaded, MergeError> {
 /// The response of `<dir>/<suite>.json`, which must hold the sessions the
 /// part says its run answered.
 fn summary_of(dir: &Path, part: &Path, suite: &SuitePart) -> Result<Response, MergeError> {
-    let path = dir.join(format!("{}.json", suite.name));
+    let path = dir.join(format!(
+        "{}.json",
+        crate::suite::report_name(&suite.name, suite.system.as_deref())
+    ));
     let file = std::fs::File::open(&path).map_err(|e| read_error(&path, e))?;
     let response: Response = serde_json::from_reader(BufReader::with_capacity(1 << 16, file))
         .map_err(|e| read_error(&path, e))?;

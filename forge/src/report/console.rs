@@ -2,7 +2,9 @@
 //! terminal, unless `--quiet`) and a `FAILED <test>: <message>` line on
 //! stderr for each failing one, as it fails. At the end, a line per suite
 //! whose runner or judge reported token usage:
-//! `forge: <suite>: runner 42 tokens (30 in, 12 out, $0.000042); judge ...; cost $0.000120`.
+//! `forge: <suite>: runner 42 tokens (30 in, 12 out, $0.000042); judge ...; cost $0.000120`
+//! (`<suite>::<system>` for each system of `runners:`); then, for a suite
+//! with several systems, its [scoreboard](super::scoreboard).
 //!
 //! With a baseline (`--baseline`), a failing batch's line says how it
 //! changed since (`  regressed since baseline: newly failing`, or `  since
@@ -93,8 +95,11 @@ impl Reporter for Console {
         for suite in end.suites {
             let usage = SuiteUsage::of(&suite.records);
             if !usage.is_empty() {
-                eprintln!("forge: {}: {}", suite.name, usage.line());
+                eprintln!("forge: {}: {}", suite.test_prefix(), usage.line());
             }
+        }
+        for line in super::scoreboard::lines(end.suites) {
+            eprintln!("{line}");
         }
         Ok(Vec::new())
     }

@@ -1,6 +1,10 @@
 //! `junit.xml`: one `<testsuite>` per suite, one `<testcase>` per batch,
 //! serialised by quick-junit, in the form CI servers read:
 //!
+//! - a suite with several systems (`runners:`) has a `<testsuite>` per
+//!   system, named `<suite>::<system>` (its cases' `classname` too), so
+//!   each system's counts, time and cost stand apart as in its own report;
+//!   a case's `name` stays `<session_id>::<qa_id>`;
 //! - every `<testsuite>` (a suite that could not be loaded too) has a
 //!   `timestamp` (when the run started) and a `time`;
 //! - every `<testcase>` has `file` and `line` attributes: where its batch
@@ -82,7 +86,7 @@ impl Reporter for Junit {
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
         let asked = asked(suite, self.baseline.as_deref());
         if !asked.is_empty() {
-            self.asked.insert(suite.name.clone(), asked);
+            self.asked.insert(suite.report_name(), asked);
         }
         Ok(())
     }
@@ -139,7 +143,7 @@ fn report(
     let mut total = Duration::ZERO;
     let none = HashMap::new();
     for suite in suites.iter().filter(|s| s.is_reported()) {
-        let asked = asked.get(&suite.name).unwrap_or(&none);
+        let asked = asked.get(&suite.report_name()).unwrap_or(&none);
         let mut test_suite = suite_element(suite, asked, baseline);
         test_suite.set_timestamp(started);
         total += test_suite.time.unwrap_or_default();
@@ -160,7 +164,8 @@ fn suite_element(
     asked: &HashMap<(usize, usize), Asked>,
     baseline: Option<&Baseline>,
 ) -> TestSuite {
-    let mut test_suite = TestSuite::new(xml_text(suite.name.clone()));
+    let prefix = suite.test_prefix();
+    let mut test_suite = TestSuite::new(xml_text(prefix.clone()));
     if let Response::Failure(failure) = &suite.response {
         test_suite.set_system_err(xml_text(failure.error.clone()));
     }
@@ -171,7 +176,7 @@ fn suite_element(
     for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
         let asked = asked.get(&(record.id.dataset, record.id.batch));
         let since = baseline.and_then(|b| b.compare(record));
-        let case = test_case(&suite.name, record, asked, since.as_ref());
+        let case = test_case(&prefix, record, asked, since.as_ref());
         suite_time += case.time.unwrap_or_default();
         test_suite.add_test_case(case);
     }

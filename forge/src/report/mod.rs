@@ -5,7 +5,7 @@
 //!
 //! | reporter | writes |
 //! | --- | --- |
-//! | [`summary::SummaryJson`] | `<suite>.json`, Fair-Forge's response (+ `checks`) |
+//! | [`summary::SummaryJson`] | `<suite>.json` (`<suite>.<system>.json` per system of `runners:`), Fair-Forge's response (+ `checks`) |
 //! | [`junit::Junit`] | `junit.xml` |
 //! | [`console::Console`] | `forge run`'s progress bar and `FAILED` lines |
 //! | [`github::Github`] | under GitHub Actions: `::error` annotations, `$GITHUB_STEP_SUMMARY` |
@@ -19,6 +19,7 @@ pub mod console;
 pub mod github;
 pub mod junit;
 pub mod part;
+pub mod scoreboard;
 pub mod summary;
 pub mod sweep;
 
@@ -67,6 +68,21 @@ impl SuiteReport {
     /// Whether every selected batch passed.
     pub fn passed(&self) -> bool {
         self.response.is_success() && self.records.iter().all(|r| r.passed || !r.selected)
+    }
+
+    /// The name of its report files: `<suite>`, or `<suite>.<system>` for
+    /// a system of `runners:` (`<suite>.<system>.json`).
+    pub fn report_name(&self) -> String {
+        crate::suite::report_name(&self.name, self.system.as_deref())
+    }
+
+    /// What its test names start with: `<suite>`, or `<suite>::<system>`
+    /// (JUnit's `<testsuite>` name and `classname`).
+    pub fn test_prefix(&self) -> String {
+        match &self.system {
+            Some(system) => format!("{}::{system}", self.name),
+            None => self.name.clone(),
+        }
     }
 
     /// Whether the suite has anything to report: a batch that ran, or the

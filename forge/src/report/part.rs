@@ -63,6 +63,9 @@ pub struct Header {
 pub struct SuiteId {
     /// The suite's name.
     pub name: String,
+    /// Its system, for a suite with `runners:` (one entry per system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// Its [`fingerprint`](crate::suite::fingerprint).
     pub fingerprint: String,
 }
@@ -117,11 +120,14 @@ pub enum Entry {
 pub struct SuitePart {
     /// The suite's name.
     pub name: String,
+    /// Its system, for a suite with `runners:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// Where each answered dataset comes from, in the response's order.
     pub origins: Vec<Origin>,
     /// The session id of each answered dataset, in the same order.
     pub sessions: Vec<String>,
-    /// The response, or `None` when it is `<suite>.json` beside `parts/`.
+    /// The response, or `None` when it is `<suite>.json` (`<suite>.<system>.json`) beside `parts/`.
     pub response: Option<Response>,
     /// Every batch's record, in suite order.
     pub records: Vec<BatchRecord>,
@@ -149,6 +155,7 @@ impl Header {
                 .iter()
                 .map(|s| SuiteId {
                     name: s.name.clone(),
+                    system: s.system.clone(),
                     fingerprint: s.fingerprint.clone(),
                 })
                 .collect(),
@@ -226,6 +233,7 @@ impl Reporter for Part {
         let inline = self.header.nextest.is_some();
         let entry = EntryRef::Suite(SuitePartRef {
             name: &suite.name,
+            system: suite.system.as_deref(),
             origins: &suite.origins,
             sessions: sessions(&suite.response),
             response: inline.then_some(&suite.response),
@@ -270,6 +278,8 @@ enum EntryRef<'a> {
 #[derive(Serialize)]
 struct SuitePartRef<'a> {
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
     origins: &'a [Origin],
     sessions: Vec<&'a str>,
     response: Option<&'a Response>,

@@ -1,4 +1,5 @@
-//! `<suite>.json`: the suite's results in the payload response format
+//! `<suite>.json` (`<suite>.<system>.json` for each system of a suite with
+//! `runners:`, each a Fair-Forge file of its own): the suite's results in the payload response format
 //! (`success`, `datasets` with their answers, `summaries`, `total_datasets`),
 //! which Fair-Forge's metrics read unchanged. When the suite has expectations
 //! or repeats, a `checks` key is added with each batch's check results and
@@ -49,7 +50,7 @@ impl Reporter for SummaryJson {
             prepare(&self.dir)?;
             self.prepared = true;
         }
-        let path = self.dir.join(format!("{}.json", suite.name));
+        let path = self.dir.join(format!("{}.json", suite.report_name()));
         write(&path, suite)?;
         self.written.push(path);
         Ok(())

@@ -2,7 +2,8 @@
 //!
 //! A run (`forge run`, `cargo test`, `forge merge --out`) writes its
 //! reports over the previous ones, then removes the report files of the
-//! previous run that it did not write again: the `<suite>.json` of a suite
+//! previous run that it did not write again: the `<suite>.json` (or
+//! `<suite>.<system>.json`, for a system of `runners:`) of a suite
 //! that is gone, or that this run did not run (`--filter`, a shard without
 //! it). It knows them from [`MANIFEST`], `.forge-reports`, the list of the
 //! report files the previous run wrote (one name a line), which it then

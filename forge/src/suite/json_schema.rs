@@ -11,7 +11,7 @@
 
 use schemars::generate::SchemaSettings;
 use schemars::{json_schema, Schema, SchemaGenerator};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::model::SuiteFile;
 
@@ -27,6 +27,40 @@ pub fn suite_schema() -> Value {
 /// of its configuration (an `if`/`then` per type, which editors report
 /// better than a `oneOf`).
 pub(super) fn runner(generator: &mut SchemaGenerator) -> Schema {
+    runner_with(generator, &Map::new())
+}
+
+/// The schema of `runners:`: systems side by side, each a runner mapping
+/// with its `name` and, optionally, its own `price`.
+pub(super) fn systems(generator: &mut SchemaGenerator) -> Schema {
+    let mut extra = Map::new();
+    extra.insert(
+        "name".to_owned(),
+        json!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]+$",
+            "description": "The system's name: test names are <suite>::<name>::<session>::<qa_id>, its report <suite>.<name>.json.",
+        }),
+    );
+    extra.insert(
+        "price".to_owned(),
+        generator.subschema_for::<crate::usage::Price>().to_value(),
+    );
+    let mut system = runner_with(generator, &extra).to_value();
+    if let Some(required) = system.get_mut("required").and_then(Value::as_array_mut) {
+        required.push(json!("name"));
+    }
+    json_schema!({
+        "description": "Several systems, side by side: each dataset runs against each.",
+        "type": "array",
+        "minItems": 1,
+        "items": system,
+    })
+}
+
+/// The runner mapping's schema, taking the `extra` keys besides `type`
+/// and the runner's own.
+fn runner_with(generator: &mut SchemaGenerator, extra: &Map<String, Value>) -> Schema {
     let builtins = crate::runners::config_schemas(generator);
     let names: Vec<&str> = builtins.iter().map(|(name, _)| *name).collect();
     let cases: Vec<Value> = builtins
@@ -34,30 +68,35 @@ pub(super) fn runner(generator: &mut SchemaGenerator) -> Schema {
         .map(|(name, config)| {
             json!({
                 "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
-                "then": with_type(config.clone(), name),
+                "then": with_keys(config.clone(), name, extra),
             })
         })
         .collect();
+    let mut properties = extra.clone();
+    properties.insert(
+        "type".to_owned(),
+        json!({
+            "type": "string",
+            "description": "The runner type: a built-in one, or the name of a #[forge_runner] struct (its runners live in the test binary).",
+            "examples": names,
+        }),
+    );
     json_schema!({
         "description": "The system under test: `type` (a built-in runner or a #[forge_runner] struct's name) and its keys.",
         "type": "object",
         "required": ["type"],
-        "properties": {
-            "type": {
-                "type": "string",
-                "description": "The runner type: a built-in one, or the name of a #[forge_runner] struct (its runners live in the test binary).",
-                "examples": names,
-            },
-        },
+        "properties": properties,
         "allOf": cases,
     })
 }
 
-/// A runner configuration's schema that also takes its `type` key.
-fn with_type(config: Schema, name: &str) -> Value {
+/// A runner configuration's schema that also takes its `type` key and
+/// the `extra` keys.
+fn with_keys(config: Schema, name: &str, extra: &Map<String, Value>) -> Value {
     let mut config = config.to_value();
     if let Some(properties) = config.get_mut("properties").and_then(Value::as_object_mut) {
         properties.insert("type".to_owned(), json!({"const": name}));
+        properties.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     config
 }
@@ -102,6 +141,7 @@ mod tests {
             "runner: {type: openai, model: m, api_key: '${KEY}', params: {temperature: 0}, retry_on: [429]}\n",
             "runner: {type: command, program: sh, args: [-c, cat], timeout: 30s, env: {A: b}}\n",
             "runner: {type: my_own_runner, anything: [1, 2]}\n",
+            "runners:\n  - {name: a, type: echo}\n  - {name: b-2, type: openai, model: m, price: {input_per_mtok: 1, output_per_mtok: 2}}\n",
         ] {
             let suite = format!("name: x\n{runner}timeout: 250ms\nrate_limit: 20/s\n{DATASET}");
             assert_eq!(errors(&suite), Vec::<String>::new(), "{suite}");
@@ -120,6 +160,11 @@ mod tests {
             ("runner: {type: echo}\nexpect: {similarity: {metric: bleu, min: 1}}\n", "/expect"),
             ("runner: {type: echo}\ndatasets:\n  - {session_id: s, assistant_id: a, conversation: [{qa_id: q}]}\n", "/datasets/0/conversation/0"),
             ("runner: {type: echo}\njudge: {modle: m}\n", "/judge"),
+            ("runners:\n  - {type: echo}\n", "/runners/0"),
+            ("runners:\n  - {name: a, type: echo, templat: x}\n", "/runners/0"),
+            ("runners:\n  - {name: 'a b', type: echo}\n", "/runners/0/name"),
+            ("name: x\n", ""),
+            ("runner: {type: echo}\nrunners:\n  - {name: a, type: echo}\n", ""),
         ];
         for (suite, at) in cases {
             let found = errors(suite);

@@ -23,6 +23,9 @@
 //!   - file: data/more.json             # Fair-Forge JSON (a dataset or a list), JSONL, or YAML
 //! ```
 //!
+//! `runners:` (a list of named runner mappings) instead of `runner:` runs
+//! every dataset against several systems side by side: see [`systems`].
+//!
 //! Resilience keys:
 //!
 //! - `timeout` bounds each attempt of a turn; a timed-out attempt fails with
@@ -49,6 +52,7 @@ mod locate;
 mod model;
 mod parse;
 mod places;
+pub mod systems;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,11 +88,16 @@ pub struct LoadOptions {
 /// Sessions run at once when a suite does not say.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// A loaded suite: its runner configuration and its datasets.
+/// A loaded suite: its runner configuration and its datasets. A suite
+/// file with several systems (`runners:`, see [`systems`]) loads as one
+/// `Suite` per system, each with its [`system`](Suite::system) set.
 #[derive(Clone)]
 pub struct Suite {
     /// The suite's name (its `name:`, else the file stem).
     pub name: String,
+    /// The named system this is, for a suite file with `runners:` (`None`
+    /// for one with `runner:`).
+    pub system: Option<String>,
     /// The suite file.
     pub path: PathBuf,
     /// The `runner:` mapping, `${VAR}`s replaced. Holds secrets: never print it.
@@ -137,6 +146,7 @@ impl std::fmt::Debug for Suite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Suite")
             .field("name", &self.name)
+            .field("system", &self.system)
             .field("path", &self.path)
             .field("runner", &self.runner_type())
             .field("concurrency", &self.concurrency)
@@ -151,7 +161,8 @@ impl std::fmt::Debug for Suite {
 pub struct SuiteDataset {
     /// The dataset as Fair-Forge models it.
     pub dataset: Dataset,
-    /// One test name per batch: `<suite>::<session_id>::<qa_id>`.
+    /// One test name per batch: `<suite>::<session_id>::<qa_id>`
+    /// (`<suite>::<system>::<session_id>::<qa_id>` for a system of `runners:`).
     pub test_names: Arc<[String]>,
     /// Whether each batch is ignored (`ignore: true` on it or its dataset).
     pub ignored: Vec<bool>,
@@ -170,37 +181,86 @@ pub struct SuiteDataset {
 }
 
 impl Suite {
-    /// Loads a suite file.
+    /// Loads a suite file with one system (`runner:`, or `runners:` listing
+    /// one); a file with several is an error here: see [`Suite::load_all`].
     pub fn load(path: impl AsRef<Path>) -> Result<Suite, SuiteError> {
         Suite::load_with(path, &LoadOptions::default())
     }
 
-    /// Loads a suite file with `options`.
+    /// Loads a suite file with one system, with `options`.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Suite, SuiteError> {
         let path = path.as_ref();
         let text = files::read_text(path)?;
-        let suite = Suite::parse_with(path, &text, options)?;
-        // Resolved now, so a short credential is reported at load, once.
-        suite.secrets();
-        Ok(suite)
+        one(path, &text, Suite::load_all_parsed(path, &text, options)?)
     }
 
-    /// Parses suite text and builds its runner (sending nothing), so a
-    /// mistake in its `runner:` mapping is an error here; `path` names the
-    /// file in errors and anchors relative dataset paths. The steps run in this order, and the first
-    /// error stops the parse.
+    /// Loads a suite file: one `Suite` per system, in the order of its
+    /// `runners:` (one for a `runner:`).
+    pub fn load_all(path: impl AsRef<Path>) -> Result<Vec<Suite>, SuiteError> {
+        Suite::load_all_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a suite file, one `Suite` per system, with `options`.
+    pub fn load_all_with(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+    ) -> Result<Vec<Suite>, SuiteError> {
+        let path = path.as_ref();
+        let text = files::read_text(path)?;
+        Suite::load_all_parsed(path, &text, options)
+    }
+
+    /// Parses and resolves the secrets (so a short credential is reported
+    /// at load, once): every system's are redacted from every system's
+    /// reports (each runner still sends only its own).
+    fn load_all_parsed(
+        path: &Path,
+        text: &str,
+        options: &LoadOptions,
+    ) -> Result<Vec<Suite>, SuiteError> {
+        let mut suites = Suite::parse_all_with(path, text, options)?;
+        if suites.len() > 1 {
+            let all = suites
+                .iter()
+                .fold(Secrets::default(), |all, suite| all.union(&suite.secrets()));
+            for suite in &mut suites {
+                suite.secrets = std::sync::OnceLock::from(all.clone());
+            }
+        }
+        for suite in &suites {
+            suite.secrets();
+        }
+        Ok(suites)
+    }
+
+    /// Parses suite text with one system and builds its runner (sending
+    /// nothing), so a mistake in its `runner:` mapping is an error here;
+    /// `path` names the file in errors and anchors relative dataset paths.
+    /// The steps run in this order, and the first error stops the parse.
     pub fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
         Suite::parse_with(path, text, &LoadOptions::default())
     }
 
-    /// Parses suite text with `options`.
+    /// Parses suite text with one system, with `options`.
     pub fn parse_with(path: &Path, text: &str, options: &LoadOptions) -> Result<Suite, SuiteError> {
+        one(path, text, Suite::parse_all_with(path, text, options)?)
+    }
+
+    /// Parses suite text: one `Suite` per system (see [`systems`]), each
+    /// runner built (sending nothing).
+    pub fn parse_all_with(
+        path: &Path,
+        text: &str,
+        options: &LoadOptions,
+    ) -> Result<Vec<Suite>, SuiteError> {
         let source = Source { path, text };
         let mut file = parse::suite_file(source)?;
         let name = parse::suite_name(source, file.name.take())?;
-        let runner_config = crate::cassette::fingerprint(&file.runner);
-        let (runner, unset) = parse::runner(source, &file.runner, options.offline)?;
-        let (built, runner_error) = parse::build_runner(source, &runner, unset, options.offline)?;
+        let systems = systems::systems(source, file.runner.take(), file.runners.take())?;
+        let runners = systems
+            .iter()
+            .map(|system| SystemRunner::new(source, system, options.offline))
+            .collect::<Result<Vec<_>, _>>()?;
         let defaults = parse::Defaults {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
@@ -209,35 +269,47 @@ impl Suite {
             parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
         let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
         parse::judges(source, suite_judge, &mut loaded)?;
-        let places = places::batches(path, text, loaded.iter().map(parse::Loaded::place));
+        let places: Vec<Arc<[BatchLocation]>> =
+            places::batches(path, text, loaded.iter().map(parse::Loaded::place))
+                .into_iter()
+                .map(Arc::from)
+                .collect();
         let mut file_hashes: Vec<u64> =
             loaded.iter().filter_map(parse::Loaded::file_hash).collect();
         // A file's datasets share its hash: once per `file:` entry.
         file_hashes.dedup();
         let fingerprint = fingerprint(text, file_hashes);
-        let mut datasets = parse::name_tests(source, &name, loaded)?;
-        for (dataset, places) in datasets.iter_mut().zip(places) {
-            dataset.locations = places.into();
-        }
+        let named = name_systems(source, &name, &systems, loaded, &places)?;
         let (concurrency, policy) = parse::policy(source, &file)?;
-        let (price, budget) = parse::cost(source, &file, &datasets)?;
-        Ok(Suite {
-            fingerprint,
-            name,
-            path: path.to_owned(),
-            runner_line: source.at("runner:").line,
-            runner_error,
-            runner_config,
-            runner,
-            concurrency,
-            policy,
-            price,
-            budget,
-            datasets,
-            dataset_files,
-            prebuilt: Prebuilt(std::sync::Mutex::new(built)),
-            secrets: std::sync::OnceLock::new(),
-        })
+        let mut suites = Vec::with_capacity(systems.len());
+        for ((system, runner), datasets) in systems.into_iter().zip(runners).zip(named) {
+            let (price, budget) = parse::cost(source, &file, system.price, &datasets)?;
+            suites.push(Suite {
+                fingerprint: fingerprint.clone(),
+                name: name.clone(),
+                system: system.name,
+                path: path.to_owned(),
+                runner_line: runner.line,
+                runner_error: runner.error,
+                runner_config: runner.config,
+                runner: runner.value,
+                concurrency,
+                policy: policy.clone(),
+                price,
+                budget,
+                datasets,
+                dataset_files: dataset_files.clone(),
+                prebuilt: Prebuilt(std::sync::Mutex::new(runner.built)),
+                secrets: std::sync::OnceLock::new(),
+            });
+        }
+        Ok(suites)
+    }
+
+    /// The name of its reports: `<suite>`, or `<suite>.<system>` for a
+    /// system of `runners:` (`<name>.json`, `<name>.cassette.json`).
+    pub fn report_name(&self) -> String {
+        report_name(&self.name, self.system.as_deref())
     }
 
     /// The runner, as a cassette knows it: its type and the fingerprint of
@@ -326,13 +398,88 @@ impl Suite {
     }
 }
 
+/// The one suite of a file with one system; an error at `runners:` for a
+/// file with several.
+fn one(path: &Path, text: &str, mut suites: Vec<Suite>) -> Result<Suite, SuiteError> {
+    match suites.len() {
+        1 => Ok(suites.remove(0)),
+        count => Err(parse::invalid(
+            Source { path, text }.at_path(&["runners".to_owned()], locate::Part::Key),
+            format!(
+                "the suite compares {count} systems (`runners:`): load it with `Suite::load_all` or `forge::load::load`"
+            ),
+        )),
+    }
+}
+
+/// A system's runner, read and built at load.
+struct SystemRunner {
+    value: Value,
+    config: String,
+    line: Option<usize>,
+    error: Option<parse::Unbuildable>,
+    built: Option<Arc<dyn Runner>>,
+}
+
+impl SystemRunner {
+    fn new(source: Source, system: &systems::System, offline: bool) -> Result<Self, SuiteError> {
+        let config = crate::cassette::fingerprint(&system.mapping);
+        let (value, unset) = parse::runner(source, &system.at, &system.mapping, offline)?;
+        let (built, error) = parse::build_runner(source, &system.at, &value, unset, offline)?;
+        Ok(SystemRunner {
+            value,
+            config,
+            line: source.at_path(&system.at, locate::Part::Key).line,
+            error,
+            built,
+        })
+    }
+}
+
+/// Each system's datasets, their tests named `<suite>::<system>::...`
+/// (`<suite>::...` for a `runner:`), with their places.
+fn name_systems(
+    source: Source,
+    name: &str,
+    systems: &[systems::System],
+    mut loaded: Vec<parse::Loaded>,
+    places: &[Arc<[BatchLocation]>],
+) -> Result<Vec<Vec<SuiteDataset>>, SuiteError> {
+    let mut named = Vec::with_capacity(systems.len());
+    for (index, system) in systems.iter().enumerate() {
+        let prefix = match &system.name {
+            Some(system) => format!("{name}::{system}"),
+            None => name.to_owned(),
+        };
+        // The last system takes the datasets; the others a copy each.
+        let datasets = match index + 1 == systems.len() {
+            true => std::mem::take(&mut loaded),
+            false => loaded.clone(),
+        };
+        let mut datasets = parse::name_tests(source, &prefix, datasets)?;
+        for (dataset, places) in datasets.iter_mut().zip(places) {
+            dataset.locations = Arc::clone(places);
+        }
+        named.push(datasets);
+    }
+    Ok(named)
+}
+
+/// The name of a suite's reports: `<suite>`, or `<suite>.<system>`.
+pub fn report_name(suite: &str, system: Option<&str>) -> String {
+    match system {
+        Some(system) => format!("{suite}.{system}"),
+        None => suite.to_owned(),
+    }
+}
+
 /// The secrets of a `runner:` mapping: see [`crate::secrets::config_secrets`].
 fn collect_secrets(runner: &Value) -> Vec<String> {
     crate::secrets::config_secrets(runner)
 }
 
 /// A suite's version: 16 hex digits of the 64-bit FNV-1a hash of its file
-/// without the `runner:` mapping (as written, `${VAR}`s unexpanded: the
+/// without the `runner:` mapping or `runners:` list (as written, `${VAR}`s unexpanded: the
 /// system under test and its credentials are not part of it), followed by
 /// the hashes of the dataset files it reads, in order (so a changed dataset
 /// file changes it too; their texts are hashed as they are read, once).
@@ -341,6 +488,7 @@ pub fn fingerprint(text: &str, dataset_files: impl IntoIterator<Item = u64>) -> 
     let mut hash = crate::partition::Fnv1a::default();
     if let Ok(serde_yaml::Value::Mapping(mut file)) = serde_yaml::from_str(text) {
         file.remove("runner");
+        file.remove("runners");
         let _ = serde_json::to_writer(&mut hash, &file);
     }
     for file in dataset_files {

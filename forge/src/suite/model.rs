@@ -12,13 +12,20 @@ use crate::schema::{Batch, Dataset, Object};
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "forge suite")]
+#[schemars(extend("oneOf" = [{"required": ["runner"]}, {"required": ["runners"]}]))]
 pub(crate) struct SuiteFile {
     /// The suite's name (default: the file's stem); test names start with it.
     #[serde(default)]
     pub name: Option<String>,
     /// The system under test: `type` and that runner's keys.
+    #[serde(default)]
     #[schemars(schema_with = "super::json_schema::runner")]
-    pub runner: serde_yaml::Mapping,
+    pub runner: Option<serde_yaml::Mapping>,
+    /// Several named systems, side by side (see `suite::systems`): each a
+    /// `name`, a runner's keys and its own `price`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::json_schema::systems")]
+    pub runners: Option<Vec<serde_yaml::Mapping>>,
     /// Sessions in flight at once (default 8).
     #[serde(default)]
     pub concurrency: Option<usize>,

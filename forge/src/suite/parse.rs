@@ -57,6 +57,17 @@ impl Source<'_> {
         invalid(location, message)
     }
 
+    /// The position of the node at `path` (`["runners", "1", "name"]`), else
+    /// of the closest key enclosing it, else the file's start.
+    pub fn at_path(self, path: &[String], part: Part) -> Location {
+        let (line, column) = locate::nearest(self.text, path, part).unwrap_or((1, 1));
+        Location {
+            file: self.path.to_owned(),
+            line: Some(line),
+            column: Some(column),
+        }
+    }
+
     /// The line of a batch: its `qa_id:` key, quoted or not (else `datasets:`).
     fn at_batch(self, qa_id: &str) -> Location {
         [
@@ -128,17 +139,23 @@ pub(super) fn suite_name(source: Source, name: Option<String>) -> Result<String,
     Ok(name)
 }
 
-/// The `runner:` mapping as JSON, its `${VAR}`s replaced. When `offline`
+/// A runner's mapping as JSON (the `runner:` mapping, or an entry of
+/// `runners:`, written at `at`), its `${VAR}`s replaced. When `offline`
 /// (the runner is never built), a variable that cannot be replaced is not
 /// an error: the mapping is kept as written, with the error for whoever
 /// builds it.
 pub(super) fn runner(
     source: Source,
+    at: &[String],
     mapping: &serde_yaml::Mapping,
     offline: bool,
 ) -> Result<(Value, Option<SuiteError>), SuiteError> {
-    let mut runner = serde_json::to_value(mapping)
-        .map_err(|e| source.invalid_at("runner:", format!("invalid `runner`: {e}")))?;
+    let mut runner = serde_json::to_value(mapping).map_err(|e| {
+        invalid(
+            source.at_path(at, Part::Key),
+            format!("invalid `runner`: {e}"),
+        )
+    })?;
     let written = runner.clone();
     match env::interpolate_runner(&mut runner) {
         Ok(()) => Ok((runner, None)),
@@ -161,24 +178,25 @@ pub(super) type Built = (Option<Arc<dyn Runner>>, Option<Unbuildable>);
 /// load keeps a build error for whoever builds the runner instead.
 pub(super) fn build_runner(
     source: Source,
+    at: &[String],
     runner: &Value,
     unset: Option<SuiteError>,
     offline: bool,
 ) -> Result<Built, SuiteError> {
     if let Some(unset) = unset {
-        return Ok((None, Some(unbuildable(source, unset))));
+        return Ok((None, Some(unbuildable(source, at, unset))));
     }
     let context = BuildContext::new(source.path.parent().unwrap_or(Path::new("")));
     match registry::build(runner.clone(), &context) {
         Ok(built) => Ok((Some(built), None)),
         Err(error) => {
-            let location = runner_location(source, &error);
+            let location = runner_location(source, at, &error);
             if offline {
                 let message = SuiteError::Runner {
                     location: location.clone(),
                     source: Box::new(error),
                 };
-                return Ok((None, Some(unbuildable(source, message))));
+                return Ok((None, Some(unbuildable(source, at, message))));
             }
             Err(SuiteError::Runner {
                 location,
@@ -189,21 +207,21 @@ pub(super) fn build_runner(
 }
 
 /// A load error of the runner, as kept for later: where and what.
-fn unbuildable(source: Source, error: SuiteError) -> Unbuildable {
+fn unbuildable(source: Source, at: &[String], error: SuiteError) -> Unbuildable {
     match error {
         SuiteError::Invalid { location, message } => (location, message),
         SuiteError::Runner { location, source } => (location, source.to_string()),
-        other => (source.at("runner:"), other.to_string()),
+        other => (source.at_path(at, Part::Key), other.to_string()),
     }
 }
 
 /// Where a runner configuration error is: at the key or value its path
-/// names in the `runner:` mapping (a key for an unknown or unwanted key),
-/// else at the closest enclosing key that exists, else at `runner:`.
-fn runner_location(source: Source, error: &ConfigError) -> Location {
+/// names in the runner's mapping at `at` (a key for an unknown or unwanted
+/// key), else at the closest enclosing key that exists, else at `at`.
+fn runner_location(source: Source, at: &[String], error: &ConfigError) -> Location {
     let key = error.message.contains("unknown key `")
         || error.message.starts_with("takes no configuration");
-    let mut path = vec!["runner".to_owned()];
+    let mut path = at.to_vec();
     if error.path.is_empty() {
         // "`headers.X-Key` must be a string": a runner's own check names
         // the key first.
@@ -215,18 +233,12 @@ fn runner_location(source: Source, error: &ConfigError) -> Location {
     } else {
         path.extend(error.path.iter().cloned());
     }
-    let part = if key || path.len() == 1 {
+    let part = if key || path.len() == at.len() {
         Part::Key
     } else {
         Part::Value
     };
-    locate::nearest(source.text, &path, part)
-        .map(|(line, column)| Location {
-            file: source.path.to_owned(),
-            line: Some(line),
-            column: Some(column),
-        })
-        .unwrap_or_else(|| source.at("runner:"))
+    source.at_path(&path, part)
 }
 
 /// A field path as errors write it (`conversation[2].qa_id`,
@@ -271,6 +283,7 @@ fn resolve_repeat(
 }
 
 /// A dataset of the suite before its tests are named.
+#[derive(Clone)]
 pub(super) struct Loaded {
     dataset: Dataset,
     ignored: Vec<bool>,
@@ -616,12 +629,15 @@ pub(super) fn policy(source: Source, file: &SuiteFile) -> Result<(usize, Policy)
 pub(super) fn cost(
     source: Source,
     file: &SuiteFile,
+    system_price: Option<Price>,
     datasets: &[crate::suite::SuiteDataset],
 ) -> Result<(Option<Price>, Option<Budget>), SuiteError> {
     let price = file
         .price
         .map(|p| p.check().map_err(|e| at_key(source, "price", e)))
         .transpose()?;
+    // A system of `runners:` may have its own (checked when read).
+    let price = system_price.or(price);
     let budget = file
         .budget
         .map(|b| b.check().map_err(|e| at_key(source, "budget", e)))
@@ -635,7 +651,7 @@ pub(super) fn cost(
             source,
             "budget",
             "`budget` needs a price to count against: add `price: {input_per_mtok: ..., output_per_mtok: ...}` \
-             (USD per million tokens) to the suite for its runner, or to its `judge:`"
+             (USD per million tokens) to the suite for its runner (or to a system of `runners:`), or to its `judge:`"
                 .to_owned(),
         ));
     }
@@ -688,7 +704,7 @@ fn check_count(
     }
 }
 
-fn invalid(location: Location, message: String) -> SuiteError {
+pub(super) fn invalid(location: Location, message: String) -> SuiteError {
     SuiteError::Invalid { location, message }
 }
 
