@@ -23,6 +23,7 @@ use crate::cassette::Cassettes;
 use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::console::Console;
+use crate::report::html::HtmlReport;
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Part};
 use crate::report::summary::SummaryJson;
@@ -321,6 +322,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .with(Console::new(selection.count(), args.quiet))
         .with(SummaryJson::new(&out))
         .with(Junit::new(&out))
+        .with(HtmlReport::new(&out))
         .with(Part::new(&out, header))
         .replacing(&out, Parts::Run);
     let cancel = CancellationToken::new();

@@ -16,7 +16,7 @@
 //! them: sessions concurrently (up to each suite's `concurrency`), turns in
 //! order, a selected batch's earlier turns first (unreported). Sessions with no
 //! selected batch are not contacted, and `--list` sends nothing at all. After
-//! the run, `<suite>.json`, `junit.xml` and `parts/run.json` are written
+//! the run, `<suite>.json`, `junit.xml`, `report.html` and `parts/run.json` are written
 //! under `$FORGE_OUT_DIR`, replacing the previous run's reports; ignored
 //! batches are skipped cases. Under cargo nextest (one process per test)
 //! each process writes only a part of its own, for `forge merge`.
@@ -287,7 +287,7 @@ fn trials(loaded: &Loaded, shard: Option<&[Vec<bool>]>, board: &Arc<Board>) -> V
     trials
 }
 
-/// The reporters writing into `out`: the summary JSON, JUnit and the run's
+/// The reporters writing into `out`: the summary JSON, JUnit, the HTML report and the run's
 /// part; under nextest only a part of this process's own (a test's
 /// process must not write the reports other processes share).
 fn reporters(out: &Path, header: Header) -> Tee {
@@ -300,6 +300,7 @@ fn reporters(out: &Path, header: Header) -> Tee {
     Tee::new()
         .with(SummaryJson::new(out))
         .with(Junit::new(out))
+        .with(crate::report::html::HtmlReport::new(out))
         .with(Part::new(out, header))
         .replacing(out, Parts::Run)
 }

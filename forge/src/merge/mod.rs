@@ -211,6 +211,7 @@ fn write(
     let mut reporter = Tee::new()
         .with(SummaryJson::new(out))
         .with(Junit::new(out))
+        .with(crate::report::html::HtmlReport::new(out))
         .replacing(out, crate::report::sweep::Parts::Keep);
     for suite in suites.iter_mut() {
         reporter.on_suite(suite)?;

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`summary::SummaryJson`] | `<suite>.json`, Fair-Forge's response (+ `checks`) |
 //! | [`junit::Junit`] | `junit.xml` |
+//! | [`html::HtmlReport`] | `report.html`, the run for a person |
 //! | [`console::Console`] | `forge run`'s progress bar and `FAILED` lines |
 //! | the harness's trials | each libtest trial's verdict |
 //!
@@ -15,6 +16,7 @@
 //! answered datasets with the suite's [`Secrets`] while it streams them.
 
 pub mod console;
+pub mod html;
 pub mod junit;
 pub mod part;
 pub mod summary;
