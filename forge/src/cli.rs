@@ -1,6 +1,6 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE`, `forge merge --out DIR INPUT...`,
-//! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
+//! `forge report DIR [-o FILE]`, `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
 //! status, the closing lines) around the pipeline every front end shares:
@@ -53,6 +53,8 @@ enum Command {
     Run(RunArgs),
     /// Merge the reports of shards (or nextest processes) into one.
     Merge(MergeArgs),
+    /// Write a run's HTML report again from its output directory.
+    Report(ReportArgs),
     /// Add forge to an existing cargo crate: the dev-dependency, a
     /// `suites` test target and a first suite.
     Init(crate::init::InitArgs),
@@ -131,6 +133,20 @@ struct MergeArgs {
     inputs: Vec<PathBuf>,
 }
 
+/// `forge report DIR [-o FILE]`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "DIR is the output directory of a run (its parts/ and <suite>.json say what it ran), or $FORGE_OUT_DIR after cargo nextest.\nExit status: 0 when the report is written, 2 when DIR cannot be read."
+)]
+struct ReportArgs {
+    /// Output directory of the run.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The HTML file to write (default DIR/report.html).
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Suite files, or directories of suites.
@@ -196,6 +212,7 @@ pub fn main() -> ExitCode {
             None => runtime.block_on(run_files(&args)),
         },
         Command::Merge(args) => merge(&args),
+        Command::Report(args) => html_report(&args),
         Command::Init(args) => crate::init::main(&args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => runtime.block_on(serve(args)),
@@ -224,6 +241,24 @@ fn merge(args: &MergeArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// `forge report`: the run's HTML report, written again.
+fn html_report(args: &ReportArgs) -> ExitCode {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join(report::html::REPORT_HTML));
+    match report::html::regenerate(&args.dir, &out) {
+        Ok(()) => {
+            eprintln!("forge: report written to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("forge: report: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
     }
 }
 

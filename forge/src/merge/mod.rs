@@ -95,6 +95,25 @@ pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merg
     Ok(Merged::new(count, &suites, warnings))
 }
 
+/// What the run(s) whose output directory is `dir` reported (its parts,
+/// with the `<suite>.json` they refer to), as one run's reporters saw it:
+/// the suites, the load failures, and whether a run was interrupted.
+pub(crate) fn read_run(
+    dir: &Path,
+) -> Result<(Vec<SuiteReport>, Vec<LoadFailure>, bool), MergeError> {
+    let parts = read::parts_of(dir)?;
+    let Some(first) = parts.first() else {
+        return Err(MergeError::NoParts(dir.to_owned()));
+    };
+    for part in &parts[1..] {
+        same_suites(first, part)?;
+    }
+    let names: Vec<String> = first.header.suites.iter().map(|s| s.name.clone()).collect();
+    let load_failures = load_failures(&parts);
+    let interrupted = parts.iter().any(|p| p.end.interrupted);
+    Ok((assemble::suites(&names, parts)?, load_failures, interrupted))
+}
+
 /// Checks that two parts ran the same suites with the same forge.
 fn same_suites(first: &Loaded, other: &Loaded) -> Result<(), MergeError> {
     let mismatch = |detail: String| MergeError::Mismatch {

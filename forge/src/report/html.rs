@@ -151,6 +151,25 @@ impl Reporter for HtmlReport {
     }
 }
 
+/// `forge report DIR -o FILE`: writes to `out` the report of the run(s)
+/// whose output directory is `dir` (read as `forge merge` reads it).
+pub(crate) fn regenerate(dir: &Path, out: &Path) -> Result<(), crate::error::MergeError> {
+    let (mut suites, load_failures, interrupted) = crate::merge::read_run(dir)?;
+    let mut report = HtmlReport::to_file(out);
+    for suite in &mut suites {
+        report.on_suite(suite)?;
+        if let Response::Success(run) = &mut suite.response {
+            run.datasets = Vec::new();
+        }
+    }
+    report.finish(&RunEnd {
+        suites: &suites,
+        load_failures: &load_failures,
+        interrupted,
+    })?;
+    Ok(())
+}
+
 /// The page up to the data: the head with the style, the shell.
 fn head(w: &mut impl Write) -> std::io::Result<()> {
     w.write_all(
@@ -317,12 +336,14 @@ impl Latency {
             };
             bins[bin.min(Self::BINS - 1)] += 1;
         }
+        // To the microsecond: what a person reads, and fewer bytes.
+        let us = |ms: f64| (ms * 1000.0).round() / 1000.0;
         Some(Latency {
-            p50: rank(0.50),
-            p95: rank(0.95),
-            p99: rank(0.99),
-            min,
-            max,
+            p50: us(rank(0.50)),
+            p95: us(rank(0.95)),
+            p99: us(rank(0.99)),
+            min: us(min),
+            max: us(max),
             bins,
         })
     }
