@@ -473,7 +473,7 @@ impl<'a> RunRow<'a> {
     fn new(run: &'a RunRecord, agentic: Option<&'a Object>) -> Self {
         RunRow {
             a: &run.answer,
-            ms: (run.time_ms * 10.0).round() / 10.0,
+            ms: (run.time_ms * 1000.0).round() / 1000.0,
             p: run.passed,
             c: &run.checks,
             u: run.usage.as_ref(),

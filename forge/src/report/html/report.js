@@ -20,7 +20,7 @@
     Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
     return node;
   }
-  function ms(v) { return v == null ? "" : v < 1000 ? v.toFixed(1) + " ms" : (v / 1000).toFixed(2) + " s"; }
+  function ms(v) { return v == null ? "" : v < 1 ? v.toFixed(3) + " ms" : v < 1000 ? v.toFixed(1) + " ms" : (v / 1000).toFixed(2) + " s"; }
   function usd(v) { return v == null ? "" : "$" + v.toFixed(6); }
   function pct(v) { return (100 * v).toFixed(1) + "%"; }
   function badge(status) { return el("span", { cls: "badge " + status, text: status }); }
