@@ -1,6 +1,6 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE`, `forge merge --out DIR INPUT...`,
-//! `forge diff BASE NEW`,
+//! `forge diff BASE NEW`, `forge report DIR [-o FILE]`,
 //! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
@@ -27,6 +27,7 @@ use crate::partition::Partition;
 use crate::pipeline;
 use crate::report::console::Console;
 use crate::report::github::Github;
+use crate::report::html::HtmlReport;
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Part};
 use crate::report::summary::SummaryJson;
@@ -59,6 +60,8 @@ enum Command {
     /// Compare a run with a baseline run: what newly fails, newly passes,
     /// answers differently, scores lower; exit 1 when something regressed.
     Diff(DiffArgs),
+    /// Write a run's HTML report again from its output directory.
+    Report(ReportArgs),
     /// Add forge to an existing cargo crate: the dev-dependency, a
     /// `suites` test target and a first suite.
     Init(crate::init::InitArgs),
@@ -236,6 +239,20 @@ fn alpha(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `forge report DIR [-o FILE]`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "DIR is the output directory of a run (its parts/ and <suite>.json say what it ran), or $FORGE_OUT_DIR after cargo nextest.\nExit status: 0 when the report is written, 2 when DIR cannot be read."
+)]
+struct ReportArgs {
+    /// Output directory of the run.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The HTML file to write (default DIR/report.html).
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Suite files, or directories of suites.
@@ -309,6 +326,7 @@ pub fn main() -> ExitCode {
         },
         Command::Merge(args) => merge(&args),
         Command::Diff(args) => diff(&args),
+        Command::Report(args) => html_report(&args),
         Command::Init(args) => crate::init::main(&args),
         Command::Validate(args) => validate(&args),
         Command::Schema => schema(),
@@ -384,6 +402,24 @@ fn schema() -> ExitCode {
         }
         Err(error) => {
             eprintln!("forge: cannot serialise the schema: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+/// `forge report`: the run's HTML report, written again.
+fn html_report(args: &ReportArgs) -> ExitCode {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join(report::html::REPORT_HTML));
+    match report::html::regenerate(&args.dir, &out) {
+        Ok(()) => {
+            eprintln!("forge: report written to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("forge: report: {error}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -524,6 +560,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .with(Console::new(selection.count(), args.quiet).with_baseline(baseline.clone()))
         .with(SummaryJson::new(&out))
         .with(Junit::new(&out).with_baseline(baseline.clone()))
+        .with(HtmlReport::new(&out).with_since(baseline.as_ref()))
         .with(Part::new(&out, header))
         .replacing(&out, Parts::Run);
     if let Some(github) = Github::from_env() {

@@ -16,7 +16,7 @@
 //! them: sessions concurrently (up to each suite's `concurrency`), turns in
 //! order, a selected batch's earlier turns first (unreported). Sessions with no
 //! selected batch are not contacted, and `--list` sends nothing at all. After
-//! the run, `<suite>.json`, `junit.xml` and `parts/run.json` are written
+//! the run, `<suite>.json`, `junit.xml`, `report.html` and `parts/run.json` are written
 //! under `$FORGE_OUT_DIR`, replacing the previous run's reports; ignored
 //! batches are skipped cases. Under cargo nextest (one process per test)
 //! each process writes only a part of its own, for `forge merge`.
@@ -375,7 +375,7 @@ fn run_cases(args: &Arguments, cases: Vec<Case>) -> Conclusion {
     libtest_mimic::run(args, trials)
 }
 
-/// The reporters writing into `out`: the summary JSON, JUnit and the run's
+/// The reporters writing into `out`: the summary JSON, JUnit, the HTML report and the run's
 /// part; under nextest only a part of this process's own (a test's
 /// process must not write the reports other processes share).
 fn reporters(out: &Path, header: Header, baseline: Option<Arc<Baseline>>) -> Tee {
@@ -387,6 +387,7 @@ fn reporters(out: &Path, header: Header, baseline: Option<Arc<Baseline>>) -> Tee
     }
     Tee::new()
         .with(SummaryJson::new(out))
+        .with(crate::report::html::HtmlReport::new(out).with_since(baseline.as_ref()))
         .with(Junit::new(out).with_baseline(baseline))
         .with(Part::new(out, header))
         .replacing(out, Parts::Run)

@@ -324,6 +324,7 @@ fn temporary_reports_of_a_killed_run_are_removed_by_the_next() {
         "junit.xml".to_owned(),
         "parts".to_owned(),
         "quickstart.json".to_owned(),
+        "report.html".to_owned(),
     ];
     expected.sort();
     assert_eq!(left, expected);

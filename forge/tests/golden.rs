@@ -88,7 +88,7 @@ fn forge_run(fixture: &Fixture, server: Option<&Server>, out: &Path) -> Vec<Stri
 
 /// What is wrong with the reports as written, before normalising: a
 /// summary JSON Fair-Forge could not read, a `junit.xml` that is not XML,
-/// a secret that leaked.
+/// a `report.html` cut short, a secret that leaked.
 fn written_reports_problems(out: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     for name in support::file_names(out) {
@@ -98,6 +98,10 @@ fn written_reports_problems(out: &Path) -> Vec<String> {
             match serde_json::from_str(&text) {
                 Ok(report) => problems.extend(support::fair_forge_problems(&name, &report)),
                 Err(error) => problems.push(format!("{name} is not JSON: {error}")),
+            }
+        } else if name.ends_with(".html") {
+            if !text.ends_with("</html>\n") {
+                problems.push(format!("{name} is not a whole page"));
             }
         } else if let Err(error) = roxmltree::Document::parse(&text) {
             problems.push(format!("{name} is not XML: {error}"));

@@ -171,7 +171,13 @@ fn the_output_directory_holds_exactly_the_last_runs_reports() {
         "{}",
     );
     write(&dir.path().join("out"), "notes.json", "not forge's");
-    let base = [".forge-reports", "junit.xml", "notes.json", "parts"];
+    let base = [
+        ".forge-reports",
+        "junit.xml",
+        "notes.json",
+        "parts",
+        "report.html",
+    ];
 
     assert!(forge(dir.path(), &["suites"]).status.success());
     let mut all = base.to_vec();
@@ -201,7 +207,7 @@ fn the_output_directory_holds_exactly_the_last_runs_reports() {
     assert!(!junit.contains("alpha"), "{junit}");
     assert_eq!(
         read(&dir.path().join("out/.forge-reports")),
-        "beta.json\njunit.xml\n"
+        "beta.json\njunit.xml\nreport.html\n"
     );
     assert_eq!(read(&dir.path().join("out/notes.json")), "not forge's");
 }

@@ -470,16 +470,15 @@ impl Baseline {
 
     /// The "since baseline" text of a record (for a report's column):
     /// `regressed: newly failing`, `newly passing`, `new batch`...
-    #[allow(dead_code)] // the HTML report's hook
-    pub(crate) fn since(self: &Arc<Self>) -> impl Fn(&BatchRecord) -> Option<String> + Send + Sync {
+    pub(crate) fn since(self: &Arc<Self>) -> crate::report::html::Baseline {
         let baseline = Arc::clone(self);
-        move |record| {
+        Box::new(move |record| {
             let change = baseline.compare(record)?;
             Some(match change.regressed {
                 true => format!("regressed: {}", change.describe()),
                 false => change.describe(),
             })
-        }
+        })
     }
 }
 

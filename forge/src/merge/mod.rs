@@ -87,17 +87,40 @@ pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merg
             part.path.display()
         ));
     }
-    let names: Vec<(String, Option<String>)> = first
-        .header
-        .suites
-        .iter()
-        .map(|s| (s.name.clone(), s.system.clone()))
-        .collect();
+    let names = suite_names(first);
     let load_failures = load_failures(&parts);
     let count = parts.len();
     let mut suites = assemble::suites(&names, parts)?;
     write(out, &mut suites, &load_failures)?;
     Ok(Merged::new(count, &suites, warnings))
+}
+
+/// What the run(s) whose output directory is `dir` reported (its parts,
+/// with the `<suite>.json` they refer to), as one run's reporters saw it:
+/// the suites, the load failures, and whether a run was interrupted.
+pub(crate) fn read_run(
+    dir: &Path,
+) -> Result<(Vec<SuiteReport>, Vec<LoadFailure>, bool), MergeError> {
+    let parts = read::parts_of(dir)?;
+    let Some(first) = parts.first() else {
+        return Err(MergeError::NoParts(dir.to_owned()));
+    };
+    for part in &parts[1..] {
+        same_suites(first, part)?;
+    }
+    let names = suite_names(first);
+    let load_failures = load_failures(&parts);
+    let interrupted = parts.iter().any(|p| p.end.interrupted);
+    Ok((assemble::suites(&names, parts)?, load_failures, interrupted))
+}
+
+/// The suites a part's run loaded, in order: each name and system.
+fn suite_names(part: &Loaded) -> Vec<(String, Option<String>)> {
+    part.header
+        .suites
+        .iter()
+        .map(|s| (s.name.clone(), s.system.clone()))
+        .collect()
 }
 
 /// Checks that two parts ran the same suites with the same forge.
@@ -218,6 +241,7 @@ fn write(
     let mut reporter = Tee::new()
         .with(SummaryJson::new(out))
         .with(Junit::new(out))
+        .with(crate::report::html::HtmlReport::new(out))
         .replacing(out, crate::report::sweep::Parts::Keep);
     for suite in suites.iter_mut() {
         reporter.on_suite(suite)?;

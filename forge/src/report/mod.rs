@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`summary::SummaryJson`] | `<suite>.json` (`<suite>.<system>.json` per system of `runners:`), Fair-Forge's response (+ `checks`) |
 //! | [`junit::Junit`] | `junit.xml` |
+//! | [`html::HtmlReport`] | `report.html`, the run for a person |
 //! | [`console::Console`] | `forge run`'s progress bar and `FAILED` lines |
 //! | [`github::Github`] | under GitHub Actions: `::error` annotations, `$GITHUB_STEP_SUMMARY` |
 //! | the harness's trials | each libtest trial's verdict |
@@ -17,6 +18,7 @@
 
 pub mod console;
 pub mod github;
+pub mod html;
 pub mod junit;
 pub mod part;
 pub mod scoreboard;

@@ -68,7 +68,8 @@ pub(crate) fn sweep(dir: &Path, written: &[PathBuf], parts: &Parts) -> Result<()
 }
 
 /// The report names of the previous run's list that are safe to remove: a
-/// plain file name of a report (`*.json`, `*.xml`), nothing hidden, no path.
+/// plain file name of a report (`*.json`, `*.xml`, `*.html`), nothing
+/// hidden, no path.
 fn previous(manifest: &Path) -> Vec<String> {
     use std::io::Read;
     let mut text = String::new();
@@ -81,7 +82,9 @@ fn previous(manifest: &Path) -> Vec<String> {
         .filter(|name| {
             !name.starts_with('.')
                 && !name.contains(['/', '\\'])
-                && (name.ends_with(".json") || name.ends_with(".xml"))
+                && [".json", ".xml", ".html"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
         })
         .map(str::to_owned)
         .collect()

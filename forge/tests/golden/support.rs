@@ -132,6 +132,46 @@ pub fn normalize_json(text: &str) -> String {
         .into_owned()
 }
 
+/// The data of `report.html` (its JSON elements; the page's shell, style
+/// and script are not golden), pretty, with every timing replaced by
+/// [`MS`]: each run's `ms` and each suite's `latency`.
+pub fn normalize_html(text: &str) -> String {
+    fn blank(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    match key.as_str() {
+                        "ms" | "latency" if !value.is_null() => {
+                            *value = Value::from(MS.trim_matches('"'))
+                        }
+                        _ => blank(value),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(blank),
+            _ => {}
+        }
+    }
+    let mut data = Vec::new();
+    for element in text.split("<script type=\"application/json\"").skip(1) {
+        let body = &element[element.find('>').expect("the element's tag") + 1..];
+        let json = &body[..body.find("</script>").expect("the element's end")];
+        let mut value: Value = serde_json::from_str(json).expect("the element's JSON");
+        blank(&mut value);
+        data.push(value);
+    }
+    serde_json::to_string_pretty(&data).expect("JSON") + "\n"
+}
+
+/// The golden file of the report `name`: `report.html`'s data is kept as
+/// `report.html.json`.
+fn golden_name(name: &str) -> String {
+    match name.ends_with(".html") {
+        true => format!("{name}.json"),
+        false => name.to_owned(),
+    }
+}
+
 /// `junit.xml` with every `time` and `timestamp` attribute replaced.
 pub fn normalize_junit(text: &str) -> String {
     let times = Regex::new(r#" (time|timestamp)="[^"]*""#).expect("regex");
@@ -258,7 +298,8 @@ pub fn compare_reports(out: &Path, golden: &Path, may_bless: bool) -> Vec<String
     let mut mismatches = Vec::new();
     let written = file_names(out);
     let expected = file_names(golden);
-    for stale in expected.iter().filter(|n| !written.contains(n)) {
+    let golden_names: Vec<String> = written.iter().map(|n| golden_name(n)).collect();
+    for stale in expected.iter().filter(|n| !golden_names.contains(n)) {
         if may_bless && blessing() {
             std::fs::remove_file(golden.join(stale)).expect("remove a stale golden report");
         } else {
@@ -269,10 +310,12 @@ pub fn compare_reports(out: &Path, golden: &Path, may_bless: bool) -> Vec<String
         let text = std::fs::read_to_string(out.join(name)).expect("read a report");
         let normalized = if name.ends_with(".json") {
             normalize_json(&text)
+        } else if name.ends_with(".html") {
+            normalize_html(&text)
         } else {
             normalize_junit(&text)
         };
-        if let Err(diff) = compare(&golden.join(name), &normalized, may_bless) {
+        if let Err(diff) = compare(&golden.join(golden_name(name)), &normalized, may_bless) {
             mismatches.push(diff);
         }
     }

@@ -1,0 +1,747 @@
+//! `report.html`: the run for a person, in one self-contained file opened by
+//! double-click (no network at view time: its Content-Security-Policy
+//! forbids any request).
+//!
+//! The file is a static shell (`html/report.css`, `html/report.js`, both
+//! inline) and the run's data as JSON: one
+//! `<script type="application/json" class="forge-suite">` per suite, written
+//! as each suite finishes (streamed through the redacting writer, so the
+//! answered datasets, freed after [`Reporter::on_suite`], are never copied),
+//! then one `<script type="application/json" id="forge-run">` with the
+//! run's end. Every `<` inside the JSON is written `\u003c`, so no text (an
+//! answer saying `</script>`) can close the element, and the script puts
+//! text into the page with `textContent` only, never as HTML.
+//!
+//! A suite's data ([`SuiteData`]): `name`, `system` (the named system of
+//! `runners:`, else `null`), `error` (what kept it from running), the
+//! `passed` / `failed` / `skipped` counts, `latency` (p50/p95/p99 and a
+//! histogram of the runs' times, see [`Latency`]), `usage` (the summary
+//! JSON's `usage` key) and `batches`, one row per selected or skipped batch
+//! in suite order, with short keys to keep 100,000 batches small:
+//!
+//! | key | what |
+//! | --- | --- |
+//! | `t` | test name |
+//! | `s` | `"pass"`, `"fail"` or `"skip"` |
+//! | `m` | why it failed |
+//! | `q`, `g` | the query and the ground truth |
+//! | `ga` | the expected agentic data (when not empty) |
+//! | `r` | the runs: `a` answer, `ms`, `p` passed, `c` checks, `u` / `ju` runner / judge usage, `ag` agentic data |
+//! | `c` | the checks on the runs together (`pass_pow_k`) |
+//! | `rep` | the repeats' statistics (with `repeat`) |
+//! | `l` | where the batch is written (`file:line`) |
+//! | `b` | what changed since the baseline (see [`Baseline`]) |
+//!
+//! Hooks: suites that share a `name` and differ in `system` are shown side
+//! by side (a scoreboard, then one row per `<session>::<qa_id>` with a
+//! column per system); a [`Baseline`] given with
+//! [`HtmlReport::with_baseline`] adds a "since baseline" column.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+
+use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
+use crate::check::{repeats, CheckResult};
+use crate::error::ReportError;
+use crate::load::LoadFailure;
+use crate::output::write_redacted;
+use crate::run::{BatchRecord, Origin, RunRecord};
+use crate::schema::{Batch, Object, Response};
+use crate::usage::Spend;
+
+/// The report's file name in an output directory.
+pub const REPORT_HTML: &str = "report.html";
+
+/// The page's style and script.
+const CSS: &str = include_str!("html/report.css");
+const JS: &str = include_str!("html/report.js");
+
+/// What changed for a batch since a baseline run, as the "since baseline"
+/// column shows it (`None`: nothing to say about this batch).
+pub type Baseline = Box<BaselineFn>;
+
+/// The function behind a [`Baseline`].
+pub type BaselineFn = dyn Fn(&BatchRecord) -> Option<String> + Send;
+
+/// The reporter writing `report.html`.
+pub struct HtmlReport {
+    path: PathBuf,
+    baseline: Option<Baseline>,
+    open: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+}
+
+impl HtmlReport {
+    /// Writes `report.html` into `dir` (created if need be).
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        HtmlReport::to_file(dir.as_ref().join(REPORT_HTML))
+    }
+
+    /// Writes the report to `path`.
+    pub fn to_file(path: impl Into<PathBuf>) -> Self {
+        HtmlReport {
+            path: path.into(),
+            baseline: None,
+            open: None,
+        }
+    }
+
+    // The hook of `forge run --baseline`, which no front end uses yet.
+    #[cfg_attr(not(test), allow(dead_code))]
+    /// Adds a "since baseline" column with what `baseline` says of each
+    /// batch.
+    pub fn with_baseline(mut self, baseline: Baseline) -> Self {
+        self.baseline = Some(baseline);
+        self
+    }
+
+    /// The "since baseline" column of `--baseline` / `FORGE_BASELINE`,
+    /// when there is one.
+    pub(crate) fn with_since(
+        self,
+        baseline: Option<&std::sync::Arc<crate::diff::Baseline>>,
+    ) -> Self {
+        match baseline {
+            Some(baseline) => self.with_baseline(baseline.since()),
+            None => self,
+        }
+    }
+
+    fn error(&self, error: impl std::fmt::Display) -> ReportError {
+        ReportError {
+            path: self.path.clone(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// A report's temporary file beside `path`, opened with the page's head on
+/// first use.
+fn writer<'w>(
+    path: &Path,
+    open: &'w mut Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+) -> Result<&'w mut std::io::BufWriter<std::fs::File>, ReportError> {
+    let file = match open.take() {
+        Some(file) => file,
+        None => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                prepare(dir)?;
+            }
+            let (tmp, mut writer) = create(path)?;
+            if let Err(e) = head(&mut writer) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(ReportError {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            (tmp, writer)
+        }
+    };
+    Ok(&mut open.insert(file).1)
+}
+
+impl Reporter for HtmlReport {
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        if !suite.is_reported() {
+            return Ok(());
+        }
+        let w = writer(&self.path, &mut self.open)?;
+        write_suite(w, suite, self.baseline.as_deref()).map_err(|e| self.error(e))
+    }
+
+    fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        let written = tail(writer(&self.path, &mut self.open)?, end);
+        let Some((tmp, writer)) = self.open.take() else {
+            return Ok(Vec::new());
+        };
+        finish(&self.path, &tmp, writer, written)?;
+        Ok(vec![self.path.clone()])
+    }
+}
+
+/// `forge report DIR -o FILE`: writes to `out` the report of the run(s)
+/// whose output directory is `dir` (read as `forge merge` reads it).
+pub(crate) fn regenerate(dir: &Path, out: &Path) -> Result<(), crate::error::MergeError> {
+    let (mut suites, load_failures, interrupted) = crate::merge::read_run(dir)?;
+    let mut report = HtmlReport::to_file(out);
+    for suite in &mut suites {
+        report.on_suite(suite)?;
+        if let Response::Success(run) = &mut suite.response {
+            run.datasets = Vec::new();
+        }
+    }
+    report.finish(&RunEnd {
+        suites: &suites,
+        load_failures: &load_failures,
+        interrupted,
+    })?;
+    Ok(())
+}
+
+/// The page up to the data: the head with the style, the shell.
+fn head(w: &mut impl Write) -> std::io::Result<()> {
+    w.write_all(
+        b"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+<title>forge report</title>\n<style>\n",
+    )?;
+    w.write_all(CSS.as_bytes())?;
+    w.write_all(
+        b"</style>\n</head>\n<body>\n<header><h1>forge report</h1><div id=\"run\"></div></header>\n\
+<main id=\"suites\"><noscript>This report needs JavaScript.</noscript></main>\n",
+    )
+}
+
+/// The run's end and the script that renders the page.
+fn tail(w: &mut impl Write, end: &RunEnd<'_>) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct RunData<'a> {
+        interrupted: bool,
+        load_failures: &'a [LoadFailure],
+        forge_version: &'static str,
+    }
+    let run = RunData {
+        interrupted: end.interrupted,
+        load_failures: end.load_failures,
+        forge_version: env!("CARGO_PKG_VERSION"),
+    };
+    w.write_all(b"<script type=\"application/json\" id=\"forge-run\">")?;
+    // Load failures are not redacted with any suite's secrets: their
+    // messages are made redacted.
+    let secrets = crate::secrets::Secrets::default();
+    write_redacted(
+        ScriptSafe(&mut *w),
+        &run,
+        &secrets,
+        serde_json::ser::CompactFormatter,
+    )?;
+    w.write_all(b"</script>\n<script>\n")?;
+    w.write_all(JS.as_bytes())?;
+    w.write_all(b"</script>\n</body>\n</html>\n")
+}
+
+/// Writes one suite's data element.
+fn write_suite(
+    w: &mut impl Write,
+    suite: &SuiteReport,
+    baseline: Option<&BaselineFn>,
+) -> std::io::Result<()> {
+    let data = SuiteData::new(suite, baseline);
+    w.write_all(b"<script type=\"application/json\" class=\"forge-suite\">")?;
+    write_redacted(
+        ScriptSafe(&mut *w),
+        &data,
+        &suite.secrets,
+        serde_json::ser::CompactFormatter,
+    )?;
+    w.write_all(b"</script>\n")
+}
+
+/// A writer of JSON into a `<script>` element: every `<` (only ever inside
+/// a JSON string) becomes `\u003c`, so nothing closes the element.
+struct ScriptSafe<W>(W);
+
+impl<W: Write> Write for ScriptSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        for (k, part) in buf.split(|&b| b == b'<').enumerate() {
+            if k > 0 {
+                self.0.write_all(b"\\u003c")?;
+            }
+            self.0.write_all(part)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// One suite, as the page's data holds it.
+#[derive(Serialize)]
+struct SuiteData<'a> {
+    name: &'a str,
+    system: Option<&'a str>,
+    error: Option<&'a str>,
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    latency: Option<Latency>,
+    usage: Option<serde_json::Value>,
+    batches: Rows<'a>,
+}
+
+impl<'a> SuiteData<'a> {
+    /// The data of `suite`, its rows with what `baseline` says of them.
+    fn new(suite: &'a SuiteReport, baseline: Option<&'a BaselineFn>) -> Self {
+        let selected = suite.records.iter().filter(|r| r.selected);
+        let passed = selected.clone().filter(|r| r.passed).count();
+        let times: Vec<f64> = selected
+            .clone()
+            .flat_map(|r| &r.runs)
+            .map(|run| run.time_ms)
+            .collect();
+        SuiteData {
+            name: &suite.name,
+            system: suite.system.as_deref(),
+            error: match &suite.response {
+                Response::Failure(failure) => Some(&failure.error),
+                Response::Success(_) => None,
+            },
+            passed,
+            failed: selected.count() - passed,
+            skipped: suite.records.iter().filter(|r| r.skipped).count(),
+            latency: Latency::of(times),
+            usage: super::summary::usage(suite),
+            batches: Rows { suite, baseline },
+        }
+    }
+}
+
+/// The runs' latency: percentiles (nearest rank) and a histogram of
+/// [`Latency::BINS`] equal bins from `min` to `max`, in ms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// The median.
+    pub p50: f64,
+    /// The 95th percentile.
+    pub p95: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The fastest run.
+    pub min: f64,
+    /// The slowest run.
+    pub max: f64,
+    /// How many runs fall in each bin.
+    pub bins: Vec<usize>,
+}
+
+impl Latency {
+    /// The histogram's bins.
+    pub const BINS: usize = 20;
+
+    /// The latency of runs taking `times` ms; `None` without any.
+    pub fn of(mut times: Vec<f64>) -> Option<Latency> {
+        times.retain(|t| t.is_finite());
+        times.sort_by(f64::total_cmp);
+        let (&min, &max) = (times.first()?, times.last()?);
+        let rank =
+            |p: f64| times[((p * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
+        let width = (max - min) / Self::BINS as f64;
+        let mut bins = vec![0; Self::BINS];
+        for t in &times {
+            let bin = if width > 0.0 {
+                ((t - min) / width) as usize
+            } else {
+                0
+            };
+            bins[bin.min(Self::BINS - 1)] += 1;
+        }
+        // To the microsecond: what a person reads, and fewer bytes.
+        let us = |ms: f64| (ms * 1000.0).round() / 1000.0;
+        Some(Latency {
+            p50: us(rank(0.50)),
+            p95: us(rank(0.95)),
+            p99: us(rank(0.99)),
+            min: us(min),
+            max: us(max),
+            bins,
+        })
+    }
+}
+
+/// A suite's batch rows, serialized one at a time.
+struct Rows<'a> {
+    suite: &'a SuiteReport,
+    baseline: Option<&'a BaselineFn>,
+}
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let datasets = match &self.suite.response {
+            Response::Success(run) => run.datasets.as_slice(),
+            Response::Failure(_) => &[],
+        };
+        let at: HashMap<Origin, usize> = self
+            .suite
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(k, origin)| (*origin, k))
+            .collect();
+        let turn = |r: &BatchRecord, run: usize| {
+            let origin = Origin {
+                dataset: r.id.dataset,
+                run,
+            };
+            datasets
+                .get(*at.get(&origin)?)?
+                .conversation
+                .get(r.id.batch)
+        };
+        let shown = self
+            .suite
+            .records
+            .iter()
+            .filter(|r| r.selected || r.skipped);
+        let mut seq = serializer.serialize_seq(None)?;
+        for record in shown {
+            let row = Row::new(record, &|run| turn(record, run), self.baseline);
+            seq.serialize_element(&row)?;
+        }
+        seq.end()
+    }
+}
+
+/// One batch's row.
+#[derive(Serialize)]
+struct Row<'a> {
+    t: &'a str,
+    s: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    m: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    q: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    g: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ga: Option<&'a Object>,
+    r: Vec<RunRow<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    c: &'a [CheckResult],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rep: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    l: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+}
+
+/// One run of a batch's row.
+#[derive(Serialize)]
+struct RunRow<'a> {
+    a: &'a str,
+    ms: f64,
+    p: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    c: &'a [CheckResult],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    u: Option<&'a Spend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ju: Option<&'a Spend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ag: Option<&'a Object>,
+}
+
+impl<'a> Row<'a> {
+    /// The row of `r`, whose run k answered `turn(k)`.
+    fn new(
+        r: &'a BatchRecord,
+        turn: &dyn Fn(usize) -> Option<&'a Batch>,
+        baseline: Option<&BaselineFn>,
+    ) -> Self {
+        let first = turn(0);
+        let non_empty = |o: &'a Option<Object>| o.as_ref().filter(|o| !o.is_empty());
+        let passes = r.runs.iter().filter(|run| run.passed).count();
+        Row {
+            t: &r.test,
+            s: match (r.skipped, r.passed) {
+                (true, _) => "skip",
+                (false, true) => "pass",
+                (false, false) => "fail",
+            },
+            m: r.message.as_deref(),
+            q: first.map(|b| b.query.as_str()),
+            g: first
+                .map(|b| b.ground_truth_assistant.as_str())
+                .filter(|g| !g.is_empty()),
+            ga: first.and_then(|b| non_empty(&b.ground_truth_agentic)),
+            r: (r.runs.iter().enumerate())
+                .map(|(k, run)| RunRow::new(run, turn(k).and_then(|b| non_empty(&b.agentic))))
+                .collect(),
+            c: &r.checks,
+            rep: (r.runs.len() > 1).then(|| repeats::stats(r.runs.len(), passes)),
+            l: r.location.as_ref().map(|l| match l.line {
+                Some(line) => format!("{}:{line}", l.file.display()),
+                None => l.file.display().to_string(),
+            }),
+            b: baseline.and_then(|b| b(r)),
+        }
+    }
+}
+
+impl<'a> RunRow<'a> {
+    fn new(run: &'a RunRecord, agentic: Option<&'a Object>) -> Self {
+        RunRow {
+            a: &run.answer,
+            ms: (run.time_ms * 1000.0).round() / 1000.0,
+            p: run.passed,
+            c: &run.checks,
+            u: run.usage.as_ref(),
+            ju: run.judge_usage.as_ref(),
+            ag: agentic,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Dataset, RunResponse, Summary};
+    use crate::secrets::Secrets;
+    use crate::select::BatchId;
+
+    /// A run of a batch answering `answer`.
+    fn run(answer: &str, passed: bool, time_ms: f64) -> RunRecord {
+        RunRecord {
+            session_id: "s1".into(),
+            success: true,
+            passed,
+            message: (!passed).then(|| "check `contains` failed: no `Paris`".to_owned()),
+            answer: answer.into(),
+            time_ms,
+            checks: vec![CheckResult {
+                check: "contains".into(),
+                passed,
+                detail: if passed {
+                    String::new()
+                } else {
+                    "no `Paris`".into()
+                },
+                score: None,
+                scores: None,
+                reason: Some("the judge's reason".into()),
+            }],
+            usage: Some(Spend::new(crate::usage::Usage::new(10, 5), None)),
+            judge_usage: None,
+        }
+    }
+
+    /// A suite `name` (about `system`) of one dataset `s1` with two turns:
+    /// `q1` passing, `q2` failing with `answers[1]`.
+    fn suite(name: &str, system: Option<&str>, answers: [&str; 2]) -> SuiteReport {
+        let mut dataset = Dataset::new("s1", "agent");
+        for (k, answer) in answers.iter().enumerate() {
+            let mut batch = Batch::new(
+                format!("q{}", k + 1),
+                format!("query {} with sk-secret-1", k + 1),
+            );
+            batch.assistant = (*answer).to_owned();
+            batch.ground_truth_assistant = "The capital is Paris".into();
+            batch.agentic = Some(
+                serde_json::json!({"tools_used": [{"tool_name": "search"}]})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            dataset.conversation.push(batch);
+        }
+        let summary = Summary {
+            session_id: "s1".into(),
+            total_batches: 2,
+            successes: 2,
+            failures: 0,
+            total_execution_time_ms: 3.0,
+            avg_batch_time_ms: 1.5,
+        };
+        let prefix = match system {
+            Some(system) => format!("{name}::{system}"),
+            None => name.to_owned(),
+        };
+        let records = answers
+            .iter()
+            .enumerate()
+            .map(|(k, answer)| BatchRecord {
+                id: BatchId {
+                    suite: 0,
+                    dataset: 0,
+                    batch: k,
+                },
+                test: format!("{prefix}::s1::q{}", k + 1),
+                selected: true,
+                passed: k == 0,
+                message: (k == 1).then(|| "check `contains` failed: no `Paris`".to_owned()),
+                runs: vec![run(answer, k == 0, 10.0 * (k + 1) as f64)],
+                checks: Vec::new(),
+                skipped: false,
+                location: None,
+            })
+            .collect();
+        SuiteReport {
+            name: name.into(),
+            system: system.map(str::to_owned),
+            response: Response::Success(RunResponse::new(vec![(dataset, summary)])),
+            origins: vec![Origin { dataset: 0, run: 0 }],
+            records,
+            secrets: Secrets::new(["sk-secret-1"]),
+        }
+    }
+
+    /// Writes `suites` through `report`; the page's text.
+    fn page(mut report: HtmlReport, suites: &[SuiteReport], path: &Path) -> String {
+        for suite in suites {
+            report.on_suite(suite).expect("on_suite");
+        }
+        let end = RunEnd {
+            suites,
+            load_failures: &[],
+            interrupted: false,
+        };
+        assert_eq!(report.finish(&end).expect("finish"), [path.to_owned()]);
+        std::fs::read_to_string(path).expect("report.html")
+    }
+
+    /// The JSON of every `<script type="application/json" ...>` of `page`.
+    fn data(page: &str) -> Vec<serde_json::Value> {
+        page.split("<script type=\"application/json\"")
+            .skip(1)
+            .map(|rest| {
+                let body = &rest[rest.find('>').expect("tag end") + 1..];
+                let json = &body[..body.find("</script>").expect("closed")];
+                serde_json::from_str(json).expect("valid JSON")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_suite_s_data_is_embedded_redacted_and_cannot_close_its_element() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let answer = "</script><script>alert(1)</script> Lyon sk-secret-1";
+        let suites = [suite("geo", None, ["The capital is Paris", answer])];
+        let text = page(
+            HtmlReport::new(dir.path()),
+            &suites,
+            &dir.path().join(REPORT_HTML),
+        );
+        assert!(!text.contains("sk-secret-1"), "a secret in the report");
+        assert_eq!(
+            text.matches("</script>").count(),
+            3,
+            "only the page's own elements close"
+        );
+        assert!(!text.contains("<script>alert"), "{text}");
+        assert!(
+            text.contains("default-src 'none'"),
+            "the page may not load anything"
+        );
+        let data = data(&text);
+        assert_eq!(data.len(), 2, "one suite, then the run");
+        let geo = &data[0];
+        assert_eq!(
+            (
+                &geo["name"],
+                &geo["system"],
+                &geo["passed"],
+                &geo["failed"],
+                &geo["skipped"]
+            ),
+            (
+                &"geo".into(),
+                &serde_json::Value::Null,
+                &1.into(),
+                &1.into(),
+                &0.into()
+            )
+        );
+        assert_eq!(geo["latency"]["p50"], 10.0);
+        assert_eq!(geo["latency"]["p99"], 20.0);
+        assert_eq!(
+            geo["latency"]["bins"].as_array().map(Vec::len),
+            Some(Latency::BINS)
+        );
+        assert_eq!(geo["usage"]["runner"]["total_tokens"], 30);
+        let failing = &geo["batches"][1];
+        assert_eq!(failing["t"], "geo::s1::q2");
+        assert_eq!(failing["s"], "fail");
+        assert_eq!(failing["q"], "query 2 with [REDACTED]");
+        assert_eq!(failing["g"], "The capital is Paris");
+        assert_eq!(
+            failing["r"][0]["a"],
+            "</script><script>alert(1)</script> Lyon [REDACTED]"
+        );
+        assert_eq!(failing["r"][0]["c"][0]["reason"], "the judge's reason");
+        assert_eq!(
+            failing["r"][0]["ag"]["tools_used"][0]["tool_name"],
+            "search"
+        );
+        assert!(failing.get("b").is_none(), "no baseline, no column");
+        assert_eq!(data[1]["interrupted"], false);
+    }
+
+    #[test]
+    fn systems_of_one_suite_are_reported_apart_under_one_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let suites = [
+            suite("geo", Some("small"), ["The capital is Paris", "Lyon"]),
+            suite(
+                "geo",
+                Some("large"),
+                ["The capital is Paris", "Paris, of course"],
+            ),
+        ];
+        let text = page(
+            HtmlReport::new(dir.path()),
+            &suites,
+            &dir.path().join(REPORT_HTML),
+        );
+        let data = data(&text);
+        let systems: Vec<(&serde_json::Value, &serde_json::Value)> = data[..2]
+            .iter()
+            .map(|s| (&s["name"], &s["system"]))
+            .collect();
+        assert_eq!(
+            systems,
+            [
+                (&"geo".into(), &"small".into()),
+                (&"geo".into(), &"large".into())
+            ]
+        );
+        assert_eq!(data[0]["batches"][1]["t"], "geo::small::s1::q2");
+        assert_eq!(data[1]["batches"][1]["r"][0]["a"], "Paris, of course");
+        // The page groups them by name and strips `<suite>::<system>::` to
+        // line the same batch up.
+        assert!(
+            JS.contains("s.name + \"::\" + (s.system != null"),
+            "the page's grouping changed"
+        );
+    }
+
+    #[test]
+    fn a_baseline_adds_its_text_to_the_rows_it_speaks_of() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.html");
+        let report = HtmlReport::to_file(&path).with_baseline(Box::new(|r: &BatchRecord| {
+            (!r.passed).then(|| "newly failing".to_owned())
+        }));
+        let data = data(&page(report, &[suite("geo", None, ["a", "b"])], &path));
+        assert!(data[0]["batches"][0].get("b").is_none());
+        assert_eq!(data[0]["batches"][1]["b"], "newly failing");
+    }
+
+    #[test]
+    fn latency_percentiles_are_nearest_rank_and_bins_hold_every_run() {
+        let latency = Latency::of((1..=100).map(f64::from).collect()).expect("runs");
+        assert_eq!((latency.p50, latency.p95, latency.p99), (50.0, 95.0, 99.0));
+        assert_eq!((latency.min, latency.max), (1.0, 100.0));
+        assert_eq!(latency.bins.iter().sum::<usize>(), 100);
+        assert_eq!(
+            latency.bins[Latency::BINS - 1],
+            5,
+            "the slowest run is in the last bin"
+        );
+        let same = Latency::of(vec![7.0; 3]).expect("runs");
+        assert_eq!(same.bins[0], 3);
+        assert_eq!(Latency::of(Vec::new()), None);
+    }
+}
