@@ -5,7 +5,9 @@
 //! own file; filtering to failures shows the failing batch only; search
 //! finds by query; the failing row opens to the answer beside the ground
 //! truth with the differing words marked; a screenshot is not blank.
-//! `forge report DIR -o FILE` writes the same page again.
+//! `forge report DIR -o FILE` writes the same page again. A suite with two
+//! systems (`runners:`) shows them in columns, with the "since baseline"
+//! column of `forge run --baseline`.
 //!
 //! Without chromium or Playwright the browser test is skipped with a note
 //! on stderr; with `FORGE_REQUIRE_CHROMIUM=1` (as `.ci/run` sets) that is
@@ -172,4 +174,91 @@ fn forge_report_writes_the_same_page_again() {
     assert_eq!(missing.status.code(), Some(2), "{missing:?}");
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("no forge run here"), "{stderr}");
+}
+
+/// Two systems of one suite, the second failing since a baseline run in
+/// which both passed.
+const DUO: &str = r#"
+name: duo
+runners:
+  - {name: plain, type: echo}
+  - {name: loud, type: echo, template: "{query}TAIL"}
+datasets:
+  - session_id: s
+    assistant_id: a
+    conversation:
+      - {qa_id: q1, query: hi, ground_truth_assistant: hi, expect: {starts_with: hi}}
+"#;
+
+/// What a person sees of `report`'s batch tables in Chromium.
+fn tables(chromium: &Path, report: &Path) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/report_table.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(chromium)
+        .arg(report)
+        .output()
+        .expect("run python3");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("the script's JSON")
+}
+
+#[test]
+fn systems_side_by_side_and_the_baseline_column_in_a_real_browser() {
+    let Some(chromium) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("duo.yaml"), DUO).expect("write");
+    let base = forge(dir.path(), &["run", "duo.yaml", "--quiet", "--out", "base"]);
+    assert_eq!(base.status.code(), Some(0), "{base:?}");
+    std::fs::write(
+        dir.path().join("duo.yaml"),
+        DUO.replace("\"{query}TAIL\"", "\"TAIL{query}\""),
+    )
+    .expect("write");
+    let args = [
+        "run",
+        "duo.yaml",
+        "--quiet",
+        "--out",
+        "new",
+        "--baseline",
+        "base",
+    ];
+    let new = forge(dir.path(), &args);
+    assert_eq!(new.status.code(), Some(1), "loud regressed: {new:?}");
+    let report = dir.path().join("new/report.html");
+    let seen = tables(&chromium, &report);
+    assert_eq!(seen["console_errors"], serde_json::json!([]), "{seen}");
+    let url = format!("file://{}", report.display());
+    assert_eq!(seen["requests"], serde_json::json!([url]), "{seen}");
+    let table = &seen["tables"][0];
+    let header: Vec<&str> = table["header"]
+        .as_array()
+        .expect("a header")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        header[1..],
+        ["batch", "plain", "loud", "since baseline"],
+        "{seen}"
+    );
+    let row: Vec<&str> = table["rows"][0]
+        .as_array()
+        .expect("a row")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(row[1], "s::q1", "{seen}");
+    assert!(
+        row[2].starts_with("pass") && row[2].ends_with("hi"),
+        "{seen}"
+    );
+    assert!(
+        row[3].starts_with("fail") && row[3].ends_with("TAILhi"),
+        "{seen}"
+    );
+    assert!(row[4].contains("regressed"), "{seen}");
 }
