@@ -66,22 +66,42 @@ pub(super) fn batches<'a>(
 /// A text searched forward.
 struct Cursor {
     text: String,
+    /// Where the last entry was found.
     at: usize,
+    /// The 1-based line of `at`, so each seek counts only the newlines it
+    /// moves past (a whole-file count per batch was quadratic).
+    line: usize,
 }
 
 impl Cursor {
     fn new(text: String) -> Self {
-        Cursor { text, at: 0 }
+        Cursor {
+            text,
+            at: 0,
+            line: 1,
+        }
     }
 
     /// The line of the next `key: value` (either quoted, JSON or YAML)
     /// from the cursor, else from the start; the cursor moves past it.
     fn seek(&mut self, key: &str, value: &str) -> Option<usize> {
-        let found = find_entry(&self.text, self.at, key, value)
-            .or_else(|| find_entry(&self.text, 0, key, value))?;
+        let found = match find_entry(&self.text, self.at, key, value) {
+            Some(found) => found,
+            None => {
+                let found = find_entry(&self.text, 0, key, value)?;
+                (self.at, self.line) = (0, 1);
+                found
+            }
+        };
+        self.line += newlines(&self.text[self.at..found]);
         self.at = found;
-        Some(self.text[..found].matches('\n').count() + 1)
+        Some(self.line)
     }
+}
+
+/// The newlines in `text`.
+fn newlines(text: &str) -> usize {
+    memchr::memchr_iter(b'\n', text.as_bytes()).count()
 }
 
 /// The offset of the first `key` at or after `from` whose value is
