@@ -1,6 +1,8 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE`, `forge merge --out DIR INPUT...`,
-//! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
+//! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`;
+//! `forge run --lambda FUNCTION` runs the sessions on AWS Lambda (feature
+//! `lambda-client`, in `fanout`).
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
 //! status, the closing lines) around the pipeline every front end shares:
@@ -203,9 +205,34 @@ struct RunArgs {
     /// out, so the next recording retries them).
     #[arg(long, requires = "record")]
     record_errors: bool,
+    /// Run the sessions on AWS Lambda: invoke FUNCTION (a name or ARN of a
+    /// deployed forge-lambda; needs the `lambda-client` feature). Checks,
+    /// judges and reports stay local.
+    #[arg(long, value_name = "FUNCTION", conflicts_with_all = ["payload", "record", "replay"])]
+    lambda: Option<String>,
+    /// The Lambda Invoke API's URL, for a local emulator (default
+    /// AWS_ENDPOINT_URL_LAMBDA, else AWS's).
+    #[arg(long, value_name = "URL", requires = "lambda")]
+    lambda_endpoint: Option<String>,
+    /// Sessions per Lambda invocation (fewer when a payload would pass 1 MiB).
+    #[arg(long, value_name = "N", default_value_t = crate::fanout::DEFAULT_CHUNK,
+          value_parser = positive)]
+    lambda_chunk: usize,
+    /// Lambda invocations in flight at once.
+    #[arg(long, value_name = "N", default_value_t = crate::fanout::DEFAULT_CONCURRENCY,
+          value_parser = positive)]
+    lambda_concurrency: usize,
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// A count flag: 1 or more.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err("must be a whole number, 1 or more".into()),
+        Ok(n) => Ok(n),
+    }
 }
 
 /// Entry point of the `forge` binary.
@@ -362,8 +389,10 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         record: args.record.clone(),
         record_errors: args.record_errors,
     };
+    // With --lambda the function builds the runners: their `${VAR}`s and
+    // types need not exist here.
     let options = crate::suite::LoadOptions {
-        offline: cassettes.offline(),
+        offline: cassettes.offline() || args.lambda.is_some(),
     };
     // A suite that cannot be loaded is a failing `<stem>::load` test in
     // the reports, as under the harness; the others run, and the exit
@@ -372,7 +401,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     for failure in &loaded.failures {
         eprintln!("forge: {}", failure.message);
     }
-    let (suites, load_failures) = (loaded.suites, loaded.failures);
+    let (mut suites, load_failures) = (loaded.suites, loaded.failures);
     let mut selection = Selection::filtered(&suites, args.filter.as_deref());
     if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
         eprintln!("forge: no batch matches --filter {filter:?}");
@@ -399,13 +428,23 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
     let header = Header::new(&suites, partition.map(|p| p.to_string()), None);
+    let cancel = CancellationToken::new();
+    let fanout = match lambda_fanout(args, cancel.clone()).await {
+        Ok(fanout) => fanout,
+        Err(status) => return status,
+    };
+    let mut console = Console::new(selection.count(), args.quiet);
+    if let Some(fanout) = &fanout {
+        fanout.remote(&mut suites);
+        let progress = fanout.progress();
+        console = console.with_status(move || progress.status());
+    }
     let reporter = Tee::new()
-        .with(Console::new(selection.count(), args.quiet))
+        .with(console)
         .with(SummaryJson::new(&out))
         .with(Junit::new(&out))
         .with(Part::new(&out, header))
         .replacing(&out, Parts::Run);
-    let cancel = CancellationToken::new();
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
     let outcome = pipeline::execute(
@@ -417,9 +456,35 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         cancel,
     )
     .await;
+    if let Some(fanout) = fanout {
+        eprintln!("forge: {}", fanout.finish().await.closing_line());
+    }
     match conclude(&outcome, &out, start) {
         _ if !load_failures.is_empty() => ExitCode::from(EXIT_BAD_INPUT),
         status => status,
+    }
+}
+
+/// `--lambda`'s fan-out (see [`crate::fanout`]), `None` without the flag.
+async fn lambda_fanout(
+    args: &RunArgs,
+    cancel: CancellationToken,
+) -> Result<Option<crate::fanout::Fanout>, ExitCode> {
+    let Some(function) = &args.lambda else {
+        return Ok(None);
+    };
+    let options = crate::fanout::LambdaOptions {
+        function: function.clone(),
+        endpoint: args.lambda_endpoint.clone(),
+        chunk: args.lambda_chunk,
+        concurrency: args.lambda_concurrency,
+    };
+    match crate::fanout::Fanout::connect(&options, cancel).await {
+        Ok(fanout) => Ok(Some(fanout)),
+        Err(error) => {
+            eprintln!("forge: {error}");
+            Err(ExitCode::from(EXIT_BAD_INPUT))
+        }
     }
 }
 

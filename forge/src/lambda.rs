@@ -14,7 +14,7 @@
 //! the seed. The body may be a JSON string (API Gateway), base64-encoded
 //! (`isBase64Encoded`), or already an object (a direct invocation such as
 //! `aws lambda invoke`). An event with no `body` but with `datasets`,
-//! `config` or `connector` is itself the payload (a direct invocation with
+//! `config`, `connector` or `runner` is itself the payload (a direct invocation with
 //! the payload as the event); any other event with no body is an empty
 //! payload.
 //!
@@ -101,7 +101,7 @@ fn event_body(event: &Value) -> Option<Value> {
 /// Whether an event without a body is a payload: it has one of the
 /// payload's keys.
 fn is_payload(event: &Value) -> bool {
-    ["datasets", "config", "connector"]
+    ["datasets", "config", "connector", "runner"]
         .iter()
         .any(|key| event.get(key).is_some())
 }

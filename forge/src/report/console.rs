@@ -3,6 +3,8 @@
 //! stderr for each failing one, as it fails. At the end, a line per suite
 //! whose runner or judge reported token usage:
 //! `forge: <suite>: runner 42 tokens (30 in, 12 out, $0.000042); judge ...; cost $0.000120`.
+//! With a status ([`Console::with_status`]: `forge run --lambda`'s sessions
+//! sent, answered and failed), the bar shows it too.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use crate::usage::SuiteUsage;
 pub struct Console {
     progress: ProgressBar,
     failed: usize,
+    status: Option<Box<dyn Fn() -> String + Send>>,
 }
 
 impl Console {
@@ -39,6 +42,21 @@ impl Console {
         Console {
             progress,
             failed: 0,
+            status: None,
+        }
+    }
+
+    /// Shows `status()` beside the failures, refreshed at each record.
+    pub fn with_status(mut self, status: impl Fn() -> String + Send + 'static) -> Self {
+        self.status = Some(Box::new(status));
+        self
+    }
+
+    fn refresh(&self) {
+        let failed = format!("{} failed", self.failed);
+        match &self.status {
+            Some(status) => self.progress.set_message(format!("{failed}; {}", status())),
+            None => self.progress.set_message(failed),
         }
     }
 }
@@ -50,10 +68,13 @@ impl Reporter for Console {
         }
         self.progress.inc(1);
         if record.passed {
+            if self.status.is_some() {
+                self.refresh();
+            }
             return;
         }
         self.failed += 1;
-        self.progress.set_message(format!("{} failed", self.failed));
+        self.refresh();
         let message = record.message.as_deref().unwrap_or("failed");
         self.progress
             .suspend(|| eprintln!("FAILED {}: {message}", record.test));
