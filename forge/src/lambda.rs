@@ -70,7 +70,17 @@ pub async fn run() -> Result<(), Error> {
         .filter(|&n| n > 0)
         .unwrap_or(crate::payload::DEFAULT_CONCURRENCY);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(handle(event.payload, concurrency).await)
+        // A direct invocation from `forge run --lambda` (a payload with
+        // forge's `runner:`) also gets the invocation's request id, which
+        // Lambda's Invoke API gives in a header and an emulator may not.
+        let forge_client = event.payload.get("runner").is_some();
+        let request_id = event.context.request_id;
+        let response = handle(event.payload, concurrency).await;
+        let mut answer = serde_json::to_value(&response)?;
+        if let (true, Some(envelope)) = (forge_client, answer.as_object_mut()) {
+            envelope.insert("requestId".into(), Value::String(request_id));
+        }
+        Ok::<_, Error>(answer)
     }))
     .await
 }

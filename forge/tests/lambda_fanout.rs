@@ -63,6 +63,11 @@ fn write_suites(dir: &Path, hang: bool) {
         ));
     }
     std::fs::write(dir.join("chat.yaml"), chat).expect("write suite");
+    // A runner the function cannot build: it lacks the variable.
+    let broken = "name: broken\nrunner: {type: openai, base_url: \"${CHAT_URL}\", \
+                  api_key: \"${NOT_ON_THE_FUNCTION}\", model: m}\ndatasets:\n  \
+                  - {session_id: b1, assistant_id: bot, conversation: [{qa_id: q1, query: Hello}]}\n";
+    std::fs::write(dir.join("broken.yaml"), broken).expect("write suite");
 }
 
 /// The suites' variables for `server`.
@@ -78,11 +83,23 @@ fn suite_env(server: &TestServer) -> Vec<(&'static str, String)> {
 /// `forge run` of the suites in `dir` into `dir/<out>`, with `env` and
 /// `args`; no host variable reaches it but those.
 fn forge_run(dir: &Path, out: &str, env: &[(&str, String)], args: &[&str]) -> Output {
+    forge_run_suites(dir, &["agent", "chat"], out, env, args)
+}
+
+/// `forge run` of the named suites of `dir`.
+fn forge_run_suites(
+    dir: &Path,
+    suites: &[&str],
+    out: &str,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_forge"));
+    command.arg("run");
+    for suite in suites {
+        command.arg(dir.join(format!("{suite}.yaml")));
+    }
     command
-        .arg("run")
-        .arg(dir.join("agent.yaml"))
-        .arg(dir.join("chat.yaml"))
         .arg("--out")
         .arg(dir.join(out))
         .args(args)
@@ -218,10 +235,12 @@ async fn a_lambda_run_reports_what_a_local_run_does() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_invocation_fails_its_sessions_only_naming_its_request_id() {
+async fn failed_invocations_fail_their_sessions_only() {
     // Session s5's second turn is answered long after the emulator's
-    // invocation timeout: that invocation fails, as a function that runs
-    // out of time does on Lambda.
+    // invocation timeout: that invocation fails (the emulator answers 408,
+    // with no request id), as a function that runs out of time does. And
+    // the function cannot build the `broken` suite's runner: it rejects
+    // that payload, and its batches name the invocation's request id.
     let plan = FaultPlan::new(1).on_query(
         HANG,
         Fault::Delay {
@@ -246,35 +265,46 @@ async fn a_failed_invocation_fails_its_sessions_only_naming_its_request_id() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_suites(dir.path(), true);
     let endpoint = watch.endpoint();
-    let run = forge_run(
-        dir.path(),
-        "lambda",
-        &aws_env(),
-        &lambda_args(&endpoint, "1"),
-    );
+    let suites = ["agent", "chat", "broken"];
+    let args = lambda_args(&endpoint, "1");
+    let run = forge_run_suites(dir.path(), &suites, "lambda", &aws_env(), &args);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
 
     let cases = cases(&dir.path().join("lambda"));
-    assert_eq!(cases.len(), AGENT_SESSIONS * 2 + CHAT_SESSIONS, "{cases:?}");
+    assert_eq!(
+        cases.len(),
+        AGENT_SESSIONS * 2 + CHAT_SESSIONS + 1,
+        "{cases:?}"
+    );
+    let named = regex::Regex::new(
+        r"^Lambda invocation \S+ failed: the function rejected the payload: .*NOT_ON_THE_FUNCTION",
+    )
+    .expect("regex");
     for (name, failure) in &cases {
-        match (name.contains("::s5::"), name.contains("::s3::q2")) {
-            (true, _) => {
-                let message = failure.as_deref().unwrap_or_default();
-                assert!(message.contains("Lambda invocation "), "{name}: {message}");
-                assert!(!message.contains("no request id"), "{name}: {message}");
-            }
-            (false, true) => assert!(failure.is_some(), "{name}"),
-            (false, false) => assert!(failure.is_none(), "{name}: {failure:?}"),
+        let message = failure.as_deref().unwrap_or_default();
+        if name.contains("::s5::") {
+            let timed_out = "Lambda invocation failed (no request id): Lambda answered HTTP 408";
+            assert!(message.starts_with(timed_out), "{name}: {message}");
+        } else if name.starts_with("broken::") {
+            assert!(named.is_match(message), "{name}: {message}");
+        } else if name.contains("::s3::q2") {
+            assert!(
+                message.contains("check `contains` failed"),
+                "{name}: {message}"
+            );
+        } else {
+            assert!(failure.is_none(), "{name}: {failure:?}");
         }
     }
-    let answers = std::fs::read_to_string(dir.path().join("lambda/agent.json")).expect("report");
-    assert!(answers.contains("[ERROR] Lambda invocation "), "{answers}");
+    let report = std::fs::read_to_string(dir.path().join("lambda/broken.json")).expect("report");
+    assert!(report.contains("[ERROR] Lambda invocation "), "{report}");
+    // The rest is intact: every other turn reached the server once.
     for s in [1, 2, 3, 4, 6, 7] {
         assert_eq!(remote.turns(&format!("s{s}")).len(), 2, "s{s}");
     }
     let log = stderr(&run);
     assert!(
-        log.contains("lambda: 10 sessions sent, 9 answered, 1 failed"),
+        log.contains("lambda: 11 sessions sent, 9 answered, 2 failed"),
         "{log}"
     );
     watch.stop().await;

@@ -1,7 +1,9 @@
 //! Reading an invocation's answer back into each session's turns.
 //!
 //! The function answers like the seed's handler, `{statusCode, headers,
-//! body}` with the payload API's response as the body's JSON text. A
+//! body}` with the payload API's response as the body's JSON text (and,
+//! `forge-lambda` to a payload with `runner:`, its `requestId`, the one
+//! named when the Invoke API's header has none). A
 //! success gives each session its answered turns, each with the time,
 //! attempts and usage the function measured (its response's `turns`; the
 //! session's average turn time when it has none); a failed turn keeps the
@@ -46,7 +48,8 @@ pub(crate) fn split(
     result: Result<Invoked, Failure>,
 ) -> Result<Vec<Answered>, String> {
     let invoked = result.map_err(|f| failure(f.request_id.as_deref(), &f.message))?;
-    let id = invoked.request_id.as_deref();
+    let envelope_id = envelope_request_id(&invoked.body);
+    let id = invoked.request_id.as_deref().or(envelope_id.as_deref());
     let response = read(&invoked).map_err(|reason| failure(id, &reason))?;
     if response.datasets.len() != sent.len() || response.summaries.len() != sent.len() {
         return Err(failure(
@@ -70,6 +73,13 @@ pub(crate) fn split(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(answered)
+}
+
+/// The request id `forge-lambda` puts beside its answer (`requestId`), for
+/// an Invoke API that gave none in its header (an emulator).
+fn envelope_request_id(body: &[u8]) -> Option<String> {
+    let answer: Value = serde_json::from_slice(body).ok()?;
+    answer.get("requestId")?.as_str().map(str::to_owned)
 }
 
 /// `Lambda invocation <id> failed: <reason>`.
@@ -241,6 +251,18 @@ mod tests {
             );
             assert!(error.contains(expected), "{error}");
         }
+        let envelope = Ok(Invoked {
+            request_id: None,
+            function_error: None,
+            body: json!({"statusCode": 500, "body": "{}", "requestId": "req-9"})
+                .to_string()
+                .into_bytes(),
+        });
+        let error = split(sent(), envelope).expect_err("failed");
+        assert!(
+            error.starts_with("Lambda invocation req-9 failed: "),
+            "{error}"
+        );
         let not_json = Ok(Invoked {
             request_id: None,
             function_error: None,

@@ -196,13 +196,31 @@ mod aws {
         }
     }
 
+    /// What went wrong: Lambda's error code and message, or its HTTP
+    /// status; the SDK's account of a request that got no answer.
+    fn describe(
+        error: &SdkError<InvokeError, aws_sdk_lambda::config::http::HttpResponse>,
+    ) -> String {
+        use aws_sdk_lambda::error::ProvideErrorMetadata;
+        match error {
+            SdkError::ServiceError(service) => {
+                let status = service.raw().status().as_u16();
+                match (service.err().code(), service.err().message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
+                    (Some(code), None) => format!("{code} (HTTP {status})"),
+                    _ => format!("Lambda answered HTTP {status}"),
+                }
+            }
+            other => aws_sdk_lambda::error::DisplayErrorContext(other).to_string(),
+        }
+    }
+
     /// Whether a failed invocation ran the function, and what to say.
     fn classify(
         error: &SdkError<InvokeError, aws_sdk_lambda::config::http::HttpResponse>,
     ) -> Failure {
         let request_id = error.request_id().map(str::to_owned);
-        let message = aws_sdk_lambda::error::DisplayErrorContext(error).to_string();
-        let mut failure = Failure::permanent(request_id, message);
+        let mut failure = Failure::permanent(request_id, describe(error));
         match error {
             SdkError::DispatchFailure(dispatch) => {
                 // Not sent, or the connection failed before an answer.
