@@ -51,7 +51,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run suites (or a seed-format payload) and write the reports.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Merge the reports of shards (or nextest processes) into one.
     Merge(MergeArgs),
     /// Add forge to an existing cargo crate: the dev-dependency, a

@@ -107,7 +107,12 @@ fn forge_run_suites(
     for name in HOST_ENV.iter().chain(SUITE_ENV) {
         command.env_remove(name);
     }
-    for name in ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"] {
+    for name in [
+        "AWS_PROFILE",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_LAMBDA",
+    ] {
         command.env_remove(name);
     }
     for (name, value) in env {
@@ -308,4 +313,23 @@ async fn failed_invocations_fail_their_sessions_only() {
         "{log}"
     );
     watch.stop().await;
+}
+
+#[test]
+fn without_a_region_lambda_says_how_to_set_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_suites(dir.path(), false);
+    let mut env = aws_env();
+    env.retain(|(name, _)| *name != "AWS_REGION");
+    env.push(("AWS_CONFIG_FILE", "/nonexistent/forge-test".to_owned()));
+    let mut args = lambda_args("http://127.0.0.1:9", "1");
+    args.truncate(2);
+    let output = forge_run(dir.path(), "out", &env, &args);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no AWS region: set AWS_REGION"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("out").exists(), "nothing ran");
 }
