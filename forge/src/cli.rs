@@ -1,7 +1,9 @@
 //! The `forge` command line: `forge run SUITE.yaml...`,
 //! `forge run --payload FILE`, `forge merge --out DIR INPUT...`,
 //! `forge diff BASE NEW`, `forge report DIR [-o FILE]`,
-//! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`.
+//! `forge init [DIR]` (in `init`) and (feature `serve`) `forge serve`;
+//! `forge run --lambda FUNCTION` runs the sessions on AWS Lambda (feature
+//! `lambda-client`, in `fanout`).
 //!
 //! `forge run SUITE...` keeps only its own concerns (arguments, the exit
 //! status, the closing lines) around the pipeline every front end shares:
@@ -54,7 +56,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run suites (or a seed-format payload) and write the reports.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Merge the reports of shards (or nextest processes) into one.
     Merge(MergeArgs),
     /// Compare a run with a baseline run: what newly fails, newly passes,
@@ -300,9 +302,34 @@ struct RunArgs {
     baseline: Option<PathBuf>,
     #[command(flatten)]
     gate: GateArgs,
+    /// Run the sessions on AWS Lambda: invoke FUNCTION (a name or ARN of a
+    /// deployed forge-lambda; needs the `lambda-client` feature). Checks,
+    /// judges and reports stay local.
+    #[arg(long, value_name = "FUNCTION", conflicts_with_all = ["payload", "record", "replay"])]
+    lambda: Option<String>,
+    /// The Lambda Invoke API's URL, for a local emulator (default
+    /// AWS_ENDPOINT_URL_LAMBDA, else AWS's).
+    #[arg(long, value_name = "URL", requires = "lambda")]
+    lambda_endpoint: Option<String>,
+    /// Sessions per Lambda invocation (fewer when a payload would pass 1 MiB).
+    #[arg(long, value_name = "N", default_value_t = crate::fanout::DEFAULT_CHUNK,
+          value_parser = positive)]
+    lambda_chunk: usize,
+    /// Lambda invocations in flight at once.
+    #[arg(long, value_name = "N", default_value_t = crate::fanout::DEFAULT_CONCURRENCY,
+          value_parser = positive)]
+    lambda_concurrency: usize,
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// A count flag: 1 or more.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err("must be a whole number, 1 or more".into()),
+        Ok(n) => Ok(n),
+    }
 }
 
 /// Entry point of the `forge` binary.
@@ -509,8 +536,10 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         record: args.record.clone(),
         record_errors: args.record_errors,
     };
+    // With --lambda the function builds the runners: their `${VAR}`s and
+    // types need not exist here.
     let options = crate::suite::LoadOptions {
-        offline: cassettes.offline(),
+        offline: cassettes.offline() || args.lambda.is_some(),
     };
     // A suite that cannot be loaded is a failing `<stem>::load` test in
     // the reports, as under the harness; the others run, and the exit
@@ -519,54 +548,28 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     for failure in &loaded.failures {
         eprintln!("forge: {}", failure.message);
     }
-    let (suites, load_failures) = (loaded.suites, loaded.failures);
-    let baseline = match &args.baseline {
-        None => None,
-        Some(dir) => match Baseline::load(dir, args.gate.options()) {
-            Ok(baseline) => Some(Arc::new(baseline)),
-            Err(error) => {
-                eprintln!("forge: --baseline: {error}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        },
+    let (mut suites, load_failures) = (loaded.suites, loaded.failures);
+    let (baseline, (selection, partition)) = match (load_baseline(args), select(args, &suites)) {
+        (Ok(baseline), Ok(selected)) => (baseline, selected),
+        (Err(status), _) | (_, Err(status)) => return status,
     };
-    let mut selection = Selection::filtered(&suites, args.filter.as_deref());
-    if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
-        eprintln!("forge: no batch matches --filter {filter:?}");
-        return ExitCode::from(EXIT_BAD_INPUT);
-    }
-    let partition = match args
-        .partition
-        .map(Ok)
-        .or_else(|| Partition::from_env().transpose())
-    {
-        None => None,
-        Some(Ok(partition)) => Some(partition),
-        Some(Err(error)) => {
-            eprintln!("forge: {error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    if let Some(partition) = &partition {
-        // A shard with no session of a suite runs nothing of it and passes.
-        selection = selection.in_shard(&suites, partition);
-    }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| report::out_dir(std::path::Path::new(".")));
     let header = Header::new(&suites, partition.map(|p| p.to_string()), None);
-    let mut reporter = Tee::new()
-        .with(Console::new(selection.count(), args.quiet).with_baseline(baseline.clone()))
-        .with(SummaryJson::new(&out))
-        .with(Junit::new(&out).with_baseline(baseline.clone()))
-        .with(HtmlReport::new(&out).with_since(baseline.as_ref()))
-        .with(Part::new(&out, header))
-        .replacing(&out, Parts::Run);
-    if let Some(github) = Github::from_env() {
-        reporter = reporter.with(github.with_baseline(baseline.clone()));
-    }
     let cancel = CancellationToken::new();
+    let fanout = match lambda_fanout(args, cancel.clone()).await {
+        Ok(fanout) => fanout,
+        Err(status) => return status,
+    };
+    let mut console = Console::new(selection.count(), args.quiet).with_baseline(baseline.clone());
+    if let Some(fanout) = &fanout {
+        fanout.remote(&mut suites);
+        let progress = fanout.progress();
+        console = console.with_status(move || progress.status());
+    }
+    let reporter = reporters(console, &out, header, baseline.as_ref());
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
     let outcome = pipeline::execute(
@@ -578,9 +581,102 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         cancel,
     )
     .await;
+    if let Some(fanout) = fanout {
+        eprintln!("forge: {}", fanout.finish().await.closing_line());
+    }
     match conclude(&outcome, &out, start, baseline.as_deref()) {
         _ if !load_failures.is_empty() => ExitCode::from(EXIT_BAD_INPUT),
         status => status,
+    }
+}
+
+/// `--baseline`'s run, read; exit 2 when it cannot be.
+fn load_baseline(args: &RunArgs) -> Result<Option<Arc<Baseline>>, ExitCode> {
+    let Some(dir) = &args.baseline else {
+        return Ok(None);
+    };
+    match Baseline::load(dir, args.gate.options()) {
+        Ok(baseline) => Ok(Some(Arc::new(baseline))),
+        Err(error) => {
+            eprintln!("forge: --baseline: {error}");
+            Err(ExitCode::from(EXIT_BAD_INPUT))
+        }
+    }
+}
+
+/// The batches `--filter` and `--partition` (or `FORGE_PARTITION`) select,
+/// and the partition; exit 2 when the filter matches nothing or the
+/// partition is invalid.
+fn select(
+    args: &RunArgs,
+    suites: &[crate::suite::Suite],
+) -> Result<(Selection, Option<Partition>), ExitCode> {
+    let mut selection = Selection::filtered(suites, args.filter.as_deref());
+    if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
+        eprintln!("forge: no batch matches --filter {filter:?}");
+        return Err(ExitCode::from(EXIT_BAD_INPUT));
+    }
+    let partition = match args
+        .partition
+        .map(Ok)
+        .or_else(|| Partition::from_env().transpose())
+    {
+        None => None,
+        Some(Ok(partition)) => Some(partition),
+        Some(Err(error)) => {
+            eprintln!("forge: {error}");
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    if let Some(partition) = &partition {
+        // A shard with no session of a suite runs nothing of it and passes.
+        selection = selection.in_shard(suites, partition);
+    }
+    Ok((selection, partition))
+}
+
+/// `forge run`'s reporters: `console`, the summary JSON, JUnit, the HTML
+/// report and the part in `out`, the previous run's reports replaced, and
+/// GitHub's annotations under GitHub Actions.
+fn reporters(
+    console: Console,
+    out: &std::path::Path,
+    header: Header,
+    baseline: Option<&Arc<Baseline>>,
+) -> Tee {
+    let reporter = Tee::new()
+        .with(console)
+        .with(SummaryJson::new(out))
+        .with(Junit::new(out).with_baseline(baseline.cloned()))
+        .with(HtmlReport::new(out).with_since(baseline))
+        .with(Part::new(out, header))
+        .replacing(out, Parts::Run);
+    match Github::from_env() {
+        Some(github) => reporter.with(github.with_baseline(baseline.cloned())),
+        None => reporter,
+    }
+}
+
+/// `--lambda`'s fan-out (see [`crate::fanout`]), `None` without the flag.
+async fn lambda_fanout(
+    args: &RunArgs,
+    cancel: CancellationToken,
+) -> Result<Option<crate::fanout::Fanout>, ExitCode> {
+    let Some(function) = &args.lambda else {
+        return Ok(None);
+    };
+    let options = crate::fanout::LambdaOptions {
+        function: function.clone(),
+        endpoint: args.lambda_endpoint.clone(),
+        chunk: args.lambda_chunk,
+        concurrency: args.lambda_concurrency,
+    };
+    match crate::fanout::Fanout::connect(&options, cancel).await {
+        Ok(fanout) => Ok(Some(fanout)),
+        Err(error) => {
+            eprintln!("forge: {error}");
+            Err(ExitCode::from(EXIT_BAD_INPUT))
+        }
     }
 }
 

@@ -455,6 +455,26 @@ impl TurnDriver for Driver<'_> {
         Box::pin(self.run.run_turns(dataset, self.seen))
     }
 
+    fn answered(
+        &self,
+        mut dataset: Dataset,
+        outcomes: Vec<BatchOutcome>,
+        total_ms: f64,
+    ) -> (Dataset, Summary) {
+        let start = self.seen.load(std::sync::atomic::Ordering::Relaxed);
+        for (index, outcome) in outcomes.iter().enumerate().skip(start) {
+            (self.run.observer)(self.run.job, index, outcome);
+            self.seen
+                .store(index + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let summary = summarise(&dataset.session_id, &outcomes, total_ms);
+        dataset.conversation = outcomes
+            .into_iter()
+            .map(BatchOutcome::into_fair_forge)
+            .collect();
+        (dataset, summary)
+    }
+
     fn is_cancelled(&self) -> bool {
         self.run.stop.reason().is_some()
     }

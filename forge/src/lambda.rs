@@ -14,7 +14,7 @@
 //! the seed. The body may be a JSON string (API Gateway), base64-encoded
 //! (`isBase64Encoded`), or already an object (a direct invocation such as
 //! `aws lambda invoke`). An event with no `body` but with `datasets`,
-//! `config` or `connector` is itself the payload (a direct invocation with
+//! `config`, `connector` or `runner` is itself the payload (a direct invocation with
 //! the payload as the event); any other event with no body is an empty
 //! payload.
 //!
@@ -70,7 +70,17 @@ pub async fn run() -> Result<(), Error> {
         .filter(|&n| n > 0)
         .unwrap_or(crate::payload::DEFAULT_CONCURRENCY);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(handle(event.payload, concurrency).await)
+        // A direct invocation from `forge run --lambda` (a payload with
+        // forge's `runner:`) also gets the invocation's request id, which
+        // Lambda's Invoke API gives in a header and an emulator may not.
+        let forge_client = event.payload.get("runner").is_some();
+        let request_id = event.context.request_id;
+        let response = handle(event.payload, concurrency).await;
+        let mut answer = serde_json::to_value(&response)?;
+        if let (true, Some(envelope)) = (forge_client, answer.as_object_mut()) {
+            envelope.insert("requestId".into(), Value::String(request_id));
+        }
+        Ok::<_, Error>(answer)
     }))
     .await
 }
@@ -101,7 +111,7 @@ fn event_body(event: &Value) -> Option<Value> {
 /// Whether an event without a body is a payload: it has one of the
 /// payload's keys.
 fn is_payload(event: &Value) -> bool {
-    ["datasets", "config", "connector"]
+    ["datasets", "config", "connector", "runner"]
         .iter()
         .any(|key| event.get(key).is_some())
 }

@@ -8,6 +8,7 @@
 // types, the Fair-Forge data model, errors, and the engine.
 pub mod cli;
 pub mod diff;
+pub mod fanout;
 pub mod harness;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -50,7 +51,9 @@ pub use error::{
 pub use forge_macros::forge_runner;
 pub use policy::{Backoff, Policy, RateLimit};
 pub use runner::{BatchOutcome, Reply, Retry, Runner, Session, Turns};
-pub use schema::{Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary};
+pub use schema::{
+    Batch, Dataset, ErrorResponse, Object, Response, RunResponse, Summary, TurnFacts,
+};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use suite::{LoadOptions, Suite, SuiteDataset};
 pub use usage::{Budget, Price, Usage};

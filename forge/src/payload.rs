@@ -15,6 +15,9 @@
 //!
 //! Every credential the runner sends is redacted (`[REDACTED]`) from the
 //! answers of the response (the one redaction rule of every output).
+//!
+//! forge's extensions (`runner:`, `policy:`, the response's `turns`) let
+//! any runner run remotely: see [`extension`], and its trust model.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,14 +26,18 @@ use reqwest::Url;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Job};
 use crate::error::{ConfigError, RunError};
 use crate::registry::{self, BuildContext};
 use crate::runner::{BatchOutcome, Reply, Runner, Session};
 use crate::runners::alquimia;
 use crate::runners::http_util::{self, setting_or_env};
-use crate::schema::{datasets_from_value, json_kind, Batch, Dataset, Response, RunResponse};
+use crate::schema::{
+    datasets_from_value, json_kind, Batch, Dataset, Response, RunResponse, TurnFacts,
+};
 use crate::secrets::Secrets;
+
+pub mod extension;
 
 /// Sessions run at once by the payload API unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -168,6 +175,12 @@ pub struct Request {
     pub datasets: Vec<Dataset>,
     /// The runner the request selects.
     pub runner: Arc<dyn Runner>,
+    /// The per-turn policy of its `policy:` (forge's extension; none by
+    /// default, as the seed).
+    pub policy: Option<crate::policy::Policy>,
+    /// Whether the response carries each turn's [`TurnFacts`] (a payload
+    /// with a `runner:`).
+    pub turn_facts: bool,
 }
 
 /// Validates a payload: its datasets and its runner configuration, with
@@ -203,7 +216,12 @@ pub fn parse_with(payload: &Value, host_keys: &HostKeys) -> Result<Request, Stri
         }
     };
     let runner = build_runner(object, host_keys).map_err(|e| e.to_string())?;
-    Ok(Request { datasets, runner })
+    Ok(Request {
+        datasets,
+        runner,
+        policy: extension::policy(object)?,
+        turn_facts: object.get("runner").is_some_and(|r| !r.is_null()),
+    })
 }
 
 /// Runs a payload and answers with the response format, as the seed's
@@ -235,16 +253,53 @@ pub async fn run_with(payload: &Value, options: &Options, cancel: CancellationTo
         Some(max) => Arc::new(AnswerBudget::new(request.runner, max)),
         None => request.runner,
     };
-    let engine = Engine::new(runner)
+    let mut engine = Engine::new(runner)
         .concurrency(options.concurrency)
         .cancel_on(cancel);
-    let mut results = engine.run_datasets(request.datasets).await;
+    if let Some(policy) = request.policy {
+        engine = engine.policy(policy);
+    }
+    let (mut results, facts) = match request.turn_facts {
+        true => run_with_facts(&engine, request.datasets).await,
+        false => (engine.run_datasets(request.datasets).await, None),
+    };
     for (dataset, _) in &mut results {
         for batch in &mut dataset.conversation {
             redact_batch(&secrets, batch);
         }
     }
-    Response::Success(RunResponse::new(results))
+    let mut response = RunResponse::new(results);
+    response.turns = facts;
+    Response::Success(response)
+}
+
+/// Runs `datasets` on `engine`, keeping each turn's [`TurnFacts`].
+async fn run_with_facts(
+    engine: &Engine,
+    datasets: Vec<Dataset>,
+) -> (Vec<(Dataset, crate::Summary)>, Option<Vec<Vec<TurnFacts>>>) {
+    let facts: Vec<Vec<TurnFacts>> = datasets
+        .iter()
+        .map(|d| vec![TurnFacts::default(); d.conversation.len()])
+        .collect();
+    let facts = Arc::new(std::sync::Mutex::new(facts));
+    let observer = {
+        let facts = Arc::clone(&facts);
+        move |job: usize, turn: usize, outcome: &BatchOutcome| {
+            let mut facts = facts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = facts.get_mut(job).and_then(|turns| turns.get_mut(turn)) {
+                *slot = TurnFacts {
+                    time_ms: outcome.time_ms,
+                    attempts: outcome.attempts,
+                    usage: outcome.usage,
+                };
+            }
+        }
+    };
+    let jobs = datasets.into_iter().map(Job::from).collect();
+    let results = engine.run(jobs, Arc::new(observer)).await;
+    let facts = std::mem::take(&mut *facts.lock().unwrap_or_else(|e| e.into_inner()));
+    (results, Some(facts))
 }
 
 /// What a runner wrote into a batch, with `secrets` redacted.
@@ -371,6 +426,9 @@ fn build_runner(
     host_keys: &HostKeys,
 ) -> Result<Arc<dyn Runner>, ConfigError> {
     let context = BuildContext::default();
+    if let Some(runner) = payload.get("runner").filter(|r| !r.is_null()) {
+        return extension::build(runner, host_keys);
+    }
     if let Some(connector) = payload.get("connector").filter(|c| !c.is_null()) {
         return registry::build_named(
             "openai",

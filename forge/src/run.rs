@@ -338,7 +338,7 @@ async fn run_suite(
     if let Some(runner) = runner {
         let mut engine = Engine::new(runner)
             .policy(suite.policy.clone())
-            .concurrency(suite.concurrency)
+            .concurrency(suite.sessions_in_flight())
             .cancel_on(cancel);
         if let Some(halt) = meter.halt() {
             engine = engine.halt_on(halt);

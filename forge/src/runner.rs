@@ -251,6 +251,22 @@ impl<'a> Turns<'a> {
         self.driver.run_turns(dataset).await
     }
 
+    /// Reports a conversation that an override answered some other way
+    /// (on another machine: `forge run --lambda`), turn by turn with each
+    /// turn's own outcome (its time, attempts, usage and typed error, where
+    /// a returned Fair-Forge dataset has only the answers), and returns it
+    /// in Fair-Forge's form with its summary (`total_ms`: the session's wall
+    /// time). `outcomes` are the turns of `dataset`, in order; a failed
+    /// turn's batch is as the runner received it.
+    pub fn answered(
+        &self,
+        dataset: Dataset,
+        outcomes: Vec<BatchOutcome>,
+        total_ms: f64,
+    ) -> (Dataset, Summary) {
+        self.driver.answered(dataset, outcomes, total_ms)
+    }
+
     /// Whether the run was interrupted (Ctrl-C, SIGTERM) or its suite's
     /// `budget` is spent: an override that loops on its own should stop
     /// sending.
@@ -263,6 +279,13 @@ impl<'a> Turns<'a> {
 pub(crate) trait TurnDriver: Send + Sync {
     /// Runs the turns of `dataset` in order.
     fn run_turns(&self, dataset: Dataset) -> BoxFuture<'_, (Dataset, Summary)>;
+    /// Reports turns answered elsewhere (see [`Turns::answered`]).
+    fn answered(
+        &self,
+        dataset: Dataset,
+        outcomes: Vec<BatchOutcome>,
+        total_ms: f64,
+    ) -> (Dataset, Summary);
     /// Whether the run was interrupted.
     fn is_cancelled(&self) -> bool;
 }

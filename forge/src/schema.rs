@@ -267,6 +267,24 @@ pub struct RunResponse {
     pub summaries: Vec<Summary>,
     /// Number of datasets.
     pub total_datasets: usize,
+    /// forge's addition, only in the answer to a payload with a `runner:`
+    /// (see [`crate::payload::extension`]): each dataset's turns' facts, in
+    /// order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<Vec<Vec<TurnFacts>>>,
+}
+
+/// What a remote run knows of a turn besides its answer: what a local run's
+/// records show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnFacts {
+    /// Time spent on the turn, retries included, in milliseconds.
+    pub time_ms: f64,
+    /// How many times the turn was attempted.
+    pub attempts: u32,
+    /// The tokens the answering call used, when its runner said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::Usage>,
 }
 
 impl RunResponse {
@@ -278,6 +296,7 @@ impl RunResponse {
             total_datasets: datasets.len(),
             datasets,
             summaries,
+            turns: None,
         }
     }
 }

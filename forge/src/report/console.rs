@@ -10,6 +10,9 @@
 //! changed since (`  regressed since baseline: newly failing`, or `  since
 //! baseline: ... (not a regression)`), and a batch that regressed but
 //! passes gets a `REGRESSED <test>: ...` line.
+//!
+//! With a status ([`Console::with_status`]: `forge run --lambda`'s sessions
+//! sent, answered and failed), the bar shows it too.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ pub struct Console {
     progress: ProgressBar,
     failed: usize,
     baseline: Option<Arc<Baseline>>,
+    status: Option<Box<dyn Fn() -> String + Send>>,
 }
 
 impl Console {
@@ -50,6 +54,21 @@ impl Console {
             progress,
             failed: 0,
             baseline: None,
+            status: None,
+        }
+    }
+
+    /// Shows `status()` beside the failures, refreshed at each record.
+    pub fn with_status(mut self, status: impl Fn() -> String + Send + 'static) -> Self {
+        self.status = Some(Box::new(status));
+        self
+    }
+
+    fn refresh(&self) {
+        let failed = format!("{} failed", self.failed);
+        match &self.status {
+            Some(status) => self.progress.set_message(format!("{failed}; {}", status())),
+            None => self.progress.set_message(failed),
         }
     }
 
@@ -76,10 +95,13 @@ impl Reporter for Console {
                 );
                 self.progress.suspend(|| eprintln!("{line}"));
             }
+            if self.status.is_some() {
+                self.refresh();
+            }
             return;
         }
         self.failed += 1;
-        self.progress.set_message(format!("{} failed", self.failed));
+        self.refresh();
         let message = record.message.as_deref().unwrap_or("failed");
         let mark = match change {
             Some(c) if c.regressed => format!("\n  regressed since baseline: {}", c.describe()),

@@ -68,6 +68,7 @@ use crate::runner::Runner;
 use crate::schema::Dataset;
 use crate::secrets::Secrets;
 use crate::usage::{Budget, Price};
+pub(crate) use env::interpolate_runner;
 #[cfg(feature = "serve")]
 pub(crate) use model::parse_duration;
 pub(crate) use model::DurationValue;
@@ -125,6 +126,10 @@ pub struct Suite {
     pub fingerprint: String,
     /// The runner built to learn its secrets, kept for the first run.
     prebuilt: Prebuilt,
+    /// The `runner:` mapping as written (`${VAR}`s unexpanded), what
+    /// `forge run --lambda` sends; and, once [`Suite::run_remotely`], the
+    /// sessions its run keeps in flight instead of `concurrency`.
+    remote: (Value, Option<usize>),
     /// The secrets, resolved once.
     secrets: std::sync::OnceLock<Secrets>,
 }
@@ -284,6 +289,8 @@ impl Suite {
         let mut suites = Vec::with_capacity(systems.len());
         for ((system, runner), datasets) in systems.into_iter().zip(runners).zip(named) {
             let (price, budget) = parse::cost(source, &file, system.price, &datasets)?;
+            // What `forge run --lambda` sends: the mapping, `${VAR}`s unexpanded.
+            let written = serde_json::to_value(&system.mapping).unwrap_or_default();
             suites.push(Suite {
                 fingerprint: fingerprint.clone(),
                 name: name.clone(),
@@ -300,6 +307,7 @@ impl Suite {
                 datasets,
                 dataset_files: dataset_files.clone(),
                 prebuilt: Prebuilt(std::sync::Mutex::new(runner.built)),
+                remote: (written, None),
                 secrets: std::sync::OnceLock::new(),
             });
         }
@@ -327,6 +335,29 @@ impl Suite {
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("?")
+    }
+
+    /// The `runner:` mapping as written: `${VAR}`s unexpanded (literal
+    /// values, secrets the suite wrote in clear included).
+    pub fn runner_as_written(&self) -> &Value {
+        &self.remote.0
+    }
+
+    /// Runs the suite's sessions with `runner` instead of its own (which is
+    /// not built), `sessions` of them in flight at once (its judges keep
+    /// `concurrency`): how `forge run --lambda` hands them to the function.
+    pub fn run_remotely(&mut self, runner: Arc<dyn Runner>, sessions: usize) {
+        // Resolved first, with the suite's own runner when it could be built.
+        let _ = self.secrets();
+        self.runner_error = None;
+        self.remote.1 = Some(sessions.max(1));
+        *self.prebuilt.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner);
+    }
+
+    /// Sessions its run keeps in flight: `concurrency`, unless it runs
+    /// remotely.
+    pub(crate) fn sessions_in_flight(&self) -> usize {
+        self.remote.1.unwrap_or(self.concurrency)
     }
 
     /// Builds the suite's runner (or hands over the one [`secrets`](Self::secrets)
