@@ -290,3 +290,66 @@ async fn forge_serve_keeps_the_host_key_from_caller_urls_and_wants_json() {
     }
     assert!(attacker.received().is_empty());
 }
+
+/// A payload's `runner:` extension (what `forge run --lambda` sends): a
+/// mapping without `api_key` makes the runner take the host's key from the
+/// environment by itself, so a URL the payload wrote must be of an allowed
+/// host, exactly as with an explicit `${VAR}`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_payload_never_sends_the_host_key_to_a_url_it_wrote() {
+    let attacker = Capture::start().await;
+    let runner = |base_url: &str, key: Option<&str>| {
+        let mut runner = json!({"type": "openai", "base_url": base_url, "model": "m"});
+        if let Some(key) = key {
+            runner["api_key"] = json!(key);
+        }
+        json!({"datasets": datasets(), "runner": runner})
+    };
+    let host_env = [
+        ("OPENAI_API_KEY", HOST_KEY),
+        ("FORGE_PAYLOAD_RUNNERS", "openai"),
+    ];
+    for payload in [
+        runner(&attacker.url(), None),
+        runner(&attacker.url(), Some("${OPENAI_API_KEY}")),
+    ] {
+        let (code, response) = run_payload(&payload, &host_env, &[]).await;
+        assert_eq!(code, 2, "{response}");
+        assert_eq!(response["success"], false, "{response}");
+        assert!(error_of(&response).contains(&attacker.host()), "{response}");
+    }
+    assert_eq!(
+        attacker.received(),
+        "",
+        "the host's key reached the payload's URL"
+    );
+
+    // The payload's own key goes where it says; and the host's key goes to
+    // a host the operator allows.
+    let (_, response) = run_payload(
+        &runner(&attacker.url(), Some("sk-caller-own-99")),
+        &host_env,
+        &[],
+    )
+    .await;
+    assert!(
+        !error_of(&response).contains("does not allow"),
+        "{response}"
+    );
+    assert!(attacker.received().contains("sk-caller-own-99"));
+    assert!(!attacker.received().contains(HOST_KEY));
+    let allowed = [
+        ("OPENAI_API_KEY", HOST_KEY),
+        ("FORGE_PAYLOAD_RUNNERS", "openai"),
+        ("FORGE_ALLOWED_HOSTS", &attacker.host() as &str),
+    ];
+    let (_, response) = run_payload(&runner(&attacker.url(), None), &allowed, &[]).await;
+    assert!(
+        !error_of(&response).contains("does not allow"),
+        "{response}"
+    );
+    assert!(
+        attacker.received().contains(HOST_KEY),
+        "allowed: the host's key goes there"
+    );
+}

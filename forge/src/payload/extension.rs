@@ -19,8 +19,9 @@
 //! them. A `runner:` is accepted only when its type is listed in
 //! [`RUNNERS_ENV`] (`FORGE_PAYLOAD_RUNNERS=alquimia,openai`, or `*`); never
 //! list `command` on a host untrusted callers reach (it runs programs).
-//! A mapping that uses a `${VAR}` may name URLs only of hosts the operator
-//! allows (`FORGE_ALLOWED_HOSTS`, `--allow-host`), unless the URL itself
+//! A mapping that uses a `${VAR}`, or whose runner takes a key from the
+//! environment by itself (an `openai` or `alquimia` mapping without
+//! `api_key`), may name URLs only of hosts the operator allows (`FORGE_ALLOWED_HOSTS`, `--allow-host`), unless the URL itself
 //! comes from the environment (`base_url: ${ALQUIMIA_BASE_URL}`): the
 //! host's values, like its `ALQUIMIA_API_KEY` / `LLM_API_KEY`, go only to
 //! where the operator said.
@@ -149,10 +150,22 @@ pub(super) fn build(written: &Value, host_keys: &HostKeys) -> Result<Arc<dyn Run
     crate::suite::interpolate_runner(&mut runner).map_err(|e| {
         ConfigError::new(kind, format!("{e} on this host (the payload's `runner:`)"))
     })?;
-    if uses_environment(written) {
+    let built = registry::build(runner, &BuildContext::default())?;
+    if uses_environment(written) || has_unwritten_secret(written, &built.secrets()) {
         check_hosts(kind, written, host_keys)?;
     }
-    registry::build(runner, &BuildContext::default())
+    Ok(built)
+}
+
+/// Whether the runner sends a credential the mapping does not hold: one it
+/// took from the environment by itself (`openai` and `alquimia` fall back
+/// to `OPENAI_API_KEY` / `ALQUIMIA_API_KEY` when `api_key` is missing), so
+/// the host's value would go to the URLs the payload wrote.
+fn has_unwritten_secret(written: &Value, secrets: &[String]) -> bool {
+    secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .any(|secret| !strings(written).any(|text| text.contains(secret.as_str())))
 }
 
 /// The `type` of a `runner:` mapping.
@@ -245,6 +258,19 @@ mod tests {
         let elsewhere = json!({"type": "http", "url": "https://evil.example/x", "k": "${K}"});
         let error = check_hosts("http", &elsewhere, &allowed).expect_err("not allowed");
         assert!(error.message.contains("evil.example"), "{error}");
+    }
+
+    #[test]
+    fn a_credential_the_runner_took_from_the_environment_is_environment_use() {
+        let written =
+            json!({"type": "openai", "base_url": "https://x.example", "api_key": "sk-own-1234"});
+        assert!(!has_unwritten_secret(&written, &["sk-own-1234".to_owned()]));
+        assert!(!has_unwritten_secret(&written, &[]));
+        let bare = json!({"type": "openai", "base_url": "https://x.example", "model": "m"});
+        assert!(has_unwritten_secret(
+            &bare,
+            &["sk-host-key-5678".to_owned()]
+        ));
     }
 
     #[test]
