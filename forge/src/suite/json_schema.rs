@@ -38,7 +38,7 @@ pub(super) fn systems(generator: &mut SchemaGenerator) -> Schema {
         "name".to_owned(),
         json!({
             "type": "string",
-            "pattern": "^[A-Za-z0-9_-]+$",
+            "pattern": "^[\\p{L}\\p{N}_-]{1,64}$",
             "description": "The system's name: test names are <suite>::<name>::<session>::<qa_id>, its report <suite>.<name>.json.",
         }),
     );
@@ -141,7 +141,7 @@ mod tests {
             "runner: {type: openai, model: m, api_key: '${KEY}', params: {temperature: 0}, retry_on: [429]}\n",
             "runner: {type: command, program: sh, args: [-c, cat], timeout: 30s, env: {A: b}}\n",
             "runner: {type: my_own_runner, anything: [1, 2]}\n",
-            "runners:\n  - {name: a, type: echo}\n  - {name: b-2, type: openai, model: m, price: {input_per_mtok: 1, output_per_mtok: 2}}\n",
+            "runners:\n  - {name: a, type: echo}\n  - {name: système_2, type: echo}\n  - {name: b-2, type: openai, model: m, price: {input_per_mtok: 1, output_per_mtok: 2}}\n",
         ] {
             let suite = format!("name: x\n{runner}timeout: 250ms\nrate_limit: 20/s\n{DATASET}");
             assert_eq!(errors(&suite), Vec::<String>::new(), "{suite}");
