@@ -32,6 +32,7 @@ use crate::report::github::Github;
 use crate::report::html::HtmlReport;
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Part};
+use crate::report::since::Baseline as Marks;
 use crate::report::summary::SummaryJson;
 use crate::report::sweep::Parts;
 use crate::report::{self, Tee};
@@ -440,7 +441,7 @@ fn html_report(args: &ReportArgs) -> ExitCode {
         .out
         .clone()
         .unwrap_or_else(|| args.dir.join(report::html::REPORT_HTML));
-    match report::html::regenerate(&args.dir, &out) {
+    match crate::merge::report_html(&args.dir, &out) {
         Ok(()) => {
             eprintln!("forge: report written to {}", out.display());
             ExitCode::SUCCESS
@@ -563,13 +564,15 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         Ok(fanout) => fanout,
         Err(status) => return status,
     };
-    let mut console = Console::new(selection.count(), args.quiet).with_baseline(baseline.clone());
+    // What the reporters mark; `conclude` reads the comparison itself.
+    let marks = baseline.clone().map(|b| b as Arc<dyn Marks>);
+    let mut console = Console::new(selection.count(), args.quiet).with_baseline(marks.clone());
     if let Some(fanout) = &fanout {
         fanout.remote(&mut suites);
         let progress = fanout.progress();
         console = console.with_status(move || progress.status());
     }
-    let reporter = reporters(console, &out, header, baseline.as_ref());
+    let reporter = reporters(console, &out, header, marks.as_ref());
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
     let outcome = pipeline::execute(
@@ -642,7 +645,7 @@ fn reporters(
     console: Console,
     out: &std::path::Path,
     header: Header,
-    baseline: Option<&Arc<Baseline>>,
+    baseline: Option<&Arc<dyn Marks>>,
 ) -> Tee {
     let reporter = Tee::new()
         .with(console)

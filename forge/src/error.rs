@@ -2,7 +2,7 @@
 //! on it: the dataset and field, the file and position, the runner and URL.
 //! Secrets never appear in them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -199,16 +199,12 @@ pub enum SuiteError {
 
 impl SuiteError {
     /// The file at fault and, when known, the line: for CI to link to.
-    pub fn location(&self) -> crate::suite::BatchLocation {
-        let (file, line) = match self {
+    pub fn file_line(&self) -> (&Path, Option<usize>) {
+        match self {
             SuiteError::Io { path, .. } | SuiteError::NotFound(path) => (path, None),
             SuiteError::Invalid { location, .. }
             | SuiteError::Dataset { location, .. }
             | SuiteError::Runner { location, .. } => (&location.file, location.line),
-        };
-        crate::suite::BatchLocation {
-            file: file.clone(),
-            line,
         }
     }
 }

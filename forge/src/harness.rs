@@ -55,6 +55,7 @@ use crate::pipeline;
 use crate::report::github::{Deferred, Github};
 use crate::report::junit::Junit;
 use crate::report::part::{Header, Nextest, Part};
+use crate::report::since::Baseline as Marks;
 use crate::report::summary::SummaryJson;
 use crate::report::sweep::Parts;
 use crate::report::{self, Reporter, Tee};
@@ -297,7 +298,7 @@ fn partition(loaded: &mut Loaded) -> Option<Partition> {
 
 /// `FORGE_BASELINE`, if set; one that cannot be read becomes a failing
 /// test, `forge::baseline`.
-fn baseline(loaded: &mut Loaded) -> Option<Arc<Baseline>> {
+fn baseline(loaded: &mut Loaded) -> Option<Arc<dyn Marks>> {
     match Baseline::from_env()? {
         Ok(baseline) => Some(Arc::new(baseline)),
         Err(error) => {
@@ -378,7 +379,7 @@ fn run_cases(args: &Arguments, cases: Vec<Case>) -> Conclusion {
 /// The reporters writing into `out`: the summary JSON, JUnit, the HTML report and the run's
 /// part; under nextest only a part of this process's own (a test's
 /// process must not write the reports other processes share).
-fn reporters(out: &Path, header: Header, baseline: Option<Arc<Baseline>>) -> Tee {
+fn reporters(out: &Path, header: Header, baseline: Option<Arc<dyn Marks>>) -> Tee {
     if let Some(nextest) = &header.nextest {
         let parts = Parts::Nextest(nextest.dir_name());
         return Tee::new()
@@ -432,7 +433,7 @@ struct Trials {
     board: Arc<Board>,
     selection: Selection,
     /// A batch that regressed since it fails its trial.
-    baseline: Option<Arc<Baseline>>,
+    baseline: Option<Arc<dyn Marks>>,
 }
 
 impl Reporter for Trials {
@@ -441,7 +442,7 @@ impl Reporter for Trials {
             return;
         }
         if let Some(slot) = self.selection.index(record.id) {
-            let change = self.baseline.as_ref().and_then(|b| b.compare(record));
+            let change = self.baseline.as_ref().and_then(|b| b.mark(record));
             let regression = change
                 .filter(|c| c.regressed)
                 .map(|c| format!("regressed since baseline: {}", c.describe()));

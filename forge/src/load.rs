@@ -75,7 +75,7 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
                     let failure = LoadFailure {
                         test: load_test_name(&file),
                         message: error.to_string(),
-                        location: Some(error.location()),
+                        location: Some(location(&error)),
                     };
                     match walked {
                         true => found_failures.push((file, failure)),
@@ -99,6 +99,15 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Loaded {
     );
     reject_duplicate_names(&mut loaded, &files_of);
     loaded
+}
+
+/// Where the error that kept a file from loading is.
+fn location(error: &crate::error::SuiteError) -> BatchLocation {
+    let (file, line) = error.file_line();
+    BatchLocation {
+        file: file.to_owned(),
+        line,
+    }
 }
 
 /// Whether `path` names a suite file (`*.yaml`, `*.yml`, not a directory);

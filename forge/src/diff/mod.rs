@@ -28,7 +28,6 @@ mod render;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -430,11 +429,6 @@ impl Baseline {
         Some(Baseline::load(Path::new(&path), DiffOptions::default()))
     }
 
-    /// Where it was read from.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// How `record` (a batch of this run) changed since the baseline;
     /// `None` when it did not, or had no verdict.
     pub(crate) fn compare(&self, record: &BatchRecord) -> Option<Change> {
@@ -467,18 +461,20 @@ impl Baseline {
         );
         (line, regressed > 0)
     }
+}
 
-    /// The "since baseline" text of a record (for a report's column):
-    /// `regressed: newly failing`, `newly passing`, `new batch`...
-    pub(crate) fn since(self: &Arc<Self>) -> crate::report::html::Baseline {
-        let baseline = Arc::clone(self);
-        Box::new(move |record| {
-            let change = baseline.compare(record)?;
-            Some(match change.regressed {
-                true => format!("regressed: {}", change.describe()),
-                false => change.describe(),
-            })
+/// What the reporters mark: each batch's change, in words.
+impl crate::report::since::Baseline for Baseline {
+    fn mark(&self, record: &BatchRecord) -> Option<crate::report::since::Mark> {
+        let change = self.compare(record)?;
+        Some(crate::report::since::Mark {
+            regressed: change.regressed,
+            text: change.describe(),
         })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -256,3 +256,22 @@ fn write(
     })?;
     Ok(())
 }
+
+/// `forge report DIR -o FILE`: writes to `out` the report of the run(s)
+/// whose output directory is `dir` (read as `forge merge` reads it).
+pub(crate) fn report_html(dir: &Path, out: &Path) -> Result<(), MergeError> {
+    let (mut suites, load_failures, interrupted) = read_run(dir)?;
+    let mut report = crate::report::html::HtmlReport::to_file(out);
+    for suite in &mut suites {
+        report.on_suite(suite)?;
+        if let crate::schema::Response::Success(run) = &mut suite.response {
+            run.datasets = Vec::new();
+        }
+    }
+    report.finish(&crate::report::RunEnd {
+        suites: &suites,
+        load_failures: &load_failures,
+        interrupted,
+    })?;
+    Ok(())
+}

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::since::Baseline;
 use super::{Reporter, RunEnd};
-use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::run::BatchRecord;
 use crate::usage::SuiteUsage;
@@ -30,7 +30,7 @@ use crate::usage::SuiteUsage;
 pub struct Console {
     progress: ProgressBar,
     failed: usize,
-    baseline: Option<Arc<Baseline>>,
+    baseline: Option<Arc<dyn Baseline>>,
     status: Option<Box<dyn Fn() -> String + Send>>,
 }
 
@@ -73,7 +73,7 @@ impl Console {
     }
 
     /// Marks how each batch changed since `baseline`.
-    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<Baseline>>) -> Self {
+    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<dyn Baseline>>) -> Self {
         self.baseline = baseline;
         self
     }
@@ -85,7 +85,7 @@ impl Reporter for Console {
             return;
         }
         self.progress.inc(1);
-        let change = self.baseline.as_ref().and_then(|b| b.compare(record));
+        let change = self.baseline.as_ref().and_then(|b| b.mark(record));
         if record.passed {
             if let Some(change) = change.filter(|c| c.regressed) {
                 let line = format!(

@@ -19,8 +19,8 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::since::Baseline;
 use super::{Reporter, RunEnd};
-use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
@@ -49,7 +49,7 @@ pub type Deferred = Arc<Mutex<Vec<String>>>;
 /// The GitHub Actions reporter.
 pub struct Github {
     summary: Option<PathBuf>,
-    baseline: Option<Arc<Baseline>>,
+    baseline: Option<Arc<dyn Baseline>>,
     places: Places,
     deferred: Option<Deferred>,
 }
@@ -74,7 +74,7 @@ impl Github {
     }
 
     /// Marks the regressions since `baseline`.
-    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<Baseline>>) -> Self {
+    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<dyn Baseline>>) -> Self {
         self.baseline = baseline;
         self
     }
@@ -151,12 +151,12 @@ impl Flagged<'_> {
 }
 
 /// The batches of the run that failed or regressed, in suite order.
-fn flagged<'a>(end: &RunEnd<'a>, baseline: Option<&Baseline>) -> Vec<Flagged<'a>> {
+fn flagged<'a>(end: &RunEnd<'a>, baseline: Option<&dyn Baseline>) -> Vec<Flagged<'a>> {
     let records = end.suites.iter().flat_map(|s| &s.records);
     records
         .filter(|r| r.selected)
         .filter_map(|record| {
-            let change = baseline.and_then(|b| b.compare(record));
+            let change = baseline.and_then(|b| b.mark(record));
             let regression = change
                 .filter(|c| c.regressed)
                 .map(|c| format!("regressed since baseline: {}", c.describe()));
@@ -167,7 +167,7 @@ fn flagged<'a>(end: &RunEnd<'a>, baseline: Option<&Baseline>) -> Vec<Flagged<'a>
 
 /// The `::error` lines of the run (at most [`MAX_ANNOTATIONS`], then a
 /// `::warning` with the number left out).
-fn annotations(end: &RunEnd<'_>, baseline: Option<&Baseline>, places: &Places) -> Vec<String> {
+fn annotations(end: &RunEnd<'_>, baseline: Option<&dyn Baseline>, places: &Places) -> Vec<String> {
     let mut lines: Vec<String> = end
         .load_failures
         .iter()
@@ -274,7 +274,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 /// The step summary: counts per suite, the failures, the regressions
 /// since the baseline, the suites that could not be loaded.
-fn summary(end: &RunEnd<'_>, baseline: Option<&Baseline>, places: &Places) -> String {
+fn summary(end: &RunEnd<'_>, baseline: Option<&dyn Baseline>, places: &Places) -> String {
     let flagged = flagged(end, baseline);
     let mut out = String::new();
     out.push_str(&suite_table(end));
@@ -341,7 +341,7 @@ fn suite_table(end: &RunEnd<'_>) -> String {
 }
 
 /// The regressions since the baseline, or a line saying there is none.
-fn regressions(flagged: &[Flagged<'_>], baseline: &Baseline, places: &Places) -> String {
+fn regressions(flagged: &[Flagged<'_>], baseline: &dyn Baseline, places: &Places) -> String {
     let rows: Vec<[String; 3]> = flagged
         .iter()
         .filter_map(|f| {

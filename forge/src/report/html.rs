@@ -102,12 +102,18 @@ impl HtmlReport {
     /// when there is one.
     pub(crate) fn with_since(
         self,
-        baseline: Option<&std::sync::Arc<crate::diff::Baseline>>,
+        baseline: Option<&std::sync::Arc<dyn super::since::Baseline>>,
     ) -> Self {
-        match baseline {
-            Some(baseline) => self.with_baseline(baseline.since()),
-            None => self,
-        }
+        let Some(baseline) = baseline.cloned() else {
+            return self;
+        };
+        self.with_baseline(Box::new(move |record| {
+            let mark = baseline.mark(record)?;
+            Some(match mark.regressed {
+                true => format!("regressed: {}", mark.text),
+                false => mark.text,
+            })
+        }))
     }
 
     fn error(&self, error: impl std::fmt::Display) -> ReportError {
@@ -161,25 +167,6 @@ impl Reporter for HtmlReport {
         finish(&self.path, &tmp, writer, written)?;
         Ok(vec![self.path.clone()])
     }
-}
-
-/// `forge report DIR -o FILE`: writes to `out` the report of the run(s)
-/// whose output directory is `dir` (read as `forge merge` reads it).
-pub(crate) fn regenerate(dir: &Path, out: &Path) -> Result<(), crate::error::MergeError> {
-    let (mut suites, load_failures, interrupted) = crate::merge::read_run(dir)?;
-    let mut report = HtmlReport::to_file(out);
-    for suite in &mut suites {
-        report.on_suite(suite)?;
-        if let Response::Success(run) = &mut suite.response {
-            run.datasets = Vec::new();
-        }
-    }
-    report.finish(&RunEnd {
-        suites: &suites,
-        load_failures: &load_failures,
-        interrupted,
-    })?;
-    Ok(())
 }
 
 /// The page up to the data: the head with the style, the shell.

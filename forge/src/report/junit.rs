@@ -36,8 +36,8 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::since::Baseline;
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
-use crate::diff::Baseline;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
@@ -54,7 +54,7 @@ pub struct Junit {
     /// query and expected answer of each failed batch, by suite and batch.
     asked: HashMap<String, HashMap<(usize, usize), Asked>>,
     /// The baseline regressions are marked against.
-    baseline: Option<Arc<Baseline>>,
+    baseline: Option<Arc<dyn Baseline>>,
 }
 
 /// A batch's query and expected answer, redacted.
@@ -76,7 +76,7 @@ impl Junit {
     }
 
     /// Marks the regressions since `baseline`.
-    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<Baseline>>) -> Self {
+    pub(crate) fn with_baseline(mut self, baseline: Option<Arc<dyn Baseline>>) -> Self {
         self.baseline = baseline;
         self
     }
@@ -102,7 +102,7 @@ impl Reporter for Junit {
 
 /// The query and expected answer of each failed (or regressed) selected
 /// batch of `suite`, from its answered datasets (a batch's first run's).
-fn asked(suite: &SuiteReport, baseline: Option<&Baseline>) -> HashMap<(usize, usize), Asked> {
+fn asked(suite: &SuiteReport, baseline: Option<&dyn Baseline>) -> HashMap<(usize, usize), Asked> {
     let Response::Success(run) = &suite.response else {
         return HashMap::new();
     };
@@ -112,7 +112,7 @@ fn asked(suite: &SuiteReport, baseline: Option<&Baseline>) -> HashMap<(usize, us
     }
     let redact = |text: &str| suite.secrets.redact(text).into_owned();
     let regressed =
-        |r: &BatchRecord| baseline.is_some_and(|b| b.compare(r).is_some_and(|c| c.regressed));
+        |r: &BatchRecord| baseline.is_some_and(|b| b.mark(r).is_some_and(|c| c.regressed));
     let failed = suite
         .records
         .iter()
@@ -136,7 +136,7 @@ fn report(
     end: &RunEnd<'_>,
     started: DateTime<FixedOffset>,
     asked: &HashMap<String, HashMap<(usize, usize), Asked>>,
-    baseline: Option<&Baseline>,
+    baseline: Option<&dyn Baseline>,
 ) -> Report {
     let (suites, load_failures) = (end.suites, end.load_failures);
     let mut report = Report::new("forge");
@@ -162,7 +162,7 @@ fn report(
 fn suite_element(
     suite: &SuiteReport,
     asked: &HashMap<(usize, usize), Asked>,
-    baseline: Option<&Baseline>,
+    baseline: Option<&dyn Baseline>,
 ) -> TestSuite {
     let prefix = suite.test_prefix();
     let mut test_suite = TestSuite::new(xml_text(prefix.clone()));
@@ -175,7 +175,7 @@ fn suite_element(
     let mut suite_time = Duration::ZERO;
     for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
         let asked = asked.get(&(record.id.dataset, record.id.batch));
-        let since = baseline.and_then(|b| b.compare(record));
+        let since = baseline.and_then(|b| b.mark(record));
         let case = test_case(&prefix, record, asked, since.as_ref());
         suite_time += case.time.unwrap_or_default();
         test_suite.add_test_case(case);
@@ -221,7 +221,7 @@ fn test_case(
     suite: &str,
     record: &BatchRecord,
     asked: Option<&Asked>,
-    since: Option<&crate::diff::Change>,
+    since: Option<&super::since::Mark>,
 ) -> TestCase {
     let regressed = since.is_some_and(|c| c.regressed);
     let status = if record.skipped {
@@ -259,7 +259,7 @@ fn test_case(
 
 /// A failure's message: how the batch regressed since the baseline, then
 /// why it fails (and, when it did not regress, how it changed).
-fn failure_message(record: &BatchRecord, since: Option<&crate::diff::Change>) -> String {
+fn failure_message(record: &BatchRecord, since: Option<&super::since::Mark>) -> String {
     let failure = (!record.passed).then(|| record.message.as_deref().unwrap_or("failed"));
     let mut lines = Vec::new();
     match since {

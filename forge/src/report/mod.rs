@@ -22,6 +22,7 @@ pub mod html;
 pub mod junit;
 pub mod part;
 pub mod scoreboard;
+pub mod since;
 pub mod summary;
 pub mod sweep;
 
