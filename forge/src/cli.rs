@@ -142,7 +142,7 @@ struct ServeArgs {
 /// A duration flag: `30s`, `250ms`, `2m`, or seconds; more than zero.
 #[cfg(feature = "serve")]
 fn duration(text: &str) -> Result<Duration, String> {
-    match crate::suite::parse_duration(text)? {
+    match crate::duration::parse_duration(text)? {
         d if d.is_zero() => Err("must be more than 0".into()),
         d => Ok(d),
     }
@@ -355,7 +355,13 @@ pub fn main() -> ExitCode {
         Command::Merge(args) => merge(&args),
         Command::Diff(args) => diff(&args),
         Command::Report(args) => html_report(&args),
-        Command::Init(args) => crate::init::main(&args),
+        Command::Init(args) => match crate::init::main(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("forge init: {error}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
         Command::Validate(args) => validate(&args),
         Command::Schema => schema(),
         #[cfg(feature = "serve")]

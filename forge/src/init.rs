@@ -9,13 +9,10 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::Args;
 use thiserror::Error;
 use toml_edit::{value, ArrayOfTables, DocumentMut, InlineTable, Item, Table};
-
-use crate::cli::EXIT_BAD_INPUT;
 
 /// forge's package on crates.io and in its repository.
 const PACKAGE: &str = env!("CARGO_PKG_NAME");
@@ -71,7 +68,7 @@ pub(crate) struct InitArgs {
 
 /// Why `forge init` changed nothing.
 #[derive(Debug, Error)]
-enum InitError {
+pub(crate) enum InitError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -102,17 +99,10 @@ fn list(items: &[String]) -> String {
 }
 
 /// `forge init`: 0 when forge was added, 2 when nothing was changed.
-pub(crate) fn main(args: &InitArgs) -> ExitCode {
-    match init(args) {
-        Ok(dependency) => {
-            print_done(args, &dependency);
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("forge init: {error}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-    }
+pub(crate) fn main(args: &InitArgs) -> Result<(), InitError> {
+    let dependency = init(args)?;
+    print_done(args, &dependency);
+    Ok(())
 }
 
 /// Adds forge to the crate in `args.dir`; returns the dependency written.

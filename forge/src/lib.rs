@@ -21,8 +21,10 @@ pub mod serve;
 
 // The pipeline, one way through (see `pipeline`): load -> select -> run ->
 // report, over the engine; internal.
+mod budget;
 mod cassette;
 mod check;
+mod duration;
 mod engine;
 mod error;
 mod init;

@@ -27,6 +27,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Meter;
 use crate::cassette::{Cassettes, JobKey, JudgeEntry, JudgeTape, Recorder, Replay, Tape, TurnKey};
 use crate::check::{CheckResult, Checks, Turn};
 use crate::engine::{Engine, Job};
@@ -37,7 +38,7 @@ use crate::schema::{Dataset, Response, RunResponse, Summary};
 use crate::secrets::Secrets;
 use crate::select::{BatchId, Selection};
 use crate::suite::Suite;
-use crate::usage::{Meter, Price, Spend};
+use crate::usage::{Price, Spend};
 
 /// The record stream: called with one record per batch that ran, from the
 /// engine's workers, as soon as the batch's verdict is known.

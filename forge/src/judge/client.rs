@@ -22,13 +22,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::ruling::{self, Ruling};
 use super::{bearer, JudgeSpec, Prompt};
+use crate::budget::Meter;
 use crate::cassette::JudgeTape;
 use crate::error::{ErrorKind, RunError};
 use crate::policy::{Policy, RateLimit};
 use crate::runners::http_util::{self, RetryOn};
 use crate::runners::openai::REQUEST_TIMEOUT;
 use crate::secrets::Secrets;
-use crate::usage::{Meter, Usage};
+use crate::usage::Usage;
 
 /// What the judges of one suite's run share: the bound on requests in
 /// flight, the policy, the run's cancellation and the suite's secrets.

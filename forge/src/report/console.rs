@@ -21,10 +21,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::since::Baseline;
+use super::tally::SuiteUsage;
 use super::{Reporter, RunEnd};
 use crate::error::ReportError;
 use crate::run::BatchRecord;
-use crate::usage::SuiteUsage;
 
 /// The console reporter.
 pub struct Console {

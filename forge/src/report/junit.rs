@@ -37,13 +37,14 @@ use chrono::{DateTime, FixedOffset};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::since::Baseline;
+use super::tally::SuiteUsage;
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
 use crate::schema::Response;
 use crate::suite::BatchLocation;
-use crate::usage::{self, SuiteUsage};
+use crate::usage;
 
 /// The reporter writing `junit.xml` into a directory when the run ends.
 pub struct Junit {

@@ -25,6 +25,7 @@ pub mod scoreboard;
 pub mod since;
 pub mod summary;
 pub mod sweep;
+pub mod tally;
 
 use std::path::{Path, PathBuf};
 

@@ -8,8 +8,9 @@
 //!   large  3 passed  0 failed  p50 80 ms
 //! ```
 
+use super::tally::SuiteUsage;
 use super::SuiteReport;
-use crate::usage::{dollars, SuiteUsage};
+use crate::usage::dollars;
 
 /// One system's line of a scoreboard.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::ser::PrettyFormatter;
 
+use super::tally::SuiteUsage;
 use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
 use crate::check::repeats;
 use crate::error::ReportError;
 use crate::output::write_redacted;
 use crate::run::BatchRecord;
 use crate::schema::Response;
-use crate::usage::SuiteUsage;
 
 /// The reporter writing `<suite>.json` into a directory, as each suite
 /// finishes.

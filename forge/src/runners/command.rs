@@ -62,11 +62,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::http_util::{bytes_shown, JSON_BODY_LIMIT};
 use super::template::{fill, placeholder};
+use crate::duration::DurationValue;
 use crate::error::{humanize, ConfigError, ErrorKind, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Retry, Runner, Session};
 use crate::schema::Batch;
-use crate::suite::DurationValue;
 
 /// The most of stderr quoted in an error message, in characters (its end).
 pub const STDERR_CHARS: usize = 500;

@@ -60,11 +60,11 @@ use serde_json::{json, Value};
 
 use super::http_util::{self, redact_url, redact_url_str, RetryOn};
 use super::template::{fill, placeholder};
+use crate::duration::DurationValue;
 use crate::error::{ConfigError, ErrorKind, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
 use crate::runner::{Reply, Retry, Runner, Session};
 use crate::schema::{Batch, Object};
-use crate::suite::DurationValue;
 use crate::usage::Usage;
 
 /// Default timeout of one request.

@@ -190,7 +190,7 @@ mod tests {
             "30s", "250ms", " 1.5 s", "2m", "1h", "10", ".5s", "3min", "4secs", "soon", "5d",
             "1.2.3s", "-1s", "",
         ] {
-            let parsed = super::super::model::parse_duration(text).is_ok();
+            let parsed = crate::duration::parse_duration(text).is_ok();
             assert_eq!(duration.is_match(text), parsed, "duration {text:?}");
         }
         for text in [

@@ -69,9 +69,6 @@ use crate::schema::Dataset;
 use crate::secrets::Secrets;
 use crate::usage::{Budget, Price};
 pub(crate) use env::interpolate_runner;
-#[cfg(feature = "serve")]
-pub(crate) use model::parse_duration;
-pub(crate) use model::DurationValue;
 use parse::Source;
 pub use places::BatchLocation;
 
