@@ -60,13 +60,7 @@ async fn harness(suites: &[(&str, &str)], judge: &TestServer) -> (Output, String
     (output, junit)
 }
 
-/// The outcome libtest printed for `test` ("ok", "FAILED").
-fn outcome<'a>(text: &'a str, test: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| {
-        let (name, result) = line.strip_prefix("test ")?.split_once(" ... ")?;
-        (name.trim_end() == test).then_some(result.trim())
-    })
-}
+use forge_testkit::libtest::outcome;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn judged_tests_pass_and_fail_with_the_judges_reason() {
@@ -113,17 +107,7 @@ async fn a_judged_check_with_no_judge_fails_as_a_located_load_error() {
 
 #[test]
 fn the_readme_judged_suite_loads() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let section = readme
-        .split_once("### Judged checks")
-        .expect("the section")
-        .1;
-    let suite = section
-        .split_once("```yaml\n")
-        .and_then(|(_, rest)| rest.split_once("```"))
-        .expect("a YAML example")
-        .0;
+    let suite = forge_testkit::libtest::readme_yaml("### Judged checks");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("judged.yaml"), suite).expect("write suite");
     // --list loads the suite and touches no network.

@@ -29,13 +29,7 @@ fn harness(suites: &Path, out: &Path, partition: &str, args: &[&str]) -> Output 
 
 /// The tests libtest printed with `outcome` ("ok", "FAILED").
 fn tests(output: &Output, outcome: &str) -> BTreeSet<String> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (name, result) = line.strip_prefix("test ")?.split_once(" ... ")?;
-            (result.trim() == outcome).then(|| name.trim().to_owned())
-        })
-        .collect()
+    forge_testkit::libtest::tests_with(&String::from_utf8_lossy(&output.stdout), outcome)
 }
 
 /// The tests `--list` printed.

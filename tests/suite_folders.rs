@@ -26,13 +26,7 @@ fn harness(root: &Path, args: &[&str]) -> Output {
         .expect("run the harness")
 }
 
-/// The outcome libtest printed for `test` ("ok", "FAILED").
-fn outcome<'a>(text: &'a str, test: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| {
-        let (name, result) = line.strip_prefix("test ")?.split_once(" ... ")?;
-        (name.trim_end() == test).then_some(result.trim())
-    })
-}
+use forge_testkit::libtest::outcome;
 
 const ECHO: &str = "runner: {type: echo}\ndatasets:\n  - session_id: s\n    assistant_id: bot\n    conversation:\n      - {qa_id: q1, query: hi, expect: {equals: hi}}\n";
 

@@ -81,6 +81,7 @@ pub mod capture;
 pub mod data;
 mod faults;
 pub mod judge;
+pub mod libtest;
 pub mod process;
 mod protocol;
 pub mod reports;

@@ -528,18 +528,8 @@ async fn merged_shards_add_their_usage_up() {
 
 #[test]
 fn the_readme_priced_suite_loads() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README");
-    let section = readme
-        .split_once("### Tokens and cost")
-        .expect("the section")
-        .1;
-    let text = section
-        .split_once("```yaml\n")
-        .and_then(|(_, rest)| rest.split_once("```"))
-        .expect("a YAML example")
-        .0;
-    let suite = forge::Suite::parse(Path::new("priced.yaml"), text).expect("the example loads");
+    let text = forge_testkit::libtest::readme_yaml("### Tokens and cost");
+    let suite = forge::Suite::parse(Path::new("priced.yaml"), &text).expect("the example loads");
     assert_eq!(suite.budget.map(|b| b.max_cost_usd), Some(2.5));
     assert_eq!(suite.price.map(|p| p.output_per_mtok), Some(0.6));
 }

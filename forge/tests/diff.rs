@@ -60,6 +60,13 @@ fn run(fixture: &Fixture, tmp: &Path, name: &str, args: &[&str], status: i32) ->
     out
 }
 
+/// `forge run --filter FILTER` of `base/` into `tmp/base` and of `new/`
+/// into `tmp/new`, each exiting with its expected status.
+fn run_filtered(fixture: &Fixture, tmp: &Path, filter: &str, (base, new): (i32, i32)) {
+    run(fixture, tmp, "base", &["--filter", filter, "base"], base);
+    run(fixture, tmp, "new", &["--filter", filter, "new"], new);
+}
+
 fn show(output: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}--- stderr\n{}",
@@ -169,21 +176,7 @@ fn forge_diff_lists_every_change_and_fails_on_the_regressions() {
 fn a_drop_that_is_not_significant_does_not_fail_the_gate() {
     let fixture = fixture();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let filter = ["--filter", "repeat::flaky"];
-    run(
-        &fixture,
-        tmp.path(),
-        "base",
-        &[&filter[..], &["base"]].concat(),
-        0,
-    );
-    run(
-        &fixture,
-        tmp.path(),
-        "new",
-        &[&filter[..], &["new"]].concat(),
-        1,
-    );
+    run_filtered(&fixture, tmp.path(), "repeat::flaky", (0, 1));
     let gate = forge_diff(tmp.path(), &["base", "new"]);
     assert_eq!(gate.status.code(), Some(0), "{}", show(&gate));
     let transcript = support::transcript(
@@ -209,21 +202,7 @@ fn a_drop_that_is_not_significant_does_not_fail_the_gate() {
 fn score_drop_sets_the_threshold() {
     let fixture = fixture();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let filter = ["--filter", "gate::s::similar"];
-    run(
-        &fixture,
-        tmp.path(),
-        "base",
-        &[&filter[..], &["base"]].concat(),
-        0,
-    );
-    run(
-        &fixture,
-        tmp.path(),
-        "new",
-        &[&filter[..], &["new"]].concat(),
-        0,
-    );
+    run_filtered(&fixture, tmp.path(), "gate::s::similar", (0, 0));
     let strict = forge_diff(tmp.path(), &["base", "new"]);
     assert_eq!(strict.status.code(), Some(1), "{}", show(&strict));
     let lenient = forge_diff(tmp.path(), &["--score-drop", "0.4", "base", "new"]);
@@ -313,14 +292,8 @@ fn forge_run_with_a_baseline_marks_regressions_and_gates() {
     assert_eq!(output.status.code(), Some(1));
 
     // The same failing batch, flaky against its own baseline: exit 0.
-    let filter = ["--filter", "repeat::flaky"];
-    let flaky_base = run(
-        &fixture,
-        tmp.path(),
-        "flaky-base",
-        &[&filter[..], &["base"]].concat(),
-        0,
-    );
+    let filter = ["--filter", "repeat::flaky", "base"];
+    let flaky_base = run(&fixture, tmp.path(), "flaky-base", &filter, 0);
     let gated = forge(&fixture)
         .args(["run", "--quiet", "--filter", "repeat::flaky", "--out"])
         .arg(tmp.path().join("flaky-new"))

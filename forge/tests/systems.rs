@@ -553,20 +553,10 @@ async fn mistakes_in_runners_are_located_load_errors() {
 
 #[test]
 fn the_readme_example_loads_as_one_suite_per_system() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README");
-    let section = readme
-        .split_once("## Several systems side by side")
-        .expect("the section")
-        .1;
-    let text = section
-        .split_once("```yaml\n")
-        .and_then(|(_, rest)| rest.split_once("```"))
-        .expect("a YAML example")
-        .0;
+    let text = forge_testkit::libtest::readme_yaml("## Several systems side by side");
     // Offline: its variables need not be set.
     let options = forge::LoadOptions { offline: true };
-    let suites = forge::Suite::parse_all_with(Path::new("capitals.yaml"), text, &options)
+    let suites = forge::Suite::parse_all_with(Path::new("capitals.yaml"), &text, &options)
         .expect("the example loads");
     let systems: Vec<_> = suites.iter().map(|s| s.system.as_deref()).collect();
     assert_eq!(systems, [Some("small"), Some("agent")]);
@@ -577,7 +567,7 @@ fn the_readme_example_loads_as_one_suite_per_system() {
     assert_eq!(suites[0].report_name(), "capitals.small");
     assert_eq!(suites[0].price.map(|p| p.output_per_mtok), Some(0.4));
     assert!(suites[1].price.is_none());
-    let error = forge::Suite::parse_with(Path::new("capitals.yaml"), text, &options)
+    let error = forge::Suite::parse_with(Path::new("capitals.yaml"), &text, &options)
         .expect_err("two systems are not one suite");
     assert!(error.to_string().contains("Suite::load_all"), "{error}");
 }
