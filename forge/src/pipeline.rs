@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cassette::Cassettes;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
-use crate::report::{Reporter, RunEnd, SuiteReport};
+use crate::report::whole::WholeSuite;
+use crate::report::{Reporter, RunEnd, SuiteHead, SuiteReport};
 use crate::run::{self, BatchRecord, SuiteRun};
-use crate::schema::Response;
 use crate::select::{BatchId, Selection};
 use crate::suite::{BatchLocation, Suite};
 
@@ -119,20 +119,26 @@ pub async fn execute<R: Reporter + 'static>(
     let cassettes: Vec<_> = runs.iter_mut().filter_map(|r| r.cassette.take()).collect();
     let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
     let records = std::mem::take(&mut live.records);
-    let mut reports: Vec<SuiteReport> = runs
+    let wholes: Vec<WholeSuite> = runs
         .into_iter()
         .zip(records)
         .zip(skipped)
-        .map(suite_report)
+        .enumerate()
+        .map(|(index, whole)| suite_report(index, whole))
         .collect();
     let reporter = &mut live.reporter;
-    let written = reports
-        .iter_mut()
-        .try_for_each(|suite| {
-            let seen = reporter.on_suite(suite);
-            free_datasets(suite);
-            seen
-        })
+    let mut reports = Vec::with_capacity(wholes.len());
+    let mut written = Ok(());
+    for whole in wholes {
+        match whole.feed(reporter) {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                written = Err(error);
+                break;
+            }
+        }
+    }
+    let written = written
         .and_then(|()| {
             reporter.finish(&RunEnd {
                 suites: &reports,
@@ -208,8 +214,9 @@ fn skipped_records(index: usize, suite: &Suite, selection: &Selection) -> Vec<Ba
 }
 
 fn suite_report(
+    index: usize,
     ((run, mut records), skipped): ((SuiteRun, Vec<BatchRecord>), Vec<BatchRecord>),
-) -> SuiteReport {
+) -> WholeSuite {
     let key = |r: &BatchRecord| (r.id.dataset, r.id.batch);
     records.sort_by_key(key);
     let mut unrun = Vec::new();
@@ -223,20 +230,15 @@ fn suite_report(
         records.extend(unrun);
         records.sort_by_key(key);
     }
-    SuiteReport {
-        name: run.name,
-        system: run.system,
+    WholeSuite {
+        head: SuiteHead {
+            index,
+            name: run.name,
+            system: run.system,
+            secrets: run.secrets,
+        },
         response: run.response,
         origins: run.origins,
         records,
-        secrets: run.secrets,
-    }
-}
-
-/// Drops a suite's answered datasets once reported: the end of the run
-/// needs only the records, and this halves the peak of a large run.
-fn free_datasets(suite: &mut SuiteReport) {
-    if let Response::Success(run) = &mut suite.response {
-        run.datasets = Vec::new();
     }
 }

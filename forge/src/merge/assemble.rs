@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use super::read::Loaded;
 use crate::error::MergeError;
 use crate::report::part::{Nextest, SuitePart};
-use crate::report::SuiteReport;
+use crate::report::whole::WholeSuite;
+use crate::report::SuiteHead;
 use crate::run::{BatchRecord, Origin};
 use crate::schema::{Batch, Dataset, Response, RunResponse, Summary};
 use crate::secrets::Secrets;
@@ -40,7 +41,7 @@ struct Owner {
 pub(super) fn suites(
     names: &[(String, Option<String>)],
     parts: Vec<Loaded>,
-) -> Result<Vec<SuiteReport>, MergeError> {
+) -> Result<Vec<WholeSuite>, MergeError> {
     let mut pieces: HashMap<(String, Option<String>), Vec<Piece>> = HashMap::new();
     for part in parts {
         for suite in part.suites {
@@ -65,7 +66,7 @@ fn suite(
     index: usize,
     (name, system): &(String, Option<String>),
     mut pieces: Vec<Piece>,
-) -> Result<SuiteReport, MergeError> {
+) -> Result<WholeSuite, MergeError> {
     let owners = owners(&pieces)?;
     let mut records = BTreeMap::new();
     for (&key, owner) in &owners {
@@ -81,13 +82,16 @@ fn suite(
         Some(failure) => (failure, Vec::new()),
         None => datasets(&mut pieces, &owners, &records),
     };
-    Ok(SuiteReport {
-        name: name.to_owned(),
-        system: system.clone(),
+    Ok(WholeSuite {
+        head: SuiteHead {
+            index,
+            name: name.to_owned(),
+            system: system.clone(),
+            secrets: Secrets::default(),
+        },
         response,
         origins,
         records: records.into_values().collect(),
-        secrets: Secrets::default(),
     })
 }
 

@@ -21,6 +21,7 @@ use crate::error::MergeError;
 use crate::load::LoadFailure;
 use crate::report::junit::Junit;
 use crate::report::summary::SummaryJson;
+use crate::report::whole::WholeSuite;
 use crate::report::{Reporter, RunEnd, SuiteReport, Tee};
 use read::Loaded;
 
@@ -42,21 +43,8 @@ pub struct Merged {
 
 impl Merged {
     fn new(parts: usize, suites: &[SuiteReport], warnings: Vec<String>) -> Self {
-        let selected = suites
-            .iter()
-            .flat_map(|s| &s.records)
-            .filter(|r| r.selected);
-        let (passed, failed) =
-            selected.fold(
-                (0, 0),
-                |(p, f), r| {
-                    if r.passed {
-                        (p + 1, f)
-                    } else {
-                        (p, f + 1)
-                    }
-                },
-            );
+        let passed = suites.iter().map(|s| s.tally.passed).sum();
+        let failed = suites.iter().map(|s| s.tally.failed()).sum();
         Merged {
             parts,
             passed,
@@ -90,8 +78,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merg
     let names = suite_names(first);
     let load_failures = load_failures(&parts);
     let count = parts.len();
-    let mut suites = assemble::suites(&names, parts)?;
-    write(out, &mut suites, &load_failures)?;
+    let suites = assemble::suites(&names, parts)?;
+    let suites = write(out, suites, &load_failures)?;
     Ok(Merged::new(count, &suites, warnings))
 }
 
@@ -100,7 +88,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, expect: Option<u64>) -> Result<Merg
 /// the suites, the load failures, and whether a run was interrupted.
 pub(crate) fn read_run(
     dir: &Path,
-) -> Result<(Vec<SuiteReport>, Vec<LoadFailure>, bool), MergeError> {
+) -> Result<(Vec<WholeSuite>, Vec<LoadFailure>, bool), MergeError> {
     let parts = read::parts_of(dir)?;
     let Some(first) = parts.first() else {
         return Err(MergeError::NoParts(dir.to_owned()));
@@ -235,39 +223,41 @@ fn load_failures(parts: &[Loaded]) -> Vec<LoadFailure> {
 /// Writes the merged suites' `<suite>.json` and `junit.xml` into `out`.
 fn write(
     out: &Path,
-    suites: &mut [SuiteReport],
+    suites: Vec<WholeSuite>,
     load_failures: &[LoadFailure],
-) -> Result<(), MergeError> {
+) -> Result<Vec<SuiteReport>, MergeError> {
     let mut reporter = Tee::new()
         .with(SummaryJson::new(out))
         .with(Junit::new(out))
         .with(crate::report::html::HtmlReport::new(out))
         .replacing(out, crate::report::sweep::Parts::Keep);
-    for suite in suites.iter_mut() {
-        reporter.on_suite(suite)?;
-        if let crate::schema::Response::Success(run) = &mut suite.response {
-            run.datasets = Vec::new();
-        }
-    }
+    let suites = feed(&mut reporter, suites)?;
     reporter.finish(&RunEnd {
-        suites,
+        suites: &suites,
         load_failures,
         interrupted: false,
     })?;
-    Ok(())
+    Ok(suites)
+}
+
+/// Feeds every suite to `reporter`, each dropped once fed.
+fn feed(
+    reporter: &mut dyn Reporter,
+    suites: Vec<WholeSuite>,
+) -> Result<Vec<SuiteReport>, MergeError> {
+    let mut reports = Vec::with_capacity(suites.len());
+    for suite in suites {
+        reports.push(suite.feed(reporter)?);
+    }
+    Ok(reports)
 }
 
 /// `forge report DIR -o FILE`: writes to `out` the report of the run(s)
 /// whose output directory is `dir` (read as `forge merge` reads it).
 pub(crate) fn report_html(dir: &Path, out: &Path) -> Result<(), MergeError> {
-    let (mut suites, load_failures, interrupted) = read_run(dir)?;
+    let (suites, load_failures, interrupted) = read_run(dir)?;
     let mut report = crate::report::html::HtmlReport::to_file(out);
-    for suite in &mut suites {
-        report.on_suite(suite)?;
-        if let crate::schema::Response::Success(run) = &mut suite.response {
-            run.datasets = Vec::new();
-        }
-    }
+    let suites = feed(&mut report, suites)?;
     report.finish(&crate::report::RunEnd {
         suites: &suites,
         load_failures: &load_failures,

@@ -485,6 +485,7 @@ impl<'a> RunRow<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::whole::WholeSuite;
     use crate::schema::{Dataset, RunResponse, Summary};
     use crate::secrets::Secrets;
     use crate::select::BatchId;
@@ -517,7 +518,7 @@ mod tests {
 
     /// A suite `name` (about `system`) of one dataset `s1` with two turns:
     /// `q1` passing, `q2` failing with `answers[1]`.
-    fn suite(name: &str, system: Option<&str>, answers: [&str; 2]) -> SuiteReport {
+    fn suite(name: &str, system: Option<&str>, answers: [&str; 2]) -> WholeSuite {
         let mut dataset = Dataset::new("s1", "agent");
         for (k, answer) in answers.iter().enumerate() {
             let mut batch = Batch::new(
@@ -565,23 +566,27 @@ mod tests {
                 location: None,
             })
             .collect();
-        SuiteReport {
-            name: name.into(),
-            system: system.map(str::to_owned),
+        WholeSuite {
+            head: crate::report::SuiteHead {
+                index: 0,
+                name: name.into(),
+                system: system.map(str::to_owned),
+                secrets: Secrets::new(["sk-secret-1"]),
+            },
             response: Response::Success(RunResponse::new(vec![(dataset, summary)])),
             origins: vec![Origin { dataset: 0, run: 0 }],
             records,
-            secrets: Secrets::new(["sk-secret-1"]),
         }
     }
 
     /// Writes `suites` through `report`; the page's text.
-    fn page(mut report: HtmlReport, suites: &[SuiteReport], path: &Path) -> String {
-        for suite in suites {
-            report.on_suite(suite).expect("on_suite");
-        }
+    fn page(mut report: HtmlReport, suites: Vec<WholeSuite>, path: &Path) -> String {
+        let suites: Vec<SuiteReport> = suites
+            .into_iter()
+            .map(|suite| suite.feed(&mut report).expect("fed"))
+            .collect();
         let end = RunEnd {
-            suites,
+            suites: &suites,
             load_failures: &[],
             interrupted: false,
         };
@@ -605,10 +610,10 @@ mod tests {
     fn a_suite_s_data_is_embedded_redacted_and_cannot_close_its_element() {
         let dir = tempfile::tempdir().expect("temp dir");
         let answer = "</script><script>alert(1)</script> Lyon sk-secret-1";
-        let suites = [suite("geo", None, ["The capital is Paris", answer])];
+        let suites = vec![suite("geo", None, ["The capital is Paris", answer])];
         let text = page(
             HtmlReport::new(dir.path()),
-            &suites,
+            suites,
             &dir.path().join(REPORT_HTML),
         );
         assert!(!text.contains("sk-secret-1"), "a secret in the report");
@@ -669,7 +674,7 @@ mod tests {
     #[test]
     fn systems_of_one_suite_are_reported_apart_under_one_name() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let suites = [
+        let suites = vec![
             suite("geo", Some("small"), ["The capital is Paris", "Lyon"]),
             suite(
                 "geo",
@@ -679,7 +684,7 @@ mod tests {
         ];
         let text = page(
             HtmlReport::new(dir.path()),
-            &suites,
+            suites,
             &dir.path().join(REPORT_HTML),
         );
         let data = data(&text);
@@ -711,7 +716,7 @@ mod tests {
         let report = HtmlReport::to_file(&path).with_baseline(Box::new(|r: &BatchRecord| {
             (!r.passed).then(|| "newly failing".to_owned())
         }));
-        let data = data(&page(report, &[suite("geo", None, ["a", "b"])], &path));
+        let data = data(&page(report, vec![suite("geo", None, ["a", "b"])], &path));
         assert!(data[0]["batches"][0].get("b").is_none());
         assert_eq!(data[0]["batches"][1]["b"], "newly failing");
     }

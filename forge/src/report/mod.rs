@@ -1,7 +1,11 @@
 //! The last step of the pipeline: reporters. A run emits one stream of
 //! [`BatchRecord`]s; a [`Reporter`] consumes it (one implementation per
-//! output, several at once through a [`Tee`]) and then sees each suite's
-//! [`SuiteReport`] and the run's end:
+//! output, several at once through a [`Tee`]): each record as soon as it
+//! is known, each dataset ([`DatasetReport`]) once it and the datasets
+//! before it are done, each suite's end ([`SuiteReport`]: its [`Tally`])
+//! and the run's end. Nothing a reporter is handed grows with the suite,
+//! so a reporter that writes as it is fed holds a run of any size in
+//! constant memory:
 //!
 //! | reporter | writes |
 //! | --- | --- |
@@ -26,6 +30,7 @@ pub mod since;
 pub mod summary;
 pub mod sweep;
 pub mod tally;
+pub mod whole;
 
 use std::path::{Path, PathBuf};
 
@@ -33,8 +38,9 @@ use crate::error::ReportError;
 use crate::load::LoadFailure;
 pub(crate) use crate::output::{create, finish, prepare};
 use crate::run::{BatchRecord, Origin};
-use crate::schema::Response;
+use crate::schema::{Dataset, Response, Summary};
 use crate::secrets::Secrets;
+use tally::SuiteUsage;
 
 /// Environment variable naming the output directory.
 pub const OUT_DIR_ENV: &str = "FORGE_OUT_DIR";
@@ -47,33 +53,22 @@ pub fn out_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// One suite's result, as reporters see it.
+/// A suite as its reports name it.
 #[derive(Debug, Clone)]
-pub struct SuiteReport {
+pub struct SuiteHead {
+    /// Its index among the run's suites ([`BatchId::suite`](crate::select::BatchId)).
+    pub index: usize,
     /// The suite's name.
     pub name: String,
     /// The named system this report is about, when the suite compares
     /// several (`runners:`): its test names are
     /// `<suite>::<system>::<session>::<qa_id>`.
     pub system: Option<String>,
-    /// Its response: the answered datasets and their summaries (emptied
-    /// once every reporter's [`Reporter::on_suite`] has seen them), or the
-    /// error that kept the suite from running.
-    pub response: Response,
-    /// Where each of the response's datasets comes from, in its order.
-    pub origins: Vec<Origin>,
-    /// One record per batch that ran, in suite order.
-    pub records: Vec<BatchRecord>,
     /// The secrets to keep out of its reports.
     pub secrets: Secrets,
 }
 
-impl SuiteReport {
-    /// Whether every selected batch passed.
-    pub fn passed(&self) -> bool {
-        self.response.is_success() && self.records.iter().all(|r| r.passed || !r.selected)
-    }
-
+impl SuiteHead {
     /// The name of its report files: `<suite>`, or `<suite>.<system>` for
     /// a system of `runners:` (`<suite>.<system>.json`).
     pub fn report_name(&self) -> String {
@@ -88,18 +83,133 @@ impl SuiteReport {
             None => self.name.clone(),
         }
     }
+}
+
+/// One run of a suite's dataset, answered: a dataset of the Fair-Forge
+/// response, with its summary.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The dataset with its answers (not yet redacted: the summary JSON
+    /// redacts it with the suite's secrets as it writes it).
+    pub dataset: Dataset,
+    /// Its summary.
+    pub summary: Summary,
+    /// Which dataset of the suite, and which of its runs.
+    pub origin: Origin,
+}
+
+/// One dataset of a suite, done: reported in the suite's order of
+/// datasets, as soon as it and every dataset before it are done.
+#[derive(Debug, Clone, Copy)]
+pub struct DatasetReport<'a> {
+    /// The suite.
+    pub suite: &'a SuiteHead,
+    /// The dataset's index within the suite.
+    pub index: usize,
+    /// The records of its batches that ran or are skipped, in turn order.
+    pub records: &'a [BatchRecord],
+    /// Its runs' answered datasets, in run order (none when the suite
+    /// could not run).
+    pub answered: &'a [Answered],
+}
+
+/// What a suite's records came to, counted as they were reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Records reported (selected, skipped and earlier turns).
+    pub records: usize,
+    /// Selected batches.
+    pub selected: usize,
+    /// Selected batches that passed.
+    pub passed: usize,
+    /// Skipped batches.
+    pub skipped: usize,
+    /// Answered datasets (Fair-Forge's `total_datasets`).
+    pub answered: usize,
+    /// The tokens and cost of every run.
+    pub usage: SuiteUsage,
+}
+
+impl Tally {
+    /// Counts `report`'s records and answered datasets.
+    pub fn add(&mut self, report: &DatasetReport<'_>) {
+        report.records.iter().for_each(|r| self.add_record(r));
+        self.answered += report.answered.len();
+    }
+
+    /// Counts one record.
+    pub fn add_record(&mut self, record: &BatchRecord) {
+        self.records += 1;
+        self.selected += usize::from(record.selected);
+        self.passed += usize::from(record.selected && record.passed);
+        self.skipped += usize::from(record.skipped);
+        self.usage.add(record);
+    }
+
+    /// Selected batches that failed.
+    pub fn failed(&self) -> usize {
+        self.selected - self.passed
+    }
+}
+
+/// One suite's end, as reporters see it: every dataset of it was
+/// reported before.
+#[derive(Debug, Clone)]
+pub struct SuiteReport {
+    /// The suite.
+    pub head: SuiteHead,
+    /// The error that kept the suite from running (its runner's
+    /// configuration, its cassette), `None` when it ran.
+    pub error: Option<String>,
+    /// What its records came to.
+    pub tally: Tally,
+    /// TRANSITIONAL (removed once every reporter streams): the name.
+    pub name: String,
+    /// TRANSITIONAL: the system.
+    pub system: Option<String>,
+    /// TRANSITIONAL: the whole response.
+    pub response: Response,
+    /// TRANSITIONAL: the origins.
+    pub origins: Vec<Origin>,
+    /// TRANSITIONAL: every record.
+    pub records: Vec<BatchRecord>,
+    /// TRANSITIONAL: the secrets.
+    pub secrets: Secrets,
+}
+
+impl SuiteReport {
+    /// Whether every selected batch passed.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.tally.failed() == 0
+    }
+
+    /// The Fair-Forge response of a suite that could not run, `None` for
+    /// one that ran.
+    pub fn failure(&self) -> Option<Response> {
+        self.error.as_deref().map(Response::error)
+    }
+
+    /// The name of its report files (see [`SuiteHead::report_name`]).
+    pub fn report_name(&self) -> String {
+        self.head.report_name()
+    }
+
+    /// What its test names start with (see [`SuiteHead::test_prefix`]).
+    pub fn test_prefix(&self) -> String {
+        self.head.test_prefix()
+    }
 
     /// Whether the suite has anything to report: a batch that ran, or the
     /// error that kept it from running.
     pub fn is_reported(&self) -> bool {
-        !self.records.is_empty() || !self.response.is_success()
+        self.tally.records > 0 || self.error.is_some()
     }
 }
 
 /// The end of a run, as [`Reporter::finish`] sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct RunEnd<'a> {
-    /// Every suite, in order (answered datasets already freed).
+    /// Every suite, in order.
     pub suites: &'a [SuiteReport],
     /// Suite files that could not be loaded (failing tests in JUnit).
     pub load_failures: &'a [LoadFailure],
@@ -107,16 +217,22 @@ pub struct RunEnd<'a> {
     pub interrupted: bool,
 }
 
-/// A consumer of a run's records: one output.
+/// A consumer of a run's records: one output. What it keeps between calls
+/// is its own; nothing in the stream it is fed grows with the suite.
 pub trait Reporter: Send {
-    /// A batch's record, as soon as it is known (records of a suite arrive
-    /// in completion order).
+    /// A batch's record, as soon as it is known (in completion order).
     fn on_record(&mut self, record: &BatchRecord) {
         let _ = record;
     }
 
-    /// A suite finished, with its answered datasets and all its records
-    /// in suite order.
+    /// A dataset of a suite is done: its records and answered datasets,
+    /// in the suite's order of datasets.
+    fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        let _ = dataset;
+        Ok(())
+    }
+
+    /// A suite finished: every dataset of it was reported.
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
         let _ = suite;
         Ok(())
@@ -161,6 +277,12 @@ impl Tee {
 impl Reporter for Tee {
     fn on_record(&mut self, record: &BatchRecord) {
         self.reporters.iter_mut().for_each(|r| r.on_record(record));
+    }
+
+    fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        self.reporters
+            .iter_mut()
+            .try_for_each(|r| r.on_dataset(dataset))
     }
 
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {

@@ -21,17 +21,22 @@ impl SuiteUsage {
     /// The sum over every run of `records` (selected or not: an earlier
     /// turn run to keep a conversation intact was paid for too).
     pub fn of(records: &[BatchRecord]) -> SuiteUsage {
+        let mut usage = SuiteUsage::default();
+        records.iter().for_each(|r| usage.add(r));
+        usage
+    }
+
+    /// Adds what `record`'s runs spent.
+    pub fn add(&mut self, record: &BatchRecord) {
         let add = |total: Option<(Spend, usize)>, spend: Option<Spend>| match (total, spend) {
             (total, None) => total,
             (None, Some(s)) => Some((s, 1)),
             (Some((t, n)), Some(s)) => Some((t.plus(s), n + 1)),
         };
-        let mut usage = SuiteUsage::default();
-        for run in records.iter().flat_map(|r| &r.runs) {
-            usage.runner = add(usage.runner, run.usage);
-            usage.judge = add(usage.judge, run.judge_usage);
+        for run in &record.runs {
+            self.runner = add(self.runner, run.usage);
+            self.judge = add(self.judge, run.judge_usage);
         }
-        usage
     }
 
     /// Whether any run reported usage.
