@@ -36,7 +36,7 @@ use crate::report::since::Baseline as Marks;
 use crate::report::summary::SummaryJson;
 use crate::report::sweep::Parts;
 use crate::report::{self, Tee};
-use crate::select::Selection;
+use crate::select::Rules;
 
 /// Exit status of a run in which some batch failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -572,13 +572,17 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     };
     // What the reporters mark; `conclude` reads the comparison itself.
     let marks = baseline.clone().map(|b| b as Arc<dyn Marks>);
-    let mut console = Console::new(selection.count(), args.quiet).with_baseline(marks.clone());
+    let mut console = Console::new(selection.selected(), args.quiet).with_baseline(marks.clone());
     if let Some(fanout) = &fanout {
         fanout.remote(&mut suites);
         let progress = fanout.progress();
         console = console.with_status(move || progress.status());
     }
-    let reporter = reporters(console, &out, header, marks.as_ref());
+    let mut reporter = reporters(console, &out, header, marks.as_ref());
+    let since = baseline.map(|baseline| Since::new(baseline));
+    if let Some(since) = &since {
+        reporter = reporter.with(since.clone());
+    }
     crate::interrupt::stop_on_signal(cancel.clone());
     let start = Instant::now();
     let outcome = pipeline::execute(
@@ -593,7 +597,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     if let Some(fanout) = fanout {
         eprintln!("forge: {}", fanout.finish().await.closing_line());
     }
-    match conclude(&outcome, &out, start, baseline.as_deref()) {
+    match conclude(&outcome, &out, start, since.as_ref()) {
         _ if !load_failures.is_empty() => ExitCode::from(EXIT_BAD_INPUT),
         status => status,
     }
@@ -613,18 +617,14 @@ fn load_baseline(args: &RunArgs) -> Result<Option<Arc<Baseline>>, ExitCode> {
     }
 }
 
-/// The batches `--filter` and `--partition` (or `FORGE_PARTITION`) select,
-/// and the partition; exit 2 when the filter matches nothing or the
-/// partition is invalid.
+/// The batches `--filter` and `--partition` (or `FORGE_PARTITION`) select
+/// (counted: one pass over the suites' datasets), and the partition; exit
+/// 2 when the filter matches nothing, the partition is invalid or a
+/// dataset file cannot be read.
 fn select(
     args: &RunArgs,
     suites: &[crate::suite::Suite],
-) -> Result<(Selection, Option<Partition>), ExitCode> {
-    let mut selection = Selection::filtered(suites, args.filter.as_deref());
-    if let (true, Some(filter)) = (selection.is_empty(), &args.filter) {
-        eprintln!("forge: no batch matches --filter {filter:?}");
-        return Err(ExitCode::from(EXIT_BAD_INPUT));
-    }
+) -> Result<(Rules, Option<Partition>), ExitCode> {
     let partition = match args
         .partition
         .map(Ok)
@@ -637,11 +637,61 @@ fn select(
             return Err(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
-    if let Some(partition) = &partition {
-        // A shard with no session of a suite runs nothing of it and passes.
-        selection = selection.in_shard(suites, partition);
+    let filter = args.filter.as_deref();
+    let mut matching = Rules::new(suites, filter, None);
+    if let Err(error) = matching.count(suites) {
+        eprintln!("forge: {error}");
+        return Err(ExitCode::from(EXIT_BAD_INPUT));
     }
+    if let (0, Some(filter)) = (matching.selected(), &args.filter) {
+        eprintln!("forge: no batch matches --filter {filter:?}");
+        return Err(ExitCode::from(EXIT_BAD_INPUT));
+    }
+    // A shard with no session of a suite runs nothing of it and passes.
+    let selection = match partition {
+        None => matching,
+        Some(partition) => {
+            let mut shard = Rules::new(suites, filter, Some(partition));
+            if let Err(error) = shard.count(suites) {
+                eprintln!("forge: {error}");
+                return Err(ExitCode::from(EXIT_BAD_INPUT));
+            }
+            shard
+        }
+    };
     Ok((selection, partition))
+}
+
+/// Counts how the run's selected batches changed since the baseline, as
+/// their records come.
+#[derive(Clone)]
+struct Since {
+    baseline: Arc<Baseline>,
+    counts: Arc<std::sync::Mutex<crate::diff::SinceCounts>>,
+}
+
+impl Since {
+    fn new(baseline: Arc<Baseline>) -> Self {
+        Since {
+            baseline,
+            counts: Arc::default(),
+        }
+    }
+
+    /// The closing line, and whether a batch regressed.
+    fn conclude(&self) -> (String, bool) {
+        let counts = *self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        self.baseline.conclude(&counts)
+    }
+}
+
+impl crate::report::Reporter for Since {
+    fn on_record(&mut self, record: &crate::run::BatchRecord) {
+        if record.selected {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            self.baseline.count(&mut counts, record);
+        }
+    }
 }
 
 /// `forge run`'s reporters: `console`, the summary JSON, JUnit, the HTML
@@ -696,7 +746,7 @@ fn conclude(
     outcome: &pipeline::Outcome,
     out: &std::path::Path,
     start: Instant,
-    baseline: Option<&Baseline>,
+    since: Option<&Since>,
 ) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     match &outcome.reports {
@@ -718,9 +768,9 @@ fn conclude(
         "{passed} passed, {failed} failed{ignored} in {:.2}s",
         start.elapsed().as_secs_f64()
     );
-    let failed = match baseline {
-        Some(baseline) => {
-            let (line, regressed) = baseline.conclude(outcome.selected());
+    let failed = match since {
+        Some(since) => {
+            let (line, regressed) = since.conclude();
             eprintln!("forge: {line}");
             regressed || outcome.interrupted
         }

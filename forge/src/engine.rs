@@ -122,6 +122,10 @@ impl From<Dataset> for Job {
 /// Called after every turn with the job's index, the turn's index and its outcome.
 pub type Observer = dyn Fn(usize, usize, &BatchOutcome) + Send + Sync;
 
+/// Called when a streamed job's session ends, with the job's index and
+/// its answered dataset and summary.
+pub type Done = dyn Fn(usize, (Dataset, Summary)) + Send + Sync;
+
 /// Runs sessions concurrently (at most `concurrency` at once), turns in order.
 #[derive(Clone)]
 pub struct Engine {
@@ -201,6 +205,57 @@ impl Engine {
             }
         }
         slots.into_iter().flatten().collect()
+    }
+
+    /// Runs the jobs that come through `jobs` as they come, at most
+    /// `concurrency` sessions at once, handing each finished session to
+    /// `done` with its job index; returns once `jobs` is closed and every
+    /// session has ended. Nothing is kept between jobs: the sender decides
+    /// how many are in flight.
+    pub async fn stream(
+        &self,
+        jobs: tokio::sync::mpsc::Receiver<(usize, Job)>,
+        observer: Arc<Observer>,
+        done: Arc<Done>,
+    ) {
+        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        let handles: Vec<_> = (0..self.concurrency)
+            .map(|_| {
+                let (jobs, observer, done) =
+                    (Arc::clone(&jobs), Arc::clone(&observer), Arc::clone(&done));
+                tokio::spawn(self.clone().pull(jobs, observer, done))
+            })
+            .collect();
+        for handle in handles {
+            if let Err(error) = handle.await {
+                // A panic outside any runner call is a bug in forge: surface it.
+                if error.is_panic() {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+            }
+        }
+    }
+
+    /// One streaming worker: takes jobs off the channel until it closes.
+    async fn pull(
+        self,
+        jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(usize, Job)>>>,
+        observer: Arc<Observer>,
+        done: Arc<Done>,
+    ) {
+        loop {
+            let next = jobs.lock().await.recv().await;
+            let Some((index, job)) = next else { break };
+            let session = SessionRun {
+                runner: &*self.runner,
+                policy: &self.policy,
+                stop: self.stop(),
+                observer: &*observer,
+                job: index,
+            };
+            let result = session.run(job).await;
+            done(index, result);
+        }
     }
 
     /// Runs whole datasets with no observer.

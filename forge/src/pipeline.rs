@@ -2,17 +2,18 @@
 //!
 //! ```text
 //! load (suites + located load failures)      crate::load
-//!   -> select (one Selection)                crate::select
+//!   -> select (Rules, or a Selection)        crate::select
 //!   -> run (engine; one record per batch)    crate::run, crate::engine
 //!   -> report (Reporter: JSON, JUnit, ...)   crate::report
 //! ```
 //!
-//! [`execute`] runs the last two steps: it feeds the run's record stream to
-//! a [`Reporter`] while the run goes on, then hands it each suite's report
-//! and the run's end. `forge run` and the `cargo test` harness differ only
-//! in how they load, select and which reporters they tee; the payload API
-//! (`forge run --payload`, `forge serve`, the Lambda function) runs its
-//! datasets on the same engine.
+//! [`execute`] runs the last two steps: it feeds the run's records and
+//! datasets to a [`Reporter`] while the run goes on (each dataset once it
+//! and the suite's datasets before it are done, then dropped), then hands
+//! it each suite's end and the run's end. `forge run` and the `cargo test`
+//! harness differ only in how they load, select and which reporters they
+//! tee; the payload API (`forge run --payload`, `forge serve`, the Lambda
+//! function) runs its datasets on the same engine.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,16 +23,16 @@ use tokio_util::sync::CancellationToken;
 use crate::cassette::Cassettes;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
-use crate::report::whole::WholeSuite;
-use crate::report::{Reporter, RunEnd, SuiteHead, SuiteReport};
-use crate::run::{self, BatchRecord, SuiteRun};
-use crate::select::{BatchId, Selection};
-use crate::suite::{BatchLocation, Suite};
+use crate::report::{DatasetReport, Reporter, RunEnd, SuiteHead, SuiteReport, Tally};
+use crate::run::{self, Answered, BatchRecord, DatasetDone, Origin, RunEvents};
+use crate::schema::{Response, RunResponse};
+use crate::select::Select;
+use crate::suite::Suite;
 
 /// What a run and its reports came to.
 #[derive(Debug)]
 pub struct Outcome {
-    /// Every suite's report, in order (answered datasets freed).
+    /// Every suite's end: what its records came to.
     pub suites: Vec<SuiteReport>,
     /// The report files written, or the first report that could not be.
     pub reports: Result<Vec<PathBuf>, ReportError>,
@@ -40,24 +41,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The selected batches' records.
-    pub fn selected(&self) -> impl Iterator<Item = &BatchRecord> {
-        self.suites
-            .iter()
-            .flat_map(|s| &s.records)
-            .filter(|r| r.selected)
-    }
-
     /// How many selected batches passed and failed.
     pub fn tally(&self) -> (usize, usize) {
-        let passed = self.selected().filter(|r| r.passed).count();
-        (passed, self.selected().count() - passed)
+        let passed = self.suites.iter().map(|s| s.tally.passed).sum();
+        let failed = self.suites.iter().map(|s| s.tally.failed()).sum();
+        (passed, failed)
     }
 
     /// How many batches were skipped (ignored, see [`BatchRecord::skipped`]).
     pub fn skipped(&self) -> usize {
-        let records = self.suites.iter().flat_map(|s| &s.records);
-        records.filter(|r| r.skipped).count()
+        self.suites.iter().map(|s| s.tally.skipped).sum()
     }
 
     /// Whether every selected batch passed, every suite could run and the
@@ -67,78 +60,71 @@ impl Outcome {
     }
 }
 
-/// Runs the `selection` of `suites` (taken: the run moves their turns into
-/// its results) and reports it to `reporter`: the records as they come
-/// (from the engine's workers, one at a time), then each suite, then the
-/// end of the run (with the load failures a report shows). `cassettes`
-/// says where replies replay from and are recorded to.
+/// Runs the `select`ed batches of `suites` (taken: the run moves their
+/// datasets out, one at a time) and reports it to `reporter`: the records
+/// as they come (from the engine's workers, one at a time), each dataset
+/// in its suite's order, then each suite's end, then the end of the run
+/// (with the load failures a report shows). `cassettes` says where replies
+/// replay from and are recorded to.
 pub async fn execute<R: Reporter + 'static>(
     mut suites: Vec<Suite>,
-    selection: &Selection,
+    select: &dyn Select,
     reporter: R,
     load_failures: &[LoadFailure],
     cassettes: &Cassettes,
     cancel: CancellationToken,
 ) -> Outcome {
-    let skipped: Vec<Vec<BatchRecord>> = suites
+    let heads: Vec<SuiteHead> = suites
         .iter()
         .enumerate()
-        .map(|(index, suite)| skipped_records(index, suite, selection))
+        .map(|(index, suite)| SuiteHead {
+            index,
+            name: suite.name.clone(),
+            system: suite.system.clone(),
+            secrets: suite.secrets(),
+        })
         .collect();
-    let live = Arc::new(Mutex::new(Live {
-        reporter,
-        records: vec![Vec::new(); suites.len()],
-        locations: suites
-            .iter()
-            .map(|s| {
-                s.datasets
-                    .iter()
-                    .map(|d| Arc::clone(&d.locations))
-                    .collect()
-            })
-            .collect(),
-    }));
-    let sink = {
-        let live = Arc::clone(&live);
-        move |record: BatchRecord| live.lock().unwrap_or_else(|e| e.into_inner()).take(record)
-    };
-    let runs = run::run(
-        &mut suites,
-        selection,
-        Arc::new(sink),
-        cassettes,
-        cancel.clone(),
-    )
-    .await;
-    // What is left of the suites (names, checks) is not needed by the
-    // reports: free it before they are built.
+    let live = Arc::new(Live {
+        state: Mutex::new(LiveState {
+            reporter,
+            tallies: vec![Tally::default(); heads.len()],
+            error: None,
+            whole: vec![(Vec::new(), Vec::new()); heads.len()],
+        }),
+        heads,
+    });
+    let events = Arc::clone(&live) as Arc<dyn RunEvents>;
+    let mut runs = run::run(&mut suites, select, events, cassettes, cancel.clone()).await;
     drop(suites);
     // Cassettes are outputs too: one that could not be written fails the
     // run's reports.
-    let mut runs = runs;
     let cassettes: Vec<_> = runs.iter_mut().filter_map(|r| r.cassette.take()).collect();
-    let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
-    let records = std::mem::take(&mut live.records);
-    let wholes: Vec<WholeSuite> = runs
+    let Ok(live) = Arc::try_unwrap(live) else {
+        unreachable!("the run holds no event sink once it has ended")
+    };
+    let (heads, mut state) = (
+        live.heads,
+        live.state.into_inner().unwrap_or_else(|e| e.into_inner()),
+    );
+    let tallies = std::mem::take(&mut state.tallies);
+    let whole = std::mem::take(&mut state.whole);
+    let reports: Vec<SuiteReport> = runs
         .into_iter()
-        .zip(records)
-        .zip(skipped)
-        .enumerate()
-        .map(|(index, whole)| suite_report(index, whole))
+        .zip(heads)
+        .zip(tallies)
+        .zip(whole)
+        .map(|(((run, head), tally), whole)| suite_report(run, head, tally, whole))
         .collect();
-    let reporter = &mut live.reporter;
-    let mut reports = Vec::with_capacity(wholes.len());
-    let mut written = Ok(());
-    for whole in wholes {
-        match whole.feed(reporter) {
-            Ok(report) => reports.push(report),
-            Err(error) => {
-                written = Err(error);
-                break;
-            }
-        }
-    }
-    let written = written
+    let reporter = &mut state.reporter;
+    let written = state
+        .error
+        .take()
+        .map_or(Ok(()), Err)
+        .and_then(|()| {
+            reports
+                .iter()
+                .try_for_each(|suite| reporter.on_suite(suite))
+        })
         .and_then(|()| {
             reporter.finish(&RunEnd {
                 suites: &reports,
@@ -159,86 +145,84 @@ pub async fn execute<R: Reporter + 'static>(
     }
 }
 
-/// The reporter and the records of a run in progress.
-struct Live<R> {
-    reporter: R,
-    /// Each suite's records, in the order they came.
-    records: Vec<Vec<BatchRecord>>,
-    /// Where each batch is written, per suite and dataset.
-    locations: Vec<Vec<Arc<[BatchLocation]>>>,
-}
-
-impl<R: Reporter> Live<R> {
-    fn take(&mut self, mut record: BatchRecord) {
-        record.location = location(&self.locations, record.id);
-        self.reporter.on_record(&record);
-        if let Some(records) = self.records.get_mut(record.id.suite) {
-            records.push(record);
-        }
+/// A suite's end, from its run and what its records came to.
+fn suite_report(
+    run: run::SuiteRun,
+    head: SuiteHead,
+    tally: Tally,
+    (records, answered): (Vec<BatchRecord>, Vec<Answered>),
+) -> SuiteReport {
+    // TRANSITIONAL: the whole suite, for the reporters that still read it.
+    let response = match &run.error {
+        Some(error) => Response::error(error.clone()),
+        None => Response::Success(RunResponse::new(
+            answered
+                .iter()
+                .map(|a| (a.dataset.clone(), a.summary.clone()))
+                .collect(),
+        )),
+    };
+    let origins: Vec<Origin> = match &run.error {
+        Some(_) => Vec::new(),
+        None => answered.iter().map(|a| a.origin).collect(),
+    };
+    SuiteReport {
+        name: head.name.clone(),
+        system: head.system.clone(),
+        secrets: head.secrets.clone(),
+        head,
+        error: run.error,
+        tally,
+        response,
+        origins,
+        records,
     }
 }
 
-/// Where the batch `id` is written.
-fn location(locations: &[Vec<Arc<[BatchLocation]>>], id: BatchId) -> Option<BatchLocation> {
-    let dataset = locations.get(id.suite)?.get(id.dataset)?;
-    dataset.get(id.batch).cloned()
+/// The reporter, fed by the run's workers.
+struct Live<R> {
+    heads: Vec<SuiteHead>,
+    state: Mutex<LiveState<R>>,
 }
 
-/// The records of a suite's skipped batches, as if none ran (one that ran
-/// for a later turn of its session keeps its record, marked skipped).
-fn skipped_records(index: usize, suite: &Suite, selection: &Selection) -> Vec<BatchRecord> {
-    let mut records = Vec::new();
-    for (d, data) in suite.datasets.iter().enumerate() {
-        for (b, test) in data.test_names.iter().enumerate() {
-            let id = BatchId {
-                suite: index,
-                dataset: d,
-                batch: b,
-            };
-            if selection.is_skipped(id) {
-                records.push(BatchRecord {
-                    id,
-                    test: test.clone(),
-                    selected: false,
-                    passed: false,
-                    message: None,
-                    runs: Vec::new(),
-                    checks: Vec::new(),
-                    skipped: true,
-                    location: data.locations.get(b).cloned(),
-                });
+struct LiveState<R> {
+    reporter: R,
+    /// What each suite's records came to so far.
+    tallies: Vec<Tally>,
+    /// The first report that could not be written.
+    error: Option<ReportError>,
+    /// TRANSITIONAL: each suite's records and answered datasets.
+    whole: Vec<(Vec<BatchRecord>, Vec<Answered>)>,
+}
+
+impl<R: Reporter> RunEvents for Live<R> {
+    fn record(&self, record: &BatchRecord) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.reporter.on_record(record);
+    }
+
+    fn dataset(&self, done: DatasetDone) {
+        let Some(head) = self.heads.get(done.suite) else {
+            return;
+        };
+        let report = DatasetReport {
+            suite: head,
+            index: done.index,
+            records: &done.records,
+            answered: &done.answered,
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tally) = state.tallies.get_mut(done.suite) {
+            tally.add(&report);
+        }
+        if state.error.is_none() {
+            if let Err(error) = state.reporter.on_dataset(&report) {
+                state.error = Some(error);
             }
         }
-    }
-    records
-}
-
-fn suite_report(
-    index: usize,
-    ((run, mut records), skipped): ((SuiteRun, Vec<BatchRecord>), Vec<BatchRecord>),
-) -> WholeSuite {
-    let key = |r: &BatchRecord| (r.id.dataset, r.id.batch);
-    records.sort_by_key(key);
-    let mut unrun = Vec::new();
-    for placeholder in skipped {
-        match records.binary_search_by_key(&key(&placeholder), key) {
-            Ok(at) => records[at].skipped = true,
-            Err(_) => unrun.push(placeholder),
+        if let Some(whole) = state.whole.get_mut(done.suite) {
+            whole.0.extend(done.records.iter().cloned());
+            whole.1.extend(done.answered.iter().cloned());
         }
-    }
-    if !unrun.is_empty() {
-        records.extend(unrun);
-        records.sort_by_key(key);
-    }
-    WholeSuite {
-        head: SuiteHead {
-            index,
-            name: run.name,
-            system: run.system,
-            secrets: run.secrets,
-        },
-        response: run.response,
-        origins: run.origins,
-        records,
     }
 }

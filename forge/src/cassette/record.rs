@@ -1,6 +1,6 @@
 //! Recording a suite's turns into its cassette.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -28,8 +28,8 @@ pub(crate) struct Recorder {
     runner: RunnerKey,
     record_errors: bool,
     secrets: Secrets,
-    /// By job; `None` for a job that is not recorded (replayed).
-    sessions: Mutex<Vec<Option<Recording>>>,
+    /// By job, the jobs that run live (a replayed one is not recorded).
+    sessions: Mutex<HashMap<usize, Recording>>,
 }
 
 /// What [`Recorder::new`] needs of a job.
@@ -39,45 +39,43 @@ pub(crate) struct JobKey {
     pub run: usize,
     pub context: String,
     pub turns: Vec<TurnKey>,
-    /// Whether this job runs live (and is recorded).
-    pub live: bool,
 }
 
 impl Recorder {
-    /// A recorder of the given jobs of suite `suite` into `dir`.
+    /// A recorder of suite `suite`'s live jobs into `dir`.
     pub fn new(
         dir: &Path,
         suite: &str,
         runner: RunnerKey,
         record_errors: bool,
         secrets: Secrets,
-        jobs: Vec<JobKey>,
     ) -> Self {
-        let sessions = jobs
-            .into_iter()
-            .map(|job| {
-                job.live.then(|| Recording {
-                    tape: SessionTape {
-                        session_id: job.session_id,
-                        assistant_id: job.assistant_id,
-                        run: job.run,
-                        context: job.context,
-                        time_ms: None,
-                        turns: Vec::new(),
-                    },
-                    keys: job.turns,
-                    stopped: false,
-                })
-            })
-            .collect();
         Recorder {
             path: path(dir, suite),
             suite: suite.to_owned(),
             runner,
             record_errors,
             secrets,
-            sessions: Mutex::new(sessions),
+            sessions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Job `job` runs live: it is recorded.
+    pub fn start(&self, job: usize, key: JobKey) {
+        let recording = Recording {
+            tape: SessionTape {
+                session_id: key.session_id,
+                assistant_id: key.assistant_id,
+                run: key.run,
+                context: key.context,
+                time_ms: None,
+                turns: Vec::new(),
+            },
+            keys: key.turns,
+            stopped: false,
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.insert(job, recording);
     }
 
     /// A turn of job `job` finished. A failed turn is recorded only with
@@ -85,7 +83,7 @@ impl Recorder {
     /// so the next recording runs them again.
     pub fn on_turn(&self, job: usize, turn: usize, outcome: &BatchOutcome) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(Some(recording)) = sessions.get_mut(job) else {
+        let Some(recording) = sessions.get_mut(&job) else {
             return;
         };
         if recording.stopped || turn != recording.tape.turns.len() {
@@ -113,7 +111,7 @@ impl Recorder {
     /// every turn it ran was recorded.
     pub fn on_session(&self, job: usize, turns: usize, total_ms: f64) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Some(recording)) = sessions.get_mut(job) {
+        if let Some(recording) = sessions.get_mut(&job) {
             if !recording.stopped && recording.tape.turns.len() == turns {
                 recording.tape.time_ms = Some(total_ms);
             }
@@ -143,7 +141,7 @@ impl Recorder {
                 all.insert(key(tape), tape.clone());
             }
         }
-        for recording in sessions.into_iter().flatten() {
+        for recording in sessions.into_values() {
             let new = recording.tape;
             let previous = old.and_then(|t| t.session(&new.session_id, &new.assistant_id, new.run));
             let tape = match previous {

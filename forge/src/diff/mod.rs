@@ -444,23 +444,43 @@ impl Baseline {
     /// A run's `records` compared with the baseline: the closing line
     /// (`since baseline DIR: 2 regressed, 1 not significant, ...`) and
     /// whether a batch regressed.
-    pub(crate) fn conclude<'a>(
-        &self,
-        records: impl Iterator<Item = &'a BatchRecord>,
-    ) -> (String, bool) {
-        let changes: Vec<Change> = records.filter_map(|r| self.compare(r)).collect();
-        let count = |keep: &dyn Fn(&Change) -> bool| changes.iter().filter(|c| keep(c)).count();
-        let regressed = count(&|c| c.regressed);
-        let flaky = count(&|c| Change::flaky(&c.kinds));
-        let has = |c: &Change, kind: fn(&ChangeKind) -> bool| c.kinds.iter().any(kind);
-        let passing = count(&|c| has(c, |k| matches!(k, ChangeKind::NewlyPassing)));
-        let added = count(&|c| has(c, |k| matches!(k, ChangeKind::Added { .. })));
+    /// Counts how `record` (a selected batch) changed since the baseline.
+    pub(crate) fn count(&self, counts: &mut SinceCounts, record: &BatchRecord) {
+        let Some(change) = self.compare(record) else {
+            return;
+        };
+        let has = |kind: fn(&ChangeKind) -> bool| change.kinds.iter().any(kind);
+        counts.regressed += usize::from(change.regressed);
+        counts.flaky += usize::from(Change::flaky(&change.kinds));
+        counts.passing += usize::from(has(|k| matches!(k, ChangeKind::NewlyPassing)));
+        counts.added += usize::from(has(|k| matches!(k, ChangeKind::Added { .. })));
+    }
+
+    /// The run's closing line since the baseline, from its `counts`, and
+    /// whether a batch regressed.
+    pub(crate) fn conclude(&self, counts: &SinceCounts) -> (String, bool) {
+        let SinceCounts {
+            regressed,
+            flaky,
+            passing,
+            added,
+        } = counts;
         let line = format!(
             "since baseline {}: {regressed} regressed, {flaky} not significant, {passing} newly passing, {added} new",
             self.path.display()
         );
-        (line, regressed > 0)
+        (line, *regressed > 0)
     }
+}
+
+/// How a run's selected batches changed since its baseline, counted as
+/// their records come (see [`Baseline::count`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SinceCounts {
+    regressed: usize,
+    flaky: usize,
+    passing: usize,
+    added: usize,
 }
 
 /// What the reporters mark: each batch's change, in words.

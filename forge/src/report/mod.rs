@@ -37,8 +37,9 @@ use std::path::{Path, PathBuf};
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 pub(crate) use crate::output::{create, finish, prepare};
+pub use crate::run::Answered;
 use crate::run::{BatchRecord, Origin};
-use crate::schema::{Dataset, Response, Summary};
+use crate::schema::Response;
 use crate::secrets::Secrets;
 use tally::SuiteUsage;
 
@@ -83,19 +84,6 @@ impl SuiteHead {
             None => self.name.clone(),
         }
     }
-}
-
-/// One run of a suite's dataset, answered: a dataset of the Fair-Forge
-/// response, with its summary.
-#[derive(Debug, Clone)]
-pub struct Answered {
-    /// The dataset with its answers (not yet redacted: the summary JSON
-    /// redacts it with the suite's secrets as it writes it).
-    pub dataset: Dataset,
-    /// Its summary.
-    pub summary: Summary,
-    /// Which dataset of the suite, and which of its runs.
-    pub origin: Origin,
 }
 
 /// One dataset of a suite, done: reported in the suite's order of

@@ -424,6 +424,42 @@ impl Suite {
             .map(|d| d.dataset.conversation.len())
             .sum()
     }
+
+    /// The judges its datasets ask, each once.
+    pub(crate) fn judge_specs(&self) -> Vec<Arc<JudgeSpec>> {
+        let mut specs: Vec<Arc<JudgeSpec>> = Vec::new();
+        for spec in self.datasets.iter().filter_map(|d| d.judge.as_ref()) {
+            if !specs.iter().any(|s| Arc::ptr_eq(s, spec)) {
+                specs.push(Arc::clone(spec));
+            }
+        }
+        specs
+    }
+
+    /// Number of datasets in the suite.
+    pub fn dataset_count(&self) -> usize {
+        self.datasets.len()
+    }
+
+    /// Calls `f` with each dataset's index and content, in order.
+    pub fn for_each_dataset(
+        &self,
+        mut f: impl FnMut(usize, &SuiteDataset),
+    ) -> Result<(), SuiteError> {
+        self.datasets
+            .iter()
+            .enumerate()
+            .for_each(|(d, data)| f(d, data));
+        Ok(())
+    }
+
+    /// The suite's datasets, moved out in order, for a run: the suite
+    /// keeps none of them.
+    pub(crate) fn take_datasets(
+        &mut self,
+    ) -> Box<dyn Iterator<Item = Result<SuiteDataset, SuiteError>> + Send> {
+        Box::new(std::mem::take(&mut self.datasets).into_iter().map(Ok))
+    }
 }
 
 /// The one suite of a file with one system; an error at `runners:` for a
