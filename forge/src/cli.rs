@@ -547,6 +547,8 @@ async fn run_files(args: &RunArgs) -> ExitCode {
     // types need not exist here.
     let options = crate::suite::LoadOptions {
         offline: cassettes.offline() || args.lambda.is_some(),
+        // JSON and JSONL dataset files are read as the run reaches them.
+        stream: true,
     };
     // A suite that cannot be loaded is a failing `<stem>::load` test in
     // the reports, as under the harness; the others run, and the exit

@@ -169,8 +169,10 @@ pub struct HarnessOutcome {
 pub fn run(dir: &Path, args: &Arguments) -> Result<HarnessOutcome, ReportError> {
     let root = package_root();
     let cassettes = Cassettes::from_env();
+    // libtest needs every trial up front: the datasets are read whole.
     let options = LoadOptions {
         offline: cassettes.offline(),
+        stream: false,
     };
     let mut loaded = load(&[resolve(dir, &root)], &options);
     let partition = partition(&mut loaded);

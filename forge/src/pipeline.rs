@@ -38,6 +38,10 @@ pub struct Outcome {
     pub reports: Result<Vec<PathBuf>, ReportError>,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// The most datasets the run held at once, each suite's peak added
+    /// up (suites run side by side): bounded by their sessions in flight
+    /// plus a small window each, whatever the suites' sizes.
+    pub held: usize,
 }
 
 impl Outcome {
@@ -99,6 +103,7 @@ pub async fn execute<R: Reporter + 'static>(
     // Cassettes are outputs too: one that could not be written fails the
     // run's reports.
     let cassettes: Vec<_> = runs.iter_mut().filter_map(|r| r.cassette.take()).collect();
+    let held = runs.iter().map(|r| r.held).sum();
     let Ok(live) = Arc::try_unwrap(live) else {
         unreachable!("the run holds no event sink once it has ended")
     };
@@ -142,6 +147,7 @@ pub async fn execute<R: Reporter + 'static>(
         suites: reports,
         reports: written,
         interrupted: cancel.is_cancelled(),
+        held,
     }
 }
 

@@ -555,7 +555,10 @@ async fn mistakes_in_runners_are_located_load_errors() {
 fn the_readme_example_loads_as_one_suite_per_system() {
     let text = forge_testkit::libtest::readme_yaml("## Several systems side by side");
     // Offline: its variables need not be set.
-    let options = forge::LoadOptions { offline: true };
+    let options = forge::LoadOptions {
+        offline: true,
+        ..Default::default()
+    };
     let suites = forge::Suite::parse_all_with(Path::new("capitals.yaml"), &text, &options)
         .expect("the example loads");
     let systems: Vec<_> = suites.iter().map(|s| s.system.as_deref()).collect();

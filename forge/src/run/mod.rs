@@ -226,6 +226,8 @@ pub struct SuiteRun {
     pub error: Option<String>,
     /// The cassette written (with `--record`), or why it could not be.
     pub cassette: Option<Result<PathBuf, ReportError>>,
+    /// The most datasets of the suite its run held at once.
+    pub held: usize,
 }
 
 /// Where an answered dataset of a response comes from: the suite's dataset

@@ -26,6 +26,8 @@ struct State {
     /// The next dataset to go out.
     next: usize,
     pending: BTreeMap<usize, Pending>,
+    /// The most datasets held at once.
+    peak: usize,
 }
 
 /// A dataset that has not gone out yet.
@@ -102,7 +104,14 @@ impl Order {
     pub fn open(&self, index: usize, pending: Pending) {
         let mut state = lock(&self.state);
         state.pending.insert(index, pending);
+        state.peak = state.peak.max(state.pending.len());
         self.flush(&mut state);
+    }
+
+    /// The most datasets the suite's run held at once (started and not
+    /// gone out yet).
+    pub fn peak(&self) -> usize {
+        lock(&self.state).peak
     }
 
     /// A batch's record: out at once, and kept for its dataset.

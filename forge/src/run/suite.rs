@@ -56,6 +56,7 @@ pub(super) async fn run_suite(
         offline: cassettes.offline(),
     };
     let mut run = SuiteRun {
+        held: 0,
         error: None,
         cassette: None,
     };
@@ -134,6 +135,7 @@ pub(super) async fn run_suite(
     let (recording, error) = feed.run(suite, engine).await;
     collector.judged().await;
     context.order.finish();
+    run.held = context.order.peak();
     run.error = error.map(|e| secrets.redact(&e.to_string()).into_owned());
     run.cassette = recorder.and_then(Arc::into_inner).map(|recorder| {
         let recording = recording.unwrap_or_default();
@@ -500,6 +502,7 @@ fn without_runner(
         }
     }
     context.order.finish();
+    run.held = context.order.peak();
     run.error = message;
 }
 

@@ -75,7 +75,7 @@ fn load_jsonl(path: &Path, label: &str, text: &str) -> Result<Vec<Dataset>, Suit
 }
 
 /// The dataset of JSONL line `number`.
-fn jsonl_dataset(
+pub(super) fn jsonl_dataset(
     path: &Path,
     label: &str,
     number: usize,
@@ -87,6 +87,50 @@ fn jsonl_dataset(
     })?;
     Dataset::from_value(&format!("{label}:{number}"), &value)
         .map_err(|source| dataset_error(location(path, Some(number), None), source))
+}
+
+/// Element `index` of a JSON list of datasets (or a file's one dataset),
+/// whose text starts on line `first_line`.
+pub(super) fn element_dataset(
+    path: &Path,
+    label: &str,
+    index: usize,
+    first_line: usize,
+    text: &str,
+) -> Result<Dataset, SuiteError> {
+    let shift = |e: &serde_json::Error| {
+        let line = first_line + e.line().saturating_sub(1);
+        let column = if e.line() <= 1 {
+            None
+        } else {
+            Some(e.column())
+        };
+        location(path, Some(line), column)
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let dataset =
+        serde_path_to_error::deserialize::<_, Dataset>(&mut deserializer).map_err(|err| {
+            let at = shift(err.inner());
+            match json_error(path, &format!("{label}[{index}]"), err) {
+                SuiteError::Invalid { message, .. } => SuiteError::Invalid {
+                    location: at,
+                    message,
+                },
+                SuiteError::Dataset { source, .. } => SuiteError::Dataset {
+                    location: at,
+                    source,
+                },
+                other => other,
+            }
+        })?;
+    deserializer.end().map_err(|e| SuiteError::Invalid {
+        location: shift(&e),
+        message: format!("invalid JSON: {e}"),
+    })?;
+    dataset
+        .validate(&format!("{label}[{index}]"))
+        .map_err(|source| dataset_error(location(path, Some(first_line), None), source))?;
+    Ok(dataset)
 }
 
 /// A Fair-Forge JSON file (one dataset or a list), deserialised straight

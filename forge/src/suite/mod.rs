@@ -52,6 +52,7 @@ mod locate;
 mod model;
 mod parse;
 mod places;
+mod stream;
 pub mod systems;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ use crate::usage::{Budget, Price};
 pub(crate) use env::interpolate_runner;
 use parse::Source;
 pub use places::BatchLocation;
+use stream::{Naming, Sessions, Streamed};
 
 /// How suites are loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +83,12 @@ pub struct LoadOptions {
     /// runner that cannot be built (a type only a test binary has), so a
     /// suite replays on a machine without the agent's URL and keys.
     pub offline: bool,
+    /// The datasets of JSON and JSONL files (`file:` entries) are checked
+    /// at load and read again, one at a time, as the run reaches them,
+    /// instead of being held in [`Suite::datasets`] (`forge run`: a suite
+    /// of any size runs in constant memory). Inline datasets and YAML
+    /// files are read whole either way.
+    pub stream: bool,
 }
 
 /// Sessions run at once when a suite does not say.
@@ -117,6 +125,11 @@ pub struct Suite {
     pub budget: Option<Budget>,
     /// The datasets, in file order.
     pub datasets: Vec<SuiteDataset>,
+    /// Its `file:` entries read as the run goes ([`LoadOptions::stream`]),
+    /// each after the number of `datasets` that come before it.
+    streams: Vec<(usize, Arc<Streamed>)>,
+    /// How the streamed datasets' tests are named.
+    naming: Naming,
     /// The dataset files its `file:` entries name.
     pub(crate) dataset_files: Vec<PathBuf>,
     /// Its version, as `forge merge` compares shards: see [`fingerprint`].
@@ -267,25 +280,45 @@ impl Suite {
             expect: file.expect.take().unwrap_or_default(),
             repeat: parse::suite_repeat(source, file.repeat())?,
         };
-        let (mut loaded, dataset_files) =
-            parse::datasets(source, std::mem::take(&mut file.datasets), &defaults)?;
+        let entries = std::mem::take(&mut file.datasets);
+        let (mut loaded, dataset_files, mut streaming) =
+            parse::datasets(source, entries, &defaults, options.stream)?;
         let suite_judge = parse::judge_value(source, file.judge.as_ref(), "")?;
+        let count = loaded.len();
+        loaded.extend(streaming.iter().map(|s| s.proxy.clone()));
         parse::judges(source, suite_judge, &mut loaded)?;
+        for (streaming, proxy) in streaming.iter_mut().zip(loaded.split_off(count)) {
+            streaming.entry.judge = proxy.judge_spec();
+        }
+        let (sessions, stream_hashes) = check_streamed(&loaded, &mut streaming)?;
         let places: Vec<Arc<[BatchLocation]>> =
             places::batches(path, text, loaded.iter().map(parse::Loaded::place))
                 .into_iter()
                 .map(Arc::from)
                 .collect();
-        let mut file_hashes: Vec<u64> =
-            loaded.iter().filter_map(parse::Loaded::file_hash).collect();
+        let mut file_hashes = file_hashes(&loaded, &stream_hashes);
         // A file's datasets share its hash: once per `file:` entry.
         file_hashes.dedup();
         let fingerprint = fingerprint(text, file_hashes);
-        let named = name_systems(source, &name, &systems, loaded, &places)?;
+        let shared = Arc::new(sessions.shared(loaded.iter().map(|l| l.ids().0)));
+        let named = name_systems(source, &name, &systems, loaded, &places, &sessions)?;
+        let streams: Vec<(usize, Arc<Streamed>)> = streaming
+            .into_iter()
+            .map(|s| (s.at, Arc::new(s.entry)))
+            .collect();
         let (concurrency, policy) = parse::policy(source, &file)?;
         let mut suites = Vec::with_capacity(systems.len());
         for ((system, runner), datasets) in systems.into_iter().zip(runners).zip(named) {
-            let (price, budget) = parse::cost(source, &file, system.price, &datasets)?;
+            let judges = datasets.iter().filter_map(|d| d.judge.as_ref());
+            let judges = judges.chain(streams.iter().filter_map(|(_, s)| s.judge.as_ref()));
+            let (price, budget) = parse::cost(source, &file, system.price, judges)?;
+            let naming = Naming {
+                prefix: match &system.name {
+                    Some(system) => format!("{name}::{system}"),
+                    None => name.clone(),
+                },
+                shared: Arc::clone(&shared),
+            };
             // What `forge run --lambda` sends: the mapping, `${VAR}`s unexpanded.
             let written = serde_json::to_value(&system.mapping).unwrap_or_default();
             suites.push(Suite {
@@ -302,6 +335,8 @@ impl Suite {
                 price,
                 budget,
                 datasets,
+                streams: streams.clone(),
+                naming,
                 dataset_files: dataset_files.clone(),
                 prebuilt: Prebuilt(std::sync::Mutex::new(runner.built)),
                 remote: (written, None),
@@ -419,16 +454,20 @@ impl Suite {
 
     /// Number of batches in the suite.
     pub fn batch_count(&self) -> usize {
-        self.datasets
+        let eager: usize = self
+            .datasets
             .iter()
             .map(|d| d.dataset.conversation.len())
-            .sum()
+            .sum();
+        eager + self.streams.iter().map(|(_, s)| s.batches).sum::<usize>()
     }
 
     /// The judges its datasets ask, each once.
     pub(crate) fn judge_specs(&self) -> Vec<Arc<JudgeSpec>> {
+        let eager = self.datasets.iter().filter_map(|d| d.judge.as_ref());
+        let streamed = self.streams.iter().filter_map(|(_, s)| s.judge.as_ref());
         let mut specs: Vec<Arc<JudgeSpec>> = Vec::new();
-        for spec in self.datasets.iter().filter_map(|d| d.judge.as_ref()) {
+        for spec in eager.chain(streamed) {
             if !specs.iter().any(|s| Arc::ptr_eq(s, spec)) {
                 specs.push(Arc::clone(spec));
             }
@@ -438,28 +477,89 @@ impl Suite {
 
     /// Number of datasets in the suite.
     pub fn dataset_count(&self) -> usize {
-        self.datasets.len()
+        self.datasets.len() + self.streams.iter().map(|(_, s)| s.datasets).sum::<usize>()
     }
 
-    /// Calls `f` with each dataset's index and content, in order.
+    /// Calls `f` with each dataset's index and content, in order (the
+    /// streamed ones read from their files, one at a time); an error when
+    /// a file can no longer be read as it was at load.
     pub fn for_each_dataset(
         &self,
         mut f: impl FnMut(usize, &SuiteDataset),
     ) -> Result<(), SuiteError> {
-        self.datasets
-            .iter()
-            .enumerate()
-            .for_each(|(d, data)| f(d, data));
+        let mut d = 0;
+        let mut streams = self.streams.iter().peekable();
+        for at in 0..=self.datasets.len() {
+            while let Some((_, stream)) = streams.next_if(|(pos, _)| *pos == at) {
+                for data in stream.read(self.naming.clone()) {
+                    f(d, &data?);
+                    d += 1;
+                }
+            }
+            if let Some(data) = self.datasets.get(at) {
+                f(d, data);
+                d += 1;
+            }
+        }
         Ok(())
     }
 
     /// The suite's datasets, moved out in order, for a run: the suite
-    /// keeps none of them.
+    /// keeps none of them (the streamed ones are read as they are taken).
     pub(crate) fn take_datasets(
         &mut self,
     ) -> Box<dyn Iterator<Item = Result<SuiteDataset, SuiteError>> + Send> {
-        Box::new(std::mem::take(&mut self.datasets).into_iter().map(Ok))
+        type Part = Box<dyn Iterator<Item = Result<SuiteDataset, SuiteError>> + Send>;
+        let mut eager = std::mem::take(&mut self.datasets).into_iter();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut taken = 0;
+        for (at, stream) in std::mem::take(&mut self.streams) {
+            let before: Vec<SuiteDataset> = eager.by_ref().take(at - taken).collect();
+            taken = at;
+            parts.push(Box::new(before.into_iter().map(Ok)));
+            parts.push(stream.read(self.naming.clone()));
+        }
+        parts.push(Box::new(eager.map(Ok)));
+        Box::new(parts.into_iter().flatten())
     }
+}
+
+/// Checks the suite's streamed files (their sessions counted after the
+/// other datasets'): the sessions, and each file's position and hash.
+fn check_streamed(
+    loaded: &[parse::Loaded],
+    streaming: &mut [parse::Streaming],
+) -> Result<(Sessions, Vec<(usize, u64)>), SuiteError> {
+    let mut sessions = Sessions::default();
+    for dataset in loaded {
+        let (session, assistant) = dataset.ids();
+        sessions
+            .pairs
+            .insert((session.to_owned(), assistant.to_owned()));
+    }
+    let mut hashes = Vec::with_capacity(streaming.len());
+    for streaming in streaming {
+        let hash = streaming.entry.check(&mut sessions)?;
+        if streaming.entry.datasets > 0 {
+            hashes.push((streaming.at, hash));
+        }
+    }
+    Ok((sessions, hashes))
+}
+
+/// The hashes of the dataset files the suite reads, in the order of its
+/// datasets (a file's once per entry that has datasets).
+fn file_hashes(loaded: &[parse::Loaded], streamed: &[(usize, u64)]) -> Vec<u64> {
+    let mut hashes = Vec::new();
+    let mut streamed = streamed.iter().peekable();
+    for (at, dataset) in loaded.iter().enumerate() {
+        while let Some((_, hash)) = streamed.next_if(|(pos, _)| *pos == at) {
+            hashes.push(*hash);
+        }
+        hashes.extend(dataset.file_hash());
+    }
+    hashes.extend(streamed.map(|(_, hash)| *hash));
+    hashes
 }
 
 /// The one suite of a file with one system; an error at `runners:` for a
@@ -508,6 +608,7 @@ fn name_systems(
     systems: &[systems::System],
     mut loaded: Vec<parse::Loaded>,
     places: &[Arc<[BatchLocation]>],
+    streamed: &Sessions,
 ) -> Result<Vec<Vec<SuiteDataset>>, SuiteError> {
     let mut named = Vec::with_capacity(systems.len());
     for (index, system) in systems.iter().enumerate() {
@@ -520,7 +621,7 @@ fn name_systems(
             true => std::mem::take(&mut loaded),
             false => loaded.clone(),
         };
-        let mut datasets = parse::name_tests(source, &prefix, datasets)?;
+        let mut datasets = parse::name_tests(source, &prefix, datasets, streamed)?;
         for (dataset, places) in datasets.iter_mut().zip(places) {
             dataset.locations = Arc::clone(places);
         }

@@ -15,6 +15,7 @@ use super::files::load_dataset_file;
 use super::locate::{self, Part};
 use super::model::{BackoffValue, BatchMeta, DatasetEntry, FileEntry, InlineEntry};
 use super::model::{RepeatSpec, SuiteFile};
+use super::stream::{Layout, Sessions, Streamed};
 use super::{test_name, SuiteDataset, DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_RETRIES};
 use crate::check::Checks;
 use crate::error::{ConfigError, Location, SuiteError};
@@ -316,25 +317,101 @@ impl Loaded {
 }
 
 /// The datasets of `datasets:`, in file order (a file's in its order), and
-/// the dataset files named by `file:`.
+/// the dataset files named by `file:`. With `stream`, a JSON or JSONL
+/// file's datasets are not read here: its entry comes back apart, with the
+/// number of datasets before it (see [`super::stream`]), and a proxy among
+/// the datasets that stands for it while judges are resolved.
 pub(super) fn datasets(
     source: Source,
     entries: Vec<DatasetEntry>,
     defaults: &Defaults,
-) -> Result<(Vec<Loaded>, Vec<PathBuf>), SuiteError> {
+    stream: bool,
+) -> Result<(Vec<Loaded>, Vec<PathBuf>, Vec<Streaming>), SuiteError> {
     let mut datasets = Vec::new();
     let mut files = Vec::new();
+    let mut streamed = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
         match entry {
             DatasetEntry::Inline(entry) => datasets.push(inline(source, index, entry, defaults)?),
             DatasetEntry::File(entry) => {
                 let path = dataset_path(source, &entry.file)?;
-                datasets.extend(from_file(source, &path, entry, defaults)?);
+                match stream.then(|| Layout::of(&path)).flatten() {
+                    Some(layout) => {
+                        let at = datasets.len();
+                        streamed.push(streaming(source, &path, layout, entry, defaults, at)?);
+                    }
+                    None => datasets.extend(from_file(source, &path, entry, defaults)?),
+                }
                 files.push(path);
             }
         }
     }
-    Ok((datasets, files))
+    Ok((datasets, files, streamed))
+}
+
+/// A `file:` entry read as the run goes, before its file is checked.
+pub(super) struct Streaming {
+    /// How many of the suite's other datasets come before it.
+    pub at: usize,
+    pub entry: Streamed,
+    /// What resolves its judge as a dataset's would be (see [`judges`]).
+    pub proxy: Loaded,
+}
+
+/// A `file:` entry of a JSON or JSONL file, to be read as the run goes.
+fn streaming(
+    source: Source,
+    path: &Path,
+    layout: Layout,
+    entry: FileEntry,
+    defaults: &Defaults,
+    at: usize,
+) -> Result<Streaming, SuiteError> {
+    let FileEntry {
+        file,
+        ignore,
+        expect,
+        repeat,
+        judge,
+    } = entry;
+    let judge = judge_value(source, judge.as_ref(), &file)?;
+    let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
+    let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
+    let proxy = Loaded {
+        dataset: Dataset::new("", ""),
+        ignored: Vec::new(),
+        expects: vec![Arc::clone(&expect)],
+        runs,
+        anchor: file,
+        entry: None,
+        judge,
+        judge_spec: None,
+        file: Some(path.to_path_buf()),
+        file_hash: None,
+    };
+    let entry = Streamed {
+        path: path.to_path_buf(),
+        layout,
+        ignore,
+        expect,
+        runs,
+        judge: None,
+        datasets: 0,
+        batches: 0,
+    };
+    Ok(Streaming { at, entry, proxy })
+}
+
+impl Loaded {
+    /// The judge resolved for it.
+    pub(super) fn judge_spec(&self) -> Option<Arc<JudgeSpec>> {
+        self.judge_spec.clone()
+    }
+
+    /// Its session and assistant ids.
+    pub(super) fn ids(&self) -> (&str, &str) {
+        (&self.dataset.session_id, &self.dataset.assistant_id)
+    }
 }
 
 /// An inline dataset (entry `index` of `datasets:`), checked, each batch
@@ -516,8 +593,12 @@ pub(super) fn name_tests(
     source: Source,
     suite: &str,
     datasets: Vec<Loaded>,
+    streamed: &Sessions,
 ) -> Result<Vec<SuiteDataset>, SuiteError> {
-    let sessions = session_counts(&datasets);
+    let mut sessions = session_counts(&datasets);
+    for (id, count) in &streamed.counts {
+        *sessions.entry(id.clone()).or_insert(0) += count;
+    }
     let mut names = HashSet::new();
     let mut named = Vec::with_capacity(datasets.len());
     for loaded in datasets {
@@ -532,7 +613,7 @@ pub(super) fn name_tests(
         let test_names = batch_names(source, suite, &session, &loaded, &mut names)?;
         named.push(loaded.into_suite_dataset(test_names));
     }
-    if names.is_empty() {
+    if names.is_empty() && streamed.batches == 0 {
         return Err(source.invalid_at(
             "datasets",
             "the suite has no batches: add datasets with a conversation".to_owned(),
@@ -626,11 +707,11 @@ pub(super) fn policy(source: Source, file: &SuiteFile) -> Result<(usize, Policy)
 /// The runner's `price` and the suite's `budget`, checked; a budget needs
 /// a price (the runner's or a judge's) to count against. Errors are
 /// located at the key.
-pub(super) fn cost(
+pub(super) fn cost<'a>(
     source: Source,
     file: &SuiteFile,
     system_price: Option<Price>,
-    datasets: &[crate::suite::SuiteDataset],
+    mut judges: impl Iterator<Item = &'a Arc<JudgeSpec>>,
 ) -> Result<(Option<Price>, Option<Budget>), SuiteError> {
     let price = file
         .price
@@ -642,10 +723,7 @@ pub(super) fn cost(
         .budget
         .map(|b| b.check().map_err(|e| at_key(source, "budget", e)))
         .transpose()?;
-    let judge_priced = datasets
-        .iter()
-        .filter_map(|d| d.judge.as_ref())
-        .any(|j| j.price().is_some());
+    let judge_priced = judges.any(|j| j.price().is_some());
     if budget.is_some() && price.is_none() && !judge_priced {
         return Err(at_key(
             source,

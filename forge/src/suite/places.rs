@@ -63,6 +63,28 @@ pub(super) fn batches<'a>(
     located
 }
 
+/// The location of every batch of `dataset`, read from `text` (one
+/// dataset of the file `path`, starting on its line `first_line`).
+pub(super) fn in_element(
+    path: &Path,
+    text: &str,
+    first_line: usize,
+    dataset: &Dataset,
+) -> Vec<BatchLocation> {
+    let mut cursor = Cursor::new(text.to_owned());
+    cursor.seek("session_id", &dataset.session_id);
+    dataset
+        .conversation
+        .iter()
+        .map(|batch| BatchLocation {
+            file: path.to_owned(),
+            line: cursor
+                .seek("qa_id", &batch.qa_id)
+                .map(|line| line + first_line - 1),
+        })
+        .collect()
+}
+
 /// A text searched forward.
 struct Cursor {
     text: String,
