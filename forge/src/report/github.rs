@@ -14,13 +14,18 @@
 //!
 //! The step summary (appended, never truncated) has the counts per suite,
 //! the failures and, with a baseline, the regressions.
+//!
+//! As batches are reported it keeps, per suite, only what GitHub is shown:
+//! the first [`MAX_ANNOTATIONS`] annotations and the first rows of each
+//! table, with the counts of the rest.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::since::Baseline;
-use super::{Reporter, RunEnd};
+use super::{DatasetReport, Reporter, RunEnd, SuiteReport};
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
@@ -52,6 +57,58 @@ pub struct Github {
     baseline: Option<Arc<dyn Baseline>>,
     places: Places,
     deferred: Option<Deferred>,
+    /// The suites being fed: what they flagged so far.
+    open: HashMap<SuiteKey, Flags>,
+    /// The ended suites' flags, by suite.
+    ended: HashMap<SuiteKey, VecDeque<Flags>>,
+}
+
+/// A suite, or one system of it.
+type SuiteKey = (usize, Option<String>);
+
+/// A suite's failing or regressed batches, as GitHub is shown them: the
+/// first few of each kind, and how many there are.
+#[derive(Debug, Default)]
+struct Flags {
+    /// The first [`MAX_ANNOTATIONS`] `::error` lines.
+    annotations: Shown<String>,
+    /// The first [`MAX_ROWS`] rows of the failures' table.
+    failures: Shown<[String; 3]>,
+    /// The first [`MAX_ROWS`] rows of the regressions' table.
+    regressions: Shown<[String; 3]>,
+}
+
+/// The first items of a list and its length.
+#[derive(Debug)]
+struct Shown<T> {
+    first: Vec<T>,
+    total: usize,
+}
+
+impl<T> Default for Shown<T> {
+    fn default() -> Self {
+        Shown {
+            first: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<T> Shown<T> {
+    /// Counts an item, kept when fewer than `max` are.
+    fn push(&mut self, max: usize, item: impl FnOnce() -> T) {
+        if self.first.len() < max {
+            self.first.push(item());
+        }
+        self.total += 1;
+    }
+
+    /// Appends `other`'s items, keeping at most `max`.
+    fn extend(&mut self, max: usize, other: Shown<T>) {
+        let room = max.saturating_sub(self.first.len());
+        self.first.extend(other.first.into_iter().take(room));
+        self.total += other.total;
+    }
 }
 
 impl Github {
@@ -70,6 +127,8 @@ impl Github {
                 cwd,
             },
             deferred: None,
+            open: HashMap::new(),
+            ended: HashMap::new(),
         })
     }
 
@@ -95,8 +154,28 @@ impl Github {
 }
 
 impl Reporter for Github {
+    fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        let key = (dataset.suite.index, dataset.suite.system.clone());
+        let flags = self.open.entry(key).or_default();
+        let baseline = self.baseline.as_deref();
+        for record in dataset.records.iter().filter(|r| r.selected) {
+            if let Some(flagged) = flagged(record, baseline) {
+                flags.add(&flagged, &self.places);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        let key = (suite.head.index, suite.head.system.clone());
+        let flags = self.open.remove(&key).unwrap_or_default();
+        self.ended.entry(key).or_default().push_back(flags);
+        Ok(())
+    }
+
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
-        let lines = annotations(end, self.baseline.as_deref(), &self.places);
+        let flags = self.run_flags(end);
+        let lines = annotations(end, &flags.annotations, &self.places);
         match &self.deferred {
             Some(deferred) => deferred
                 .lock()
@@ -111,7 +190,7 @@ impl Reporter for Github {
             }
         }
         if let Some(path) = &self.summary {
-            append(path, &summary(end, self.baseline.as_deref(), &self.places))?;
+            append(path, &summary(end, &flags, self.baseline.as_deref()))?;
         }
         Ok(Vec::new())
     }
@@ -150,42 +229,77 @@ impl Flagged<'_> {
     }
 }
 
-/// The batches of the run that failed or regressed, in suite order.
-fn flagged<'a>(end: &RunEnd<'a>, baseline: Option<&dyn Baseline>) -> Vec<Flagged<'a>> {
-    let records = end.suites.iter().flat_map(|s| &s.records);
-    records
-        .filter(|r| r.selected)
-        .filter_map(|record| {
-            let change = baseline.and_then(|b| b.mark(record));
-            let regression = change
-                .filter(|c| c.regressed)
-                .map(|c| format!("regressed since baseline: {}", c.describe()));
-            (!record.passed || regression.is_some()).then_some(Flagged { record, regression })
-        })
-        .collect()
+/// `record` when it failed or regressed since the baseline.
+fn flagged<'a>(record: &'a BatchRecord, baseline: Option<&dyn Baseline>) -> Option<Flagged<'a>> {
+    let change = baseline.and_then(|b| b.mark(record));
+    let regression = change
+        .filter(|c| c.regressed)
+        .map(|c| format!("regressed since baseline: {}", c.describe()));
+    (!record.passed || regression.is_some()).then_some(Flagged { record, regression })
 }
 
-/// The `::error` lines of the run (at most [`MAX_ANNOTATIONS`], then a
-/// `::warning` with the number left out).
-fn annotations(end: &RunEnd<'_>, baseline: Option<&dyn Baseline>, places: &Places) -> Vec<String> {
+impl Flags {
+    /// Counts `batch`, and keeps what GitHub shows of it while few are.
+    fn add(&mut self, batch: &Flagged<'_>, places: &Places) {
+        let record = batch.record;
+        self.annotations.push(MAX_ANNOTATIONS, || {
+            let location = record.location.as_ref();
+            let file = location.map(|l| places.relative(&l.file));
+            let line = location.and_then(|l| l.line);
+            command(file.as_deref(), line, &record.test, &batch.message())
+        });
+        if !record.passed {
+            self.failures.push(MAX_ROWS, || {
+                let message = record.message.as_deref().unwrap_or("failed");
+                [code(&record.test), place(record, places), cell(message)]
+            });
+        }
+        if let Some(why) = batch.regression.as_deref() {
+            self.regressions.push(MAX_ROWS, || {
+                let why = why
+                    .strip_prefix("regressed since baseline: ")
+                    .unwrap_or(why);
+                [code(&record.test), place(record, places), cell(why)]
+            });
+        }
+    }
+
+    /// Appends `other`'s (a later suite's).
+    fn extend(&mut self, other: Flags) {
+        self.annotations.extend(MAX_ANNOTATIONS, other.annotations);
+        self.failures.extend(MAX_ROWS, other.failures);
+        self.regressions.extend(MAX_ROWS, other.regressions);
+    }
+}
+
+impl Github {
+    /// The run's flags: its ended suites', in run order.
+    fn run_flags(&mut self, end: &RunEnd<'_>) -> Flags {
+        let mut flags = Flags::default();
+        for suite in end.suites {
+            let key = (suite.head.index, suite.head.system.clone());
+            if let Some(suite) = self.ended.get_mut(&key).and_then(VecDeque::pop_front) {
+                flags.extend(suite);
+            }
+        }
+        flags
+    }
+}
+
+/// The `::error` lines of the run: the load failures', then the first
+/// `flagged` batches' (at most [`MAX_ANNOTATIONS`] in all), then a
+/// `::warning` with the number left out.
+fn annotations(end: &RunEnd<'_>, flagged: &Shown<String>, places: &Places) -> Vec<String> {
     let mut lines: Vec<String> = end
         .load_failures
         .iter()
         .map(|failure| load_annotation(failure, places))
         .collect();
-    for batch in flagged(end, baseline) {
-        let location = batch.record.location.as_ref();
-        let file = location.map(|l| places.relative(&l.file));
-        let line = location.and_then(|l| l.line);
-        lines.push(command(
-            file.as_deref(),
-            line,
-            &batch.record.test,
-            &batch.message(),
-        ));
-    }
-    if lines.len() > MAX_ANNOTATIONS {
-        let more = lines.len() - MAX_ANNOTATIONS;
+    let total = lines.len() + flagged.total;
+    let room = MAX_ANNOTATIONS.saturating_sub(lines.len());
+    lines.extend(flagged.first.iter().take(room).cloned());
+    if total > MAX_ANNOTATIONS {
+        let more = total - MAX_ANNOTATIONS;
         lines.truncate(MAX_ANNOTATIONS);
         lines.push(format!(
             "::warning title=forge::{more} more failing batches are not annotated: see junit.xml and the step summary"
@@ -274,27 +388,18 @@ fn normalize(path: &Path) -> PathBuf {
 
 /// The step summary: counts per suite, the failures, the regressions
 /// since the baseline, the suites that could not be loaded.
-fn summary(end: &RunEnd<'_>, baseline: Option<&dyn Baseline>, places: &Places) -> String {
-    let flagged = flagged(end, baseline);
+fn summary(end: &RunEnd<'_>, flags: &Flags, baseline: Option<&dyn Baseline>) -> String {
     let mut out = String::new();
     out.push_str(&suite_table(end));
-    let failures: Vec<[String; 3]> = flagged
-        .iter()
-        .filter(|f| !f.record.passed)
-        .map(|f| {
-            let message = f.record.message.as_deref().unwrap_or("failed");
-            [code(&f.record.test), place(f.record, places), cell(message)]
-        })
-        .collect();
-    if !failures.is_empty() {
+    if flags.failures.total > 0 {
         out.push_str(&table(
-            &format!("Failures ({})", failures.len()),
+            &format!("Failures ({})", flags.failures.total),
             ["test", "where", "message"],
-            &failures,
+            &flags.failures,
         ));
     }
     if let Some(baseline) = baseline {
-        out.push_str(&regressions(&flagged, baseline, places));
+        out.push_str(&regressions(&flags.regressions, baseline));
     }
     let load: Vec<[String; 2]> = end
         .load_failures
@@ -303,6 +408,10 @@ fn summary(end: &RunEnd<'_>, baseline: Option<&dyn Baseline>, places: &Places) -
         .collect();
     if !load.is_empty() {
         let heading = format!("Suites that could not be loaded ({})", load.len());
+        let load = Shown {
+            total: load.len(),
+            first: load,
+        };
         out.push_str(&table(&heading, ["test", "error"], &load));
     }
     out
@@ -317,19 +426,17 @@ fn suite_table(end: &RunEnd<'_>) -> String {
         .iter()
         .filter(|s| s.is_reported())
         .map(|suite| {
-            let count = |keep: &dyn Fn(&BatchRecord) -> bool| {
-                suite.records.iter().filter(|r| keep(r)).count()
-            };
-            let counts = [
-                count(&|r| r.selected && r.passed),
-                count(&|r| r.selected && !r.passed),
-                count(&|r| r.skipped),
-            ];
+            let tally = &suite.tally;
+            let counts = [tally.passed, tally.failed(), tally.skipped];
             total.iter_mut().zip(counts).for_each(|(t, n)| *t += n);
             let [passed, failed, ignored] = counts.map(|n| n.to_string());
-            [code(&suite.name), passed, failed, ignored]
+            [code(&suite.head.name), passed, failed, ignored]
         })
         .collect();
+    let rows = Shown {
+        total: rows.len(),
+        first: rows,
+    };
     let mut heading = format!(
         "### forge: {} passed, {} failed, {} ignored\n\n",
         total[0], total[1], total[2]
@@ -341,41 +448,31 @@ fn suite_table(end: &RunEnd<'_>) -> String {
 }
 
 /// The regressions since the baseline, or a line saying there is none.
-fn regressions(flagged: &[Flagged<'_>], baseline: &dyn Baseline, places: &Places) -> String {
-    let rows: Vec<[String; 3]> = flagged
-        .iter()
-        .filter_map(|f| {
-            let why = f.regression.as_deref()?;
-            let why = why
-                .strip_prefix("regressed since baseline: ")
-                .unwrap_or(why);
-            Some([code(&f.record.test), place(f.record, places), cell(why)])
-        })
-        .collect();
+fn regressions(rows: &Shown<[String; 3]>, baseline: &dyn Baseline) -> String {
     let base = code(&baseline.path().display().to_string());
-    if rows.is_empty() {
+    if rows.total == 0 {
         return format!("No regression since the baseline {base}.\n\n");
     }
-    let heading = format!("Regressions since the baseline {base} ({})", rows.len());
-    table(&heading, ["test", "where", "since baseline"], &rows)
+    let heading = format!("Regressions since the baseline {base} ({})", rows.total);
+    table(&heading, ["test", "where", "since baseline"], rows)
 }
 
 /// A Markdown table under a bold heading (none when empty), at most
 /// [`MAX_ROWS`] rows, then how many were left out.
-fn table<const N: usize>(heading: &str, header: [&str; N], rows: &[[String; N]]) -> String {
+fn table<const N: usize>(heading: &str, header: [&str; N], rows: &Shown<[String; N]>) -> String {
     let mut out = String::new();
     if !heading.is_empty() {
         out.push_str(&format!("**{heading}**\n\n"));
     }
     out.push_str(&format!("| {} |\n", header.join(" | ")));
     out.push_str(&format!("|{}\n", " --- |".repeat(N)));
-    for row in rows.iter().take(MAX_ROWS) {
+    for row in rows.first.iter().take(MAX_ROWS) {
         out.push_str(&format!("| {} |\n", row.join(" | ")));
     }
-    if rows.len() > MAX_ROWS {
+    if rows.total > MAX_ROWS {
         out.push_str(&format!(
             "\n... and {} more (see junit.xml)\n",
-            rows.len() - MAX_ROWS
+            rows.total - MAX_ROWS
         ));
     }
     out.push('\n');
@@ -419,8 +516,99 @@ fn cell(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{command, normalize, Places};
+    use super::{command, normalize, Deferred, Github, Places, MAX_ANNOTATIONS, MAX_ROWS};
+    use crate::report::testing::{self, head, Parts};
+    use crate::report::Reporter;
+    use std::collections::HashMap;
     use std::path::{Path, PathBuf};
+
+    /// A reporter writing its step summary to `summary`, its annotations
+    /// kept.
+    fn github(summary: &Path) -> (Github, Deferred) {
+        let github = Github {
+            summary: Some(summary.to_owned()),
+            baseline: None,
+            places: Places {
+                cwd: PathBuf::from("/repo"),
+                root: None,
+            },
+            deferred: None,
+            open: HashMap::new(),
+            ended: HashMap::new(),
+        };
+        github.deferred()
+    }
+
+    #[test]
+    fn only_what_github_shows_is_kept_in_run_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("summary.md");
+        let (mut reporter, lines) = github(&path);
+        // 3 datasets of 90 turns: 89 selected each but dataset 1's (88),
+        // a third of them failing.
+        let a = Parts::of(testing::suite(head("a", 0, None), 3, 90));
+        let b = Parts::of(testing::suite(head("b", 1, None), 3, 90));
+        let down = testing::failed(head("down", 2, None), "cannot run");
+        b.feed_dataset(&mut reporter, 0);
+        a.feed_dataset(&mut reporter, 0);
+        b.feed_dataset(&mut reporter, 1);
+        b.feed_dataset(&mut reporter, 2);
+        let b = b.end(&mut reporter);
+        let kept = |r: &Github| {
+            r.open
+                .values()
+                .map(|f| f.annotations.first.len())
+                .sum::<usize>()
+        };
+        a.feed_dataset(&mut reporter, 1);
+        a.feed_dataset(&mut reporter, 2);
+        assert!(
+            kept(&reporter) <= MAX_ANNOTATIONS,
+            "a suite keeps at most what is shown"
+        );
+        let a = a.end(&mut reporter);
+        let mut suites = vec![a, b];
+        suites.extend(testing::feed(&mut reporter, vec![down]));
+        let load = [testing::load_failure("bad")];
+        reporter
+            .finish(&testing::end(&suites, &load))
+            .expect("finish");
+        let failed: usize = suites.iter().map(|s| s.tally.failed()).sum();
+        assert!(failed > MAX_ANNOTATIONS, "{failed} failures");
+        let lines = lines.lock().expect("lines").clone();
+        assert_eq!(lines.len(), MAX_ANNOTATIONS + 1);
+        assert!(lines[0].starts_with("::error file=suites/bad.yaml,line=3,title=bad%3A%3Aload::"));
+        assert!(
+            lines[1].contains("title=a%3A%3As0%3A%3Aq1::"),
+            "suite a first: {}",
+            lines[1]
+        );
+        assert!(
+            lines[MAX_ANNOTATIONS - 1].contains("title=b%3A%3A"),
+            "then suite b"
+        );
+        let more = failed + 1 - MAX_ANNOTATIONS;
+        assert_eq!(
+            lines[MAX_ANNOTATIONS],
+            format!("::warning title=forge::{more} more failing batches are not annotated: see junit.xml and the step summary")
+        );
+        let summary = std::fs::read_to_string(&path).expect("summary");
+        let passed: usize = suites.iter().map(|s| s.tally.passed).sum();
+        assert!(summary.starts_with(&format!(
+            "### forge: {passed} passed, {failed} failed, 2 ignored\n"
+        )));
+        assert!(summary.contains("| `down` | 0 | 0 | 0 |"), "{summary}");
+        assert!(summary.contains(&format!("**Failures ({failed})**")));
+        let rows = summary
+            .lines()
+            .filter(|l| l.starts_with("| `a::") || l.starts_with("| `b::"));
+        assert_eq!(rows.count(), MAX_ROWS);
+        assert!(summary.contains(&format!(
+            "... and {} more (see junit.xml)",
+            failed - MAX_ROWS
+        )));
+        assert!(!summary.contains(testing::SECRET));
+    }
 
     #[test]
     fn messages_and_properties_are_escaped() {

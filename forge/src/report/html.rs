@@ -5,12 +5,15 @@
 //! The file is a static shell (`html/report.css`, `html/report.js`, both
 //! inline) and the run's data as JSON: one
 //! `<script type="application/json" class="forge-suite">` per suite, written
-//! as each suite finishes (streamed through the redacting writer, so the
-//! answered datasets, freed after [`Reporter::on_suite`], are never copied),
-//! then one `<script type="application/json" id="forge-run">` with the
+//! as each suite finishes, then one `<script type="application/json" id="forge-run">` with the
 //! run's end. Every `<` inside the JSON is written `\u003c`, so no text (an
 //! answer saying `</script>`) can close the element, and the script puts
 //! text into the page with `textContent` only, never as HTML.
+//!
+//! The report holds nothing per batch: as each dataset is fed, its rows
+//! are written (redacted) to a spool, its runs' times to another; when
+//! the suite ends, its counts and latency head its element, and its rows
+//! are copied in after them.
 //!
 //! A suite's data ([`SuiteData`]): `name`, `system` (the named system of
 //! `runners:`, else `null`), `error` (what kept it from running), the
@@ -41,16 +44,16 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 
-use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
+use super::spool::{Spool, Times};
+use super::{create, finish, prepare, DatasetReport, Reporter, RunEnd, SuiteReport};
 use crate::check::{repeats, CheckResult};
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::output::write_redacted;
-use crate::run::{BatchRecord, Origin, RunRecord};
-use crate::schema::{Batch, Object, Response};
+use crate::run::{BatchRecord, RunRecord};
+use crate::schema::{Batch, Object};
 use crate::usage::Spend;
 
 /// The report's file name in an output directory.
@@ -72,6 +75,21 @@ pub struct HtmlReport {
     path: PathBuf,
     baseline: Option<Baseline>,
     open: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    /// Whether the directory was made ready.
+    prepared: bool,
+    /// The suites being fed: their rows and times so far.
+    suites: HashMap<SuiteKey, SuiteRows>,
+}
+
+/// A suite, or one system of it.
+type SuiteKey = (usize, Option<String>);
+
+/// A suite's rows (JSON, redacted, comma-separated), spooled, and the
+/// times of its selected batches' runs.
+struct SuiteRows {
+    rows: Spool,
+    count: u64,
+    times: Times,
 }
 
 impl HtmlReport {
@@ -86,6 +104,8 @@ impl HtmlReport {
             path: path.into(),
             baseline: None,
             open: None,
+            prepared: false,
+            suites: HashMap::new(),
         }
     }
 
@@ -122,6 +142,70 @@ impl HtmlReport {
             message: error.to_string(),
         }
     }
+
+    /// The rows of the suite `key`, started (in the page's directory) on
+    /// first use.
+    fn rows(&mut self, key: SuiteKey) -> Result<&mut SuiteRows, ReportError> {
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        if !self.suites.contains_key(&key) {
+            if !self.prepared {
+                prepare(&dir)?;
+                self.prepared = true;
+            }
+            let spooled = Spool::new(&dir).and_then(|rows| Ok((rows, Times::new(&dir)?)));
+            let (rows, times) = spooled.map_err(|e| self.error(format!("cannot spool: {e}")))?;
+            let count = 0;
+            self.suites
+                .insert(key.clone(), SuiteRows { rows, count, times });
+        }
+        let path = &self.path;
+        self.suites.get_mut(&key).ok_or_else(|| ReportError {
+            path: path.clone(),
+            message: "no rows".into(),
+        })
+    }
+}
+
+impl SuiteRows {
+    /// Spools the rows of `dataset`'s selected and skipped batches, and
+    /// the times of its selected batches' runs.
+    fn add(
+        &mut self,
+        dataset: &DatasetReport<'_>,
+        baseline: Option<&BaselineFn>,
+    ) -> std::io::Result<()> {
+        let turn = |r: &BatchRecord, run: usize| {
+            let answered = dataset.answered.iter().find(|a| a.origin.run == run)?;
+            answered.dataset.conversation.get(r.id.batch)
+        };
+        for record in dataset.records {
+            if record.selected {
+                record
+                    .runs
+                    .iter()
+                    .try_for_each(|run| self.times.push(run.time_ms))?;
+            }
+            if !(record.selected || record.skipped) {
+                continue;
+            }
+            if self.count > 0 {
+                self.rows.write_all(b",")?;
+            }
+            let row = Row::new(record, &|run| turn(record, run), baseline);
+            let formatter = serde_json::ser::CompactFormatter;
+            write_redacted(
+                ScriptSafe(&mut self.rows),
+                &row,
+                &dataset.suite.secrets,
+                formatter,
+            )?;
+            self.count += 1;
+        }
+        Ok(())
+    }
 }
 
 /// A report's temporary file beside `path`, opened with the page's head on
@@ -151,12 +235,24 @@ fn writer<'w>(
 }
 
 impl Reporter for HtmlReport {
+    fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        let key = (dataset.suite.index, dataset.suite.system.clone());
+        let baseline = self.baseline.take();
+        let added = self
+            .rows(key)
+            .map(|rows| rows.add(dataset, baseline.as_deref()));
+        self.baseline = baseline;
+        added?.map_err(|e| self.error(e))
+    }
+
     fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        let key = (suite.head.index, suite.head.system.clone());
+        let rows = self.suites.remove(&key);
         if !suite.is_reported() {
             return Ok(());
         }
         let w = writer(&self.path, &mut self.open)?;
-        write_suite(w, suite, self.baseline.as_deref()).map_err(|e| self.error(e))
+        write_suite(w, suite, rows).map_err(|e| self.error(e))
     }
 
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
@@ -213,21 +309,39 @@ fn tail(w: &mut impl Write, end: &RunEnd<'_>) -> std::io::Result<()> {
     w.write_all(b"</script>\n</body>\n</html>\n")
 }
 
-/// Writes one suite's data element.
+/// Writes one suite's data element: its head, then its spooled rows.
 fn write_suite(
     w: &mut impl Write,
     suite: &SuiteReport,
-    baseline: Option<&BaselineFn>,
+    rows: Option<SuiteRows>,
 ) -> std::io::Result<()> {
-    let data = SuiteData::new(suite, baseline);
+    let (latency, rows) = match rows {
+        Some(mut rows) => (Latency::of_times(&mut rows.times)?, Some(rows.rows)),
+        None => (None, None),
+    };
+    let tally = &suite.tally;
+    let data = SuiteData {
+        name: &suite.head.name,
+        system: suite.head.system.as_deref(),
+        error: suite.error.as_deref(),
+        passed: tally.passed,
+        failed: tally.failed(),
+        skipped: tally.skipped,
+        latency,
+        usage: (!tally.usage.is_empty()).then(|| tally.usage.to_json()),
+    };
+    let mut head = Vec::new();
+    let formatter = serde_json::ser::CompactFormatter;
+    write_redacted(ScriptSafe(&mut head), &data, &suite.head.secrets, formatter)?;
+    // The object without its `}`: its rows are its last key.
+    head.pop();
     w.write_all(b"<script type=\"application/json\" class=\"forge-suite\">")?;
-    write_redacted(
-        ScriptSafe(&mut *w),
-        &data,
-        &suite.secrets,
-        serde_json::ser::CompactFormatter,
-    )?;
-    w.write_all(b"</script>\n")
+    w.write_all(&head)?;
+    w.write_all(b",\"batches\":[")?;
+    if let Some(mut rows) = rows {
+        rows.copy_to(w)?;
+    }
+    w.write_all(b"]}</script>\n")
 }
 
 /// A writer of JSON into a `<script>` element: every `<` (only ever inside
@@ -255,7 +369,8 @@ impl<W: Write> Write for ScriptSafe<W> {
     }
 }
 
-/// One suite, as the page's data holds it.
+/// One suite, as the page's data holds it, but its rows (`batches`, the
+/// last key, written after it).
 #[derive(Serialize)]
 struct SuiteData<'a> {
     name: &'a str,
@@ -266,34 +381,6 @@ struct SuiteData<'a> {
     skipped: usize,
     latency: Option<Latency>,
     usage: Option<serde_json::Value>,
-    batches: Rows<'a>,
-}
-
-impl<'a> SuiteData<'a> {
-    /// The data of `suite`, its rows with what `baseline` says of them.
-    fn new(suite: &'a SuiteReport, baseline: Option<&'a BaselineFn>) -> Self {
-        let selected = suite.records.iter().filter(|r| r.selected);
-        let passed = selected.clone().filter(|r| r.passed).count();
-        let times: Vec<f64> = selected
-            .clone()
-            .flat_map(|r| &r.runs)
-            .map(|run| run.time_ms)
-            .collect();
-        SuiteData {
-            name: &suite.name,
-            system: suite.system.as_deref(),
-            error: match &suite.response {
-                Response::Failure(failure) => Some(&failure.error),
-                Response::Success(_) => None,
-            },
-            passed,
-            failed: selected.count() - passed,
-            skipped: suite.records.iter().filter(|r| r.skipped).count(),
-            latency: Latency::of(times),
-            usage: super::summary::usage(suite),
-            batches: Rows { suite, baseline },
-        }
-    }
 }
 
 /// The runs' latency: percentiles (nearest rank) and a histogram of
@@ -318,7 +405,9 @@ impl Latency {
     /// The histogram's bins.
     pub const BINS: usize = 20;
 
-    /// The latency of runs taking `times` ms; `None` without any.
+    /// The latency of runs taking `times` ms; `None` without any (the
+    /// reference [`Latency::of_times`] is tested against).
+    #[cfg(test)]
     pub fn of(mut times: Vec<f64>) -> Option<Latency> {
         times.retain(|t| t.is_finite());
         times.sort_by(f64::total_cmp);
@@ -335,8 +424,6 @@ impl Latency {
             };
             bins[bin.min(Self::BINS - 1)] += 1;
         }
-        // To the microsecond: what a person reads, and fewer bytes.
-        let us = |ms: f64| (ms * 1000.0).round() / 1000.0;
         Some(Latency {
             p50: us(rank(0.50)),
             p95: us(rank(0.95)),
@@ -346,49 +433,38 @@ impl Latency {
             bins,
         })
     }
-}
 
-/// A suite's batch rows, serialized one at a time.
-struct Rows<'a> {
-    suite: &'a SuiteReport,
-    baseline: Option<&'a BaselineFn>,
-}
-
-impl Serialize for Rows<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let datasets = match &self.suite.response {
-            Response::Success(run) => run.datasets.as_slice(),
-            Response::Failure(_) => &[],
+    /// The latency of the spooled `times` (what [`Latency::of`] gives of
+    /// them), read from their spool.
+    pub(crate) fn of_times(times: &mut Times) -> std::io::Result<Option<Latency>> {
+        let Some((min, max)) = times.range() else {
+            return Ok(None);
         };
-        let at: HashMap<Origin, usize> = self
-            .suite
-            .origins
-            .iter()
-            .enumerate()
-            .map(|(k, origin)| (*origin, k))
-            .collect();
-        let turn = |r: &BatchRecord, run: usize| {
-            let origin = Origin {
-                dataset: r.id.dataset,
-                run,
+        let width = (max - min) / Self::BINS as f64;
+        let mut bins = vec![0; Self::BINS];
+        times.each_time(|t| {
+            let bin = if width > 0.0 {
+                ((t - min) / width) as usize
+            } else {
+                0
             };
-            datasets
-                .get(*at.get(&origin)?)?
-                .conversation
-                .get(r.id.batch)
-        };
-        let shown = self
-            .suite
-            .records
-            .iter()
-            .filter(|r| r.selected || r.skipped);
-        let mut seq = serializer.serialize_seq(None)?;
-        for record in shown {
-            let row = Row::new(record, &|run| turn(record, run), self.baseline);
-            seq.serialize_element(&row)?;
-        }
-        seq.end()
+            bins[bin.min(Self::BINS - 1)] += 1;
+        })?;
+        let mut rank = |p: f64| times.percentile(p).map(|t| us(t.unwrap_or(min)));
+        Ok(Some(Latency {
+            p50: rank(0.50)?,
+            p95: rank(0.95)?,
+            p99: rank(0.99)?,
+            min: us(min),
+            max: us(max),
+            bins,
+        }))
     }
+}
+
+/// `ms` to the microsecond: what a person reads, and fewer bytes.
+fn us(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 /// One batch's row.
@@ -485,8 +561,10 @@ impl<'a> RunRow<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::testing::{self, head, Parts};
     use crate::report::whole::WholeSuite;
-    use crate::schema::{Dataset, RunResponse, Summary};
+    use crate::run::Origin;
+    use crate::schema::{Dataset, Response, RunResponse, Summary};
     use crate::secrets::Secrets;
     use crate::select::BatchId;
 
@@ -719,6 +797,144 @@ mod tests {
         let data = data(&page(report, vec![suite("geo", None, ["a", "b"])], &path));
         assert!(data[0]["batches"][0].get("b").is_none());
         assert_eq!(data[0]["batches"][1]["b"], "newly failing");
+    }
+
+    /// The data element of `suite`, built whole from it (the reference
+    /// its streamed element must equal).
+    fn reference(suite: &WholeSuite) -> String {
+        #[derive(Serialize)]
+        struct Whole<'a> {
+            #[serde(flatten)]
+            head: SuiteData<'a>,
+            batches: Vec<Row<'a>>,
+        }
+        let datasets = match &suite.response {
+            Response::Success(run) => run.datasets.as_slice(),
+            Response::Failure(_) => &[],
+        };
+        let turn = |r: &BatchRecord, run: usize| {
+            let at = suite.origins.iter().position(|o| {
+                *o == Origin {
+                    dataset: r.id.dataset,
+                    run,
+                }
+            })?;
+            datasets.get(at)?.conversation.get(r.id.batch)
+        };
+        let selected = suite.records.iter().filter(|r| r.selected);
+        let shown = suite.records.iter().filter(|r| r.selected || r.skipped);
+        let usage = crate::report::tally::SuiteUsage::of(&suite.records);
+        let passed = selected.clone().filter(|r| r.passed).count();
+        let whole = Whole {
+            head: SuiteData {
+                name: &suite.head.name,
+                system: suite.head.system.as_deref(),
+                error: match &suite.response {
+                    Response::Failure(failure) => Some(&failure.error),
+                    Response::Success(_) => None,
+                },
+                passed,
+                failed: selected.clone().count() - passed,
+                skipped: suite.records.iter().filter(|r| r.skipped).count(),
+                latency: Latency::of(selected.flat_map(|r| &r.runs).map(|r| r.time_ms).collect()),
+                usage: (!usage.is_empty()).then(|| usage.to_json()),
+            },
+            batches: shown
+                .map(|r| Row::new(r, &|run| turn(r, run), None))
+                .collect(),
+        };
+        let mut json = Vec::new();
+        let formatter = serde_json::ser::CompactFormatter;
+        write_redacted(
+            ScriptSafe(&mut json),
+            &whole,
+            &suite.head.secrets,
+            formatter,
+        )
+        .expect("json");
+        let json = String::from_utf8(json).expect("utf-8");
+        format!("<script type=\"application/json\" class=\"forge-suite\">{json}</script>\n")
+    }
+
+    /// The suites' data elements of `page`.
+    fn elements(page: &str) -> Vec<String> {
+        page.split_inclusive("</script>\n")
+            .filter_map(|part| {
+                let at = part.find("<script type=\"application/json\" class=\"forge-suite\">")?;
+                Some(part[at..].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn suites_fed_dataset_by_dataset_give_the_whole_suite_s_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let suites = vec![
+            testing::suite(head("geo", 0, None), 3, 4),
+            testing::failed(head("down", 1, None), "cannot reach </script>"),
+            testing::suite(head("empty", 2, None), 0, 0),
+            testing::suite(head("cmp", 3, Some("small")), 2, 2),
+        ];
+        let expected: Vec<String> = [0, 1, 3].map(|k| reference(&suites[k])).into();
+        let text = page(
+            HtmlReport::new(dir.path()),
+            suites,
+            &dir.path().join(REPORT_HTML),
+        );
+        assert_eq!(elements(&text), expected);
+        assert!(!text.contains(testing::SECRET), "a secret in the page");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [REPORT_HTML], "spools leave nothing behind");
+    }
+
+    #[test]
+    fn interleaved_suites_are_written_as_they_end_with_their_rows_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = testing::suite(head("a", 0, None), 3, 3);
+        let b = testing::suite(head("b", 1, None), 2, 5);
+        let expected = vec![reference(&b), reference(&a)];
+        let mut report = HtmlReport::new(dir.path());
+        let (a, b) = (Parts::of(a), Parts::of(b));
+        a.feed_dataset(&mut report, 0);
+        b.feed_dataset(&mut report, 0);
+        a.feed_dataset(&mut report, 1);
+        let spooled = report.suites[&(0, None)].rows.len();
+        assert!(spooled > 0, "rows are spooled as datasets are fed");
+        assert_eq!(
+            report.suites[&(0, None)].count,
+            2 + 2,
+            "rows of datasets 0 and 1"
+        );
+        b.feed_dataset(&mut report, 1);
+        let b = b.end(&mut report);
+        a.feed_dataset(&mut report, 2);
+        let a = a.end(&mut report);
+        assert!(report.suites.is_empty(), "an ended suite holds no spool");
+        let path = dir.path().join(REPORT_HTML);
+        report.finish(&testing::end(&[a, b], &[])).expect("finish");
+        let text = std::fs::read_to_string(path).expect("page");
+        assert_eq!(elements(&text), expected);
+    }
+
+    #[test]
+    fn spooled_latency_is_the_sorted_latency() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sample in [
+            vec![],
+            vec![7.0; 3],
+            (1..=100).rev().map(f64::from).collect(),
+            vec![0.3, f64::NAN, 2.9, 1e-7, 44.125],
+        ] {
+            let mut times = Times::new(dir.path()).expect("times");
+            sample.iter().for_each(|&t| times.push(t).expect("push"));
+            assert_eq!(
+                Latency::of_times(&mut times).expect("read"),
+                Latency::of(sample)
+            );
+        }
     }
 
     #[test]

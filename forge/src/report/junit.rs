@@ -28,8 +28,9 @@
 //! `forge.runner.cost_usd` (with a price), the same under `forge.judge.`,
 //! and `forge.cost_usd`, the two costs together.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,25 +38,86 @@ use chrono::{DateTime, FixedOffset};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::since::Baseline;
+use super::spool::Spool;
 use super::tally::SuiteUsage;
-use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
+use super::{create, finish, prepare, DatasetReport, Reporter, RunEnd, SuiteReport};
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::run::BatchRecord;
-use crate::schema::Response;
 use crate::suite::BatchLocation;
 use crate::usage;
 
-/// The reporter writing `junit.xml` into a directory when the run ends.
+/// The reporter writing `junit.xml` into a directory. Each suite's
+/// `<testcase>`s are spooled as its datasets are fed, its `<testsuite>`
+/// (whose attributes count them) is assembled when it ends, and the file
+/// (whose `<testsuites>` counts them all) when the run ends: it holds
+/// nothing per batch.
 pub struct Junit {
     dir: PathBuf,
     /// When the run started: every `<testsuite>`'s `timestamp`.
     started: DateTime<FixedOffset>,
-    /// What the failure bodies need that the records do not hold: the
-    /// query and expected answer of each failed batch, by suite and batch.
-    asked: HashMap<String, HashMap<(usize, usize), Asked>>,
     /// The baseline regressions are marked against.
     baseline: Option<Arc<dyn Baseline>>,
+    /// Whether the directory was made ready.
+    prepared: bool,
+    /// The suites being fed: their `<testcase>`s so far.
+    open: HashMap<SuiteKey, Cases>,
+    /// The ended suites' `<testsuite>` elements, one after another.
+    done: Option<Spool>,
+    /// Where each ended suite's element is in `done`.
+    elements: HashMap<SuiteKey, VecDeque<Element>>,
+}
+
+/// A suite, or one system of it.
+type SuiteKey = (usize, Option<String>);
+
+/// A suite's `<testcase>` elements, spooled, with their counts and time.
+struct Cases {
+    spool: Spool,
+    counts: Counts,
+    time: Duration,
+}
+
+/// What a `<testsuite>` (or `<testsuites>`) counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Counts {
+    tests: usize,
+    skipped: usize,
+    failures: usize,
+    errors: usize,
+}
+
+impl Counts {
+    /// Counts a case of `status` (as quick-junit's `add_test_case` does).
+    fn add(&mut self, status: &TestCaseStatus) {
+        self.tests += 1;
+        match status {
+            TestCaseStatus::Success { .. } => {}
+            TestCaseStatus::NonSuccess { kind, .. } => match kind {
+                NonSuccessKind::Failure => self.failures += 1,
+                NonSuccessKind::Error => self.errors += 1,
+            },
+            TestCaseStatus::Skipped { .. } => self.skipped += 1,
+        }
+    }
+
+    fn plus(self, other: Counts) -> Counts {
+        Counts {
+            tests: self.tests + other.tests,
+            skipped: self.skipped + other.skipped,
+            failures: self.failures + other.failures,
+            errors: self.errors + other.errors,
+        }
+    }
+}
+
+/// An ended suite's `<testsuite>` in the spool of ended suites.
+#[derive(Debug, Clone, Copy)]
+struct Element {
+    start: u64,
+    len: u64,
+    counts: Counts,
+    time: Duration,
 }
 
 /// A batch's query and expected answer, redacted.
@@ -71,8 +133,11 @@ impl Junit {
         Junit {
             dir: dir.into(),
             started: chrono::Utc::now().fixed_offset(),
-            asked: HashMap::new(),
             baseline: None,
+            prepared: false,
+            open: HashMap::new(),
+            done: None,
+            elements: HashMap::new(),
         }
     }
 
@@ -81,108 +146,204 @@ impl Junit {
         self.baseline = baseline;
         self
     }
-}
 
-impl Reporter for Junit {
-    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
-        let asked = asked(suite, self.baseline.as_deref());
-        if !asked.is_empty() {
-            self.asked.insert(suite.report_name(), asked);
+    fn path(&self) -> PathBuf {
+        self.dir.join("junit.xml")
+    }
+
+    fn error(&self, error: impl std::fmt::Display) -> ReportError {
+        ReportError {
+            path: self.path(),
+            message: error.to_string(),
         }
+    }
+
+    /// A new spool in the output directory (made ready first).
+    fn spool(&mut self) -> Result<Spool, ReportError> {
+        if !self.prepared {
+            prepare(&self.dir)?;
+            self.prepared = true;
+        }
+        Spool::new(&self.dir).map_err(|e| self.error(format!("cannot spool: {e}")))
+    }
+
+    /// Spools `dataset`'s selected and skipped batches as `<testcase>`s.
+    fn spool_cases(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        let key = (dataset.suite.index, dataset.suite.system.clone());
+        if !self.open.contains_key(&key) {
+            let spool = self.spool()?;
+            let cases = Cases {
+                spool,
+                counts: Counts::default(),
+                time: Duration::ZERO,
+            };
+            self.open.insert(key.clone(), cases);
+        }
+        let prefix = dataset.suite.test_prefix();
+        let baseline = self.baseline.as_deref();
+        let Some(cases) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
+        let shown = dataset.records.iter().filter(|r| r.selected || r.skipped);
+        let mut written = Ok(());
+        for record in shown {
+            let asked = asked(dataset, record);
+            let since = baseline.and_then(|b| b.mark(record));
+            let case = test_case(&prefix, record, asked.as_ref(), since.as_ref());
+            cases.counts.add(&case.status);
+            cases.time += case.time.unwrap_or_default();
+            written = case_xml(case).and_then(|xml| cases.spool.write_all(&xml));
+            if written.is_err() {
+                break;
+            }
+        }
+        written.map_err(|e| self.error(e))
+    }
+
+    /// Appends `suite`'s `<testsuite>` (its head, its spooled cases, its
+    /// end) to the spool of ended suites.
+    fn end_suite(&mut self, suite: &SuiteReport, cases: Option<Cases>) -> Result<(), ReportError> {
+        let mut done = match self.done.take() {
+            Some(done) => done,
+            None => self.spool()?,
+        };
+        let start = done.len();
+        let written = write_suite(&mut done, suite, cases, self.started);
+        self.done = Some(done);
+        let (counts, time) = written.map_err(|e| self.error(e))?;
+        let len = self.done.as_ref().map_or(0, |d| d.len()) - start;
+        let key = (suite.head.index, suite.head.system.clone());
+        let element = Element {
+            start,
+            len,
+            counts,
+            time,
+        };
+        self.elements.entry(key).or_default().push_back(element);
         Ok(())
     }
 
+    /// Writes the file: `<testsuites>` with the totals, every reported
+    /// suite's element in run order, each load failure's.
+    fn write(&mut self, end: &RunEnd<'_>, out: &mut impl Write) -> std::io::Result<()> {
+        let elements: Vec<Element> = end
+            .suites
+            .iter()
+            .filter(|s| s.is_reported())
+            .filter_map(|s| {
+                let key = (s.head.index, s.head.system.clone());
+                self.elements.get_mut(&key)?.pop_front()
+            })
+            .collect();
+        let failures = end
+            .load_failures
+            .iter()
+            .map(|failure| {
+                let mut test_suite = load_failure_element(failure);
+                test_suite.set_timestamp(self.started);
+                suite_xml(test_suite)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let load_counts = Counts {
+            tests: failures.len(),
+            errors: failures.len(),
+            ..Counts::default()
+        };
+        let counts = elements
+            .iter()
+            .map(|e| e.counts)
+            .fold(load_counts, Counts::plus);
+        let time = elements.iter().map(|e| e.time).sum();
+        let (head, tail) = run_frame(counts, time)?;
+        out.write_all(&head)?;
+        for element in &elements {
+            if let Some(done) = &mut self.done {
+                done.copy_range(element.start, element.len, out)?;
+            }
+        }
+        failures.iter().try_for_each(|xml| out.write_all(xml))?;
+        out.write_all(&tail)
+    }
+}
+
+impl Reporter for Junit {
+    fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        self.spool_cases(dataset)
+    }
+
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        let key = (suite.head.index, suite.head.system.clone());
+        let cases = self.open.remove(&key);
+        if !suite.is_reported() {
+            return Ok(());
+        }
+        self.end_suite(suite, cases)
+    }
+
     fn finish(&mut self, end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
-        prepare(&self.dir)?;
-        let path = self.dir.join("junit.xml");
-        let report = report(end, self.started, &self.asked, self.baseline.as_deref());
-        write(&path, &report)?;
+        if !self.prepared {
+            prepare(&self.dir)?;
+            self.prepared = true;
+        }
+        // A suite the run listed but did not end (interrupted): its cases so far.
+        for suite in end.suites.iter().filter(|s| s.is_reported()) {
+            let key = (suite.head.index, suite.head.system.clone());
+            if self.elements.get(&key).is_none_or(VecDeque::is_empty) {
+                let cases = self.open.remove(&key);
+                self.end_suite(suite, cases)?;
+            }
+        }
+        let path = self.path();
+        let (tmp, mut writer) = create(&path)?;
+        let written = self.write(end, &mut writer);
+        finish(&path, &tmp, writer, written)?;
         Ok(vec![path])
     }
 }
 
-/// The query and expected answer of each failed (or regressed) selected
-/// batch of `suite`, from its answered datasets (a batch's first run's).
-fn asked(suite: &SuiteReport, baseline: Option<&dyn Baseline>) -> HashMap<(usize, usize), Asked> {
-    let Response::Success(run) = &suite.response else {
-        return HashMap::new();
-    };
-    let mut first_run: HashMap<usize, usize> = HashMap::new();
-    for (i, origin) in suite.origins.iter().enumerate() {
-        first_run.entry(origin.dataset).or_insert(i);
-    }
-    let redact = |text: &str| suite.secrets.redact(text).into_owned();
-    let regressed =
-        |r: &BatchRecord| baseline.is_some_and(|b| b.mark(r).is_some_and(|c| c.regressed));
-    let failed = suite
-        .records
-        .iter()
-        .filter(|r| r.selected && (!r.passed || regressed(r)));
-    failed
-        .filter_map(|record| {
-            let dataset = run.datasets.get(*first_run.get(&record.id.dataset)?)?;
-            let batch = dataset.conversation.get(record.id.batch)?;
-            let asked = Asked {
-                query: redact(&batch.query),
-                expected: redact(&batch.ground_truth_assistant),
-            };
-            Some(((record.id.dataset, record.id.batch), asked))
-        })
-        .collect()
+/// The query and expected answer of `record`, redacted, from its dataset's
+/// first run.
+fn asked(dataset: &DatasetReport<'_>, record: &BatchRecord) -> Option<Asked> {
+    let batch = dataset
+        .answered
+        .first()?
+        .dataset
+        .conversation
+        .get(record.id.batch)?;
+    let redact = |text: &str| dataset.suite.secrets.redact(text).into_owned();
+    Some(Asked {
+        query: redact(&batch.query),
+        expected: redact(&batch.ground_truth_assistant),
+    })
 }
 
-/// The JUnit report of the reported suites (their selected and skipped
-/// batches); each load failure becomes a failing test of its own suite.
-fn report(
-    end: &RunEnd<'_>,
-    started: DateTime<FixedOffset>,
-    asked: &HashMap<String, HashMap<(usize, usize), Asked>>,
-    baseline: Option<&dyn Baseline>,
-) -> Report {
-    let (suites, load_failures) = (end.suites, end.load_failures);
-    let mut report = Report::new("forge");
-    let mut total = Duration::ZERO;
-    let none = HashMap::new();
-    for suite in suites.iter().filter(|s| s.is_reported()) {
-        let asked = asked.get(&suite.report_name()).unwrap_or(&none);
-        let mut test_suite = suite_element(suite, asked, baseline);
-        test_suite.set_timestamp(started);
-        total += test_suite.time.unwrap_or_default();
-        report.add_test_suite(test_suite);
-    }
-    for failure in load_failures {
-        let mut test_suite = load_failure_element(failure);
-        test_suite.set_timestamp(started);
-        report.add_test_suite(test_suite);
-    }
-    report.set_time(total);
-    report
-}
-
-/// A suite's `<testsuite>`, its time the sum of its cases'.
-fn suite_element(
+/// Writes `suite`'s `<testsuite>` element: its head, its spooled `cases`,
+/// its end; returns what it counts and its time.
+fn write_suite(
+    out: &mut impl Write,
     suite: &SuiteReport,
-    asked: &HashMap<(usize, usize), Asked>,
-    baseline: Option<&dyn Baseline>,
-) -> TestSuite {
-    let prefix = suite.test_prefix();
-    let mut test_suite = TestSuite::new(xml_text(prefix.clone()));
-    if let Response::Failure(failure) = &suite.response {
-        test_suite.set_system_err(xml_text(failure.error.clone()));
-    }
-    for (name, value) in usage_properties(&SuiteUsage::of(&suite.records)) {
+    cases: Option<Cases>,
+    started: DateTime<FixedOffset>,
+) -> std::io::Result<(Counts, Duration)> {
+    let mut test_suite = TestSuite::new(xml_text(suite.test_prefix()));
+    for (name, value) in usage_properties(&suite.tally.usage) {
         test_suite.add_property(Property::new(name, value));
     }
-    let mut suite_time = Duration::ZERO;
-    for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
-        let asked = asked.get(&(record.id.dataset, record.id.batch));
-        let since = baseline.and_then(|b| b.mark(record));
-        let case = test_case(&prefix, record, asked, since.as_ref());
-        suite_time += case.time.unwrap_or_default();
-        test_suite.add_test_case(case);
+    if let Some(error) = &suite.error {
+        test_suite.set_system_err(xml_text(error.clone()));
     }
-    test_suite.set_time(suite_time);
-    test_suite
+    test_suite.set_timestamp(started);
+    let Some(mut cases) = cases.filter(|c| c.counts.tests > 0) else {
+        test_suite.set_time(Duration::ZERO);
+        out.write_all(&suite_xml(test_suite)?)?;
+        return Ok((Counts::default(), Duration::ZERO));
+    };
+    test_suite.set_time(cases.time);
+    let (head, tail) = suite_frame(test_suite, cases.counts)?;
+    out.write_all(&head)?;
+    cases.spool.copy_to(out)?;
+    out.write_all(&tail)?;
+    Ok((cases.counts, cases.time))
 }
 
 /// The `forge.*` properties of a suite's tokens and cost.
@@ -352,16 +513,254 @@ pub(crate) fn xml_text(text: String) -> String {
         .collect()
 }
 
-/// Writes `report` to `path`.
-fn write(path: &Path, report: &Report) -> Result<(), ReportError> {
-    let (tmp, mut writer) = create(path)?;
-    let result = report.serialize(&mut writer).map_err(std::io::Error::other);
-    finish(path, &tmp, writer, result)
+/// Where an element starts in quick-junit's output: a new line, indented
+/// by its depth (attribute values and text escape every `<`, so these are
+/// found only where an element starts).
+const SUITE_START: &[u8] = b"\n    <testsuite";
+const CASE_START: &[u8] = b"\n        <testcase";
+const SUITE_END: &[u8] = b"\n    </testsuite>";
+const RUN_END: &[u8] = b"\n</testsuites>";
+
+/// `report` as quick-junit writes it.
+fn serialize(report: &Report) -> std::io::Result<Vec<u8>> {
+    let mut xml = Vec::new();
+    report.serialize(&mut xml).map_err(std::io::Error::other)?;
+    Ok(xml)
+}
+
+/// Where `needle` first occurs in `xml` (after `from`).
+fn find(xml: &[u8], needle: &[u8], from: usize) -> std::io::Result<usize> {
+    xml.get(from..)
+        .and_then(|rest| rest.windows(needle.len()).position(|w| w == needle))
+        .map(|at| from + at)
+        .ok_or_else(|| std::io::Error::other("unexpected quick-junit output"))
+}
+
+/// The bytes of `xml` before and after the empty element starting at
+/// `start` (`<... />`, whose attributes hold no `/>`).
+fn around(xml: &[u8], start: usize) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let end = find(xml, b"/>", start)? + 2;
+    Ok((xml[..start].to_vec(), xml[end..].to_vec()))
+}
+
+/// A `<testsuite>` element, as quick-junit writes it in a report.
+fn suite_xml(test_suite: TestSuite) -> std::io::Result<Vec<u8>> {
+    let mut report = Report::new("forge");
+    report.add_test_suite(test_suite);
+    let xml = serialize(&report)?;
+    let start = find(&xml, SUITE_START, 0)?;
+    let end = find(&xml, RUN_END, start)?;
+    Ok(xml[start..end].to_vec())
+}
+
+/// A `<testcase>` element, as quick-junit writes it in a report.
+fn case_xml(case: TestCase) -> std::io::Result<Vec<u8>> {
+    let mut test_suite = TestSuite::new("-");
+    test_suite.add_test_case(case);
+    let xml = suite_xml(test_suite)?;
+    let start = find(&xml, CASE_START, 0)?;
+    let end = xml
+        .windows(SUITE_END.len())
+        .rposition(|w| w == SUITE_END)
+        .ok_or_else(|| std::io::Error::other("unexpected quick-junit output"))?;
+    Ok(xml[start..end].to_vec())
+}
+
+/// What comes before and after the `<testcase>`s of `test_suite` (which
+/// has none) counting `counts`: its start tag and properties; its
+/// `<system-err>` and end tag.
+fn suite_frame(mut test_suite: TestSuite, counts: Counts) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    test_suite.add_test_case(TestCase::new("-", TestCaseStatus::success()));
+    let Counts {
+        tests,
+        skipped,
+        failures,
+        errors,
+    } = counts;
+    (test_suite.tests, test_suite.skipped) = (tests, skipped);
+    (test_suite.failures, test_suite.errors) = (failures, errors);
+    let xml = suite_xml(test_suite)?;
+    around(&xml, find(&xml, CASE_START, 0)?)
+}
+
+/// What comes before and after the `<testsuite>`s of a report counting
+/// `counts`, its time `time`: the declaration and `<testsuites>`; its end.
+fn run_frame(counts: Counts, time: Duration) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut report = Report::new("forge");
+    report.add_test_suite(TestSuite::new("-"));
+    let Counts {
+        tests,
+        skipped,
+        failures,
+        errors,
+    } = counts;
+    (report.tests, report.skipped) = (tests, skipped);
+    (report.failures, report.errors) = (failures, errors);
+    report.set_time(time);
+    let xml = serialize(&report)?;
+    around(&xml, find(&xml, SUITE_START, 0)?)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::xml_text;
+    use super::*;
+    use crate::report::testing::{self, head, Parts};
+    use crate::report::whole::WholeSuite;
+    use crate::schema::Response;
+
+    /// The report of `suites` built whole, as quick-junit serializes one
+    /// `Report` (the reference the streamed file must equal).
+    fn reference(
+        suites: &[WholeSuite],
+        load_failures: &[LoadFailure],
+        started: DateTime<FixedOffset>,
+    ) -> String {
+        let mut report = Report::new("forge");
+        let mut total = Duration::ZERO;
+        for suite in suites {
+            let error = match &suite.response {
+                Response::Failure(failure) => Some(failure.error.clone()),
+                Response::Success(_) => None,
+            };
+            if suite.records.is_empty() && error.is_none() {
+                continue;
+            }
+            let prefix = suite.head.test_prefix();
+            let mut test_suite = TestSuite::new(prefix.clone());
+            if let Some(error) = error {
+                test_suite.set_system_err(error);
+            }
+            for (name, value) in usage_properties(&SuiteUsage::of(&suite.records)) {
+                test_suite.add_property(Property::new(name, value));
+            }
+            let mut time = Duration::ZERO;
+            let first = |d: usize| match &suite.response {
+                Response::Success(run) => run.datasets.get(d).cloned(),
+                Response::Failure(_) => None,
+            };
+            for record in suite.records.iter().filter(|r| r.selected || r.skipped) {
+                let asked = first(record.id.dataset).and_then(|dataset| {
+                    let batch = dataset.conversation.get(record.id.batch)?;
+                    Some(Asked {
+                        query: suite.head.secrets.redact(&batch.query).into_owned(),
+                        expected: batch.ground_truth_assistant.clone(),
+                    })
+                });
+                let case = test_case(&prefix, record, asked.as_ref(), None);
+                time += case.time.unwrap_or_default();
+                test_suite.add_test_case(case);
+            }
+            test_suite.set_time(time).set_timestamp(started);
+            total += time;
+            report.add_test_suite(test_suite);
+        }
+        for failure in load_failures {
+            let mut test_suite = load_failure_element(failure);
+            test_suite.set_timestamp(started);
+            report.add_test_suite(test_suite);
+        }
+        report.set_time(total);
+        report.to_string().expect("serialized")
+    }
+
+    /// A reporter into `dir`, its run started at a fixed time.
+    fn junit(dir: &std::path::Path) -> Junit {
+        let mut junit = Junit::new(dir);
+        junit.started = DateTime::parse_from_rfc3339("2025-01-02T03:04:05+00:00").expect("time");
+        junit
+    }
+
+    fn written(mut junit: Junit, suites: &[SuiteReport], load: &[LoadFailure]) -> String {
+        let path = junit.finish(&testing::end(suites, load)).expect("finish");
+        assert_eq!(path.len(), 1);
+        std::fs::read_to_string(&path[0]).expect("junit.xml")
+    }
+
+    #[test]
+    fn suites_fed_dataset_by_dataset_give_the_whole_report() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let suites = vec![
+            testing::suite(head("geo", 0, None), 3, 4),
+            testing::failed(head("down", 1, None), "runner `x`: no such <host>"),
+            testing::suite(head("empty", 2, None), 0, 0),
+            testing::suite(head("cmp", 3, Some("small")), 2, 2),
+            testing::suite(head("cmp", 3, Some("large")), 1, 3),
+        ];
+        let load = [testing::load_failure("bad")];
+        let mut reporter = junit(dir.path());
+        let expected = reference(&suites, &load, reporter.started);
+        let reports = testing::feed(&mut reporter, suites);
+        let text = written(reporter, &reports, &load);
+        assert_eq!(text, expected);
+        assert!(text.contains("<system-err>runner `x`: no such &lt;host&gt;</system-err>"));
+        assert!(!text.contains(testing::SECRET), "a secret in junit.xml");
+        assert!(
+            !text.contains("name=\"empty\""),
+            "an empty suite is not reported"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["junit.xml"], "spools leave nothing behind");
+    }
+
+    #[test]
+    fn interleaved_suites_are_written_in_run_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = testing::suite(head("a", 0, None), 3, 3);
+        let b = testing::suite(head("b", 1, None), 2, 5);
+        let c = testing::failed(head("c", 2, None), "cannot run");
+        let mut reporter = junit(dir.path());
+        let expected = reference(&[a.clone(), b.clone(), c.clone()], &[], reporter.started);
+        let (a, b) = (Parts::of(a), Parts::of(b));
+        a.feed_dataset(&mut reporter, 0);
+        b.feed_dataset(&mut reporter, 0);
+        b.feed_dataset(&mut reporter, 1);
+        a.feed_dataset(&mut reporter, 1);
+        let c = Parts::of(c).end(&mut reporter);
+        let b = b.end(&mut reporter);
+        a.feed_dataset(&mut reporter, 2);
+        let a = a.end(&mut reporter);
+        assert_eq!(written(reporter, &[a, b, c], &[]), expected);
+    }
+
+    #[test]
+    fn a_run_with_nothing_reported_is_an_empty_report() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut reporter = junit(dir.path());
+        let empty = testing::suite(head("empty", 0, None), 0, 0);
+        let expected = reference(std::slice::from_ref(&empty), &[], reporter.started);
+        let reports = testing::feed(&mut reporter, vec![empty]);
+        assert_eq!(written(reporter, &reports, &[]), expected);
+    }
+
+    #[test]
+    fn testcases_are_spooled_not_held() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut reporter = junit(dir.path());
+        let parts = Parts::of(testing::suite(head("big", 0, None), 3, 200));
+        let mut spooled = 0;
+        for index in 0..3 {
+            parts.feed_dataset(&mut reporter, index);
+            let cases = &reporter.open[&(0, None)];
+            assert!(
+                cases.spool.len() > spooled,
+                "dataset {index} was not spooled"
+            );
+            spooled = cases.spool.len();
+        }
+        let cases = &reporter.open[&(0, None)];
+        assert_eq!(cases.counts.tests, 3 * 199, "selected and skipped batches");
+        let report = parts.end(&mut reporter);
+        assert!(reporter.open.is_empty(), "an ended suite holds no spool");
+        let element = reporter.elements[&(0, None)][0];
+        assert!(
+            element.len > spooled,
+            "the element is its head and its cases"
+        );
+        assert_eq!(report.tally.records, 600);
+    }
 
     #[test]
     fn characters_xml_forbids_are_replaced() {

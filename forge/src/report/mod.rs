@@ -27,9 +27,12 @@ pub mod junit;
 pub mod part;
 pub mod scoreboard;
 pub mod since;
+pub(crate) mod spool;
 pub mod summary;
 pub mod sweep;
 pub mod tally;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod whole;
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,6 @@
 //!   large  3 passed  0 failed  p50 80 ms
 //! ```
 
-use super::tally::SuiteUsage;
 use super::SuiteReport;
 use crate::usage::dollars;
 
@@ -31,43 +30,35 @@ pub struct SystemScore {
 }
 
 impl SystemScore {
-    /// The score of one system's report.
-    pub fn of(suite: &SuiteReport) -> SystemScore {
-        let selected = suite.records.iter().filter(|r| r.selected);
-        let passed = selected.clone().filter(|r| r.passed).count();
-        let mut times: Vec<f64> = selected
-            .clone()
-            .flat_map(|r| &r.runs)
-            .map(|run| run.time_ms)
-            .filter(|t| t.is_finite())
-            .collect();
-        times.sort_by(f64::total_cmp);
+    /// The score of one system's report, the median time of its selected
+    /// batches' runs `p50_ms` (their nearest-rank median).
+    pub fn of(suite: &SuiteReport, p50_ms: Option<f64>) -> SystemScore {
+        let tally = &suite.tally;
         SystemScore {
-            system: suite.system.clone().unwrap_or_default(),
-            passed,
-            failed: selected.count() - passed,
-            ignored: suite.records.iter().filter(|r| r.skipped).count(),
-            p50_ms: median(&times),
-            cost_usd: SuiteUsage::of(&suite.records).cost_usd(),
+            system: suite.head.system.clone().unwrap_or_default(),
+            passed: tally.passed,
+            failed: tally.failed(),
+            ignored: tally.skipped,
+            p50_ms,
+            cost_usd: tally.usage.cost_usd(),
         }
     }
 }
 
-/// The nearest-rank median of sorted `times`.
-fn median(times: &[f64]) -> Option<f64> {
-    let rank = times.len().div_ceil(2);
-    times.get(rank.checked_sub(1)?).copied()
-}
-
 /// The scoreboard of every suite of `suites` that compares two systems or
-/// more: its name and one score per system, in the order of its `runners:`.
-pub fn scoreboards(suites: &[SuiteReport]) -> Vec<(String, Vec<SystemScore>)> {
+/// more: its name and one score per system, in the order of its `runners:`;
+/// `p50_ms` gives each system's median time.
+pub fn scoreboards(
+    suites: &[SuiteReport],
+    mut p50_ms: impl FnMut(&SuiteReport) -> Option<f64>,
+) -> Vec<(String, Vec<SystemScore>)> {
     let mut boards: Vec<(String, Vec<SystemScore>)> = Vec::new();
-    for suite in suites.iter().filter(|s| s.system.is_some()) {
-        let score = SystemScore::of(suite);
+    for suite in suites.iter().filter(|s| s.head.system.is_some()) {
+        let score = SystemScore::of(suite, p50_ms(suite));
+        let name = &suite.head.name;
         match boards.last_mut() {
-            Some((name, scores)) if *name == suite.name => scores.push(score),
-            _ => boards.push((suite.name.clone(), vec![score])),
+            Some((board, scores)) if board == name => scores.push(score),
+            _ => boards.push((name.clone(), vec![score])),
         }
     }
     boards.retain(|(_, scores)| scores.len() > 1);
@@ -75,9 +66,12 @@ pub fn scoreboards(suites: &[SuiteReport]) -> Vec<(String, Vec<SystemScore>)> {
 }
 
 /// The scoreboards as text, one line per system under a heading per suite.
-pub fn lines(suites: &[SuiteReport]) -> Vec<String> {
+pub fn lines(
+    suites: &[SuiteReport],
+    p50_ms: impl FnMut(&SuiteReport) -> Option<f64>,
+) -> Vec<String> {
     let mut lines = Vec::new();
-    for (suite, scores) in scoreboards(suites) {
+    for (suite, scores) in scoreboards(suites, p50_ms) {
         lines.push(format!("forge: {suite}, system by system:"));
         let width = scores.iter().map(|s| s.system.chars().count()).max();
         let width = width.unwrap_or(0);
@@ -105,14 +99,30 @@ pub fn lines(suites: &[SuiteReport]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::lines;
+    use crate::report::testing::{self, head};
 
     #[test]
-    fn the_median_is_the_nearest_rank() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[5.0]), Some(5.0));
-        assert_eq!(median(&[1.0, 9.0]), Some(1.0));
-        assert_eq!(median(&[1.0, 2.0, 9.0]), Some(2.0));
-        assert_eq!(median(&[1.0, 2.0, 3.0, 9.0]), Some(2.0));
+    fn systems_of_a_suite_are_scored_from_their_tallies() {
+        let mut sink = crate::report::Tee::new();
+        let suites = testing::feed(
+            &mut sink,
+            vec![
+                testing::suite(head("cmp", 0, Some("small")), 3, 4),
+                testing::suite(head("cmp", 0, Some("large-one")), 1, 2),
+                testing::suite(head("alone", 1, Some("only")), 1, 2),
+            ],
+        );
+        let text = lines(&suites, |s| {
+            (s.head.system.as_deref() == Some("small")).then_some(12.25)
+        });
+        assert_eq!(
+            text,
+            [
+                "forge: cmp, system by system:",
+                "  small      6 passed  2 failed  1 ignored  p50 12 ms",
+                "  large-one  1 passed  1 failed  p50 -",
+            ]
+        );
     }
 }
