@@ -232,3 +232,73 @@ impl<R: Reporter> RunEvents for Live<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::DatasetReport;
+    use crate::select::Rules;
+    use crate::suite::LoadOptions;
+
+    /// Sees the datasets in the order they are reported.
+    struct Seen(Arc<Mutex<Vec<(usize, usize)>>>);
+
+    impl Reporter for Seen {
+        fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+            let records = dataset.records.len();
+            self.0.lock().expect("seen").push((dataset.index, records));
+            Ok(())
+        }
+    }
+
+    /// A suite streamed from a JSONL file whose first session is long and
+    /// the others short: the others finish first, wait for it in order,
+    /// and the run never holds more than its window of datasets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streamed_suite_is_held_a_window_at_a_time_and_reported_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sessions = 300;
+        let mut lines = String::new();
+        for s in 0..sessions {
+            let turns = if s == 0 { 30 } else { 1 + s % 3 };
+            let conversation: Vec<serde_json::Value> = (0..turns)
+                .map(|t| serde_json::json!({"qa_id": format!("q{t}"), "query": format!("{s}-{t}")}))
+                .collect();
+            let dataset = serde_json::json!({"session_id": format!("s{s}"), "assistant_id": "a", "conversation": conversation});
+            lines.push_str(&format!("{dataset}\n"));
+        }
+        std::fs::write(dir.path().join("data.jsonl"), lines).expect("data");
+        let suite = dir.path().join("big.yaml");
+        let yaml =
+            "runner: {type: echo, delay_ms: 1}\nconcurrency: 4\ndatasets:\n  - file: data.jsonl\n";
+        std::fs::write(&suite, yaml).expect("suite");
+        let options = LoadOptions {
+            stream: true,
+            ..LoadOptions::default()
+        };
+        let suites = Suite::load_all_with(&suite, &options).expect("loads");
+        assert!(suites[0].datasets.is_empty(), "the file is not held");
+        assert_eq!(suites[0].dataset_count(), sessions);
+        let mut rules = Rules::new(&suites, None, None);
+        rules.count(&suites).expect("counted");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let outcome = execute(
+            suites,
+            &rules,
+            Seen(Arc::clone(&seen)),
+            &[],
+            &Cassettes::default(),
+            CancellationToken::new(),
+        )
+        .await;
+        let window = 4 + crate::run::suite::WINDOW_SLACK;
+        assert!(outcome.held <= window, "held {} > {window}", outcome.held);
+        assert!(outcome.held >= 1);
+        let seen = seen.lock().expect("seen");
+        let order: Vec<usize> = seen.iter().map(|(d, _)| *d).collect();
+        assert_eq!(order, (0..sessions).collect::<Vec<_>>(), "in order");
+        assert_eq!(seen[0].1, 30, "the long session's records");
+        let batches = 30 + (1..sessions).map(|s| 1 + s % 3).sum::<usize>();
+        assert_eq!(outcome.tally(), (batches, 0));
+    }
+}

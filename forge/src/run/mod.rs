@@ -28,7 +28,7 @@
 
 mod collect;
 mod order;
-mod suite;
+pub(crate) mod suite;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -27,7 +27,7 @@ use crate::suite::{Suite, SuiteDataset};
 
 /// How many datasets a suite holds at once beyond the sessions in flight:
 /// those done while an earlier one still runs wait for it, up to this.
-const WINDOW_SLACK: usize = 16;
+pub(crate) const WINDOW_SLACK: usize = 16;
 
 /// What a suite's run shares between its datasets.
 struct Context<'a> {

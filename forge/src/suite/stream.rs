@@ -442,3 +442,118 @@ impl Iterator for Elements<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::suite::{LoadOptions, Suite, SuiteDataset};
+
+    /// What a run takes of a dataset, to compare two loads.
+    fn seen(suite: &Suite) -> Vec<(Vec<String>, Vec<bool>, usize, Vec<Option<usize>>, usize)> {
+        let mut seen = Vec::new();
+        suite
+            .for_each_dataset(|_, d: &SuiteDataset| {
+                seen.push((
+                    d.test_names.to_vec(),
+                    d.ignored.clone(),
+                    d.expects.len(),
+                    d.locations.iter().map(|l| l.line).collect(),
+                    d.runs,
+                ))
+            })
+            .expect("read");
+        seen
+    }
+
+    fn write(dir: &std::path::Path) -> std::path::PathBuf {
+        let dataset = |s: &str, a: &str, turns: usize| {
+            let conversation: Vec<serde_json::Value> = (0..turns)
+                .map(|t| serde_json::json!({"qa_id": format!("q {t}"), "query": format!("hello {t}")}))
+                .collect();
+            serde_json::json!({"session_id": s, "assistant_id": a, "conversation": conversation})
+        };
+        let lines = [
+            dataset("s1", "a", 2),
+            dataset("shared", "a", 1),
+            dataset("s2", "a", 3),
+        ];
+        let jsonl: String = lines.iter().map(|l| format!("{l}\n\n")).collect();
+        std::fs::write(dir.join("data.jsonl"), jsonl).expect("jsonl");
+        let list = serde_json::json!([dataset("shared", "b", 2), dataset("j1", "a", 1)]);
+        let json = serde_json::to_string_pretty(&list).expect("json");
+        std::fs::write(dir.join("data.json"), json).expect("json");
+        let suite = dir.join("suite.yaml");
+        let yaml = "name: mixed\nrunner: {type: echo}\nrepeat: 2\ndatasets:\n  - session_id: first\n    assistant_id: a\n    conversation:\n      - {qa_id: q1, query: hi}\n  - file: data.jsonl\n    ignore: true\n    expect: {contains: hello}\n  - session_id: middle\n    assistant_id: a\n    conversation:\n      - {qa_id: q1, query: hi}\n  - file: data.json\n";
+        std::fs::write(&suite, yaml).expect("suite");
+        suite
+    }
+
+    #[test]
+    fn a_streamed_suite_reads_as_the_eager_load_does() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path());
+        let eager = Suite::load(&path).expect("eager");
+        let options = LoadOptions {
+            stream: true,
+            ..LoadOptions::default()
+        };
+        let streamed = Suite::load_with(&path, &options).expect("streamed");
+        assert_eq!(
+            streamed.datasets.len(),
+            2,
+            "only the inline datasets are held"
+        );
+        assert_eq!(seen(&streamed), seen(&eager));
+        assert_eq!(streamed.fingerprint, eager.fingerprint);
+        assert_eq!(streamed.batch_count(), eager.batch_count());
+        assert_eq!(streamed.dataset_count(), eager.dataset_count());
+        let names: Vec<String> = seen(&streamed).into_iter().flat_map(|s| s.0).collect();
+        assert!(
+            names.contains(&"mixed::shared@a::q_0".to_owned()),
+            "{names:?}"
+        );
+        let mut taken = streamed;
+        let taken: Vec<String> = taken
+            .take_datasets()
+            .map(|d| d.expect("read").test_names[0].clone())
+            .collect();
+        assert_eq!(taken[0], "mixed::first::q1");
+        assert_eq!(taken.len(), 7);
+    }
+
+    #[test]
+    fn mistakes_in_a_streamed_file_are_located_as_eager_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path());
+        let options = LoadOptions {
+            stream: true,
+            ..LoadOptions::default()
+        };
+        let broken = [
+            ("data.jsonl", "{\"session_id\": \"x\", \"assistant_id\": \"a\", \"conversation\": [}\n"),
+            ("data.jsonl", "{\"session_id\": \"x\", \"assistant_id\": \"a\", \"conversation\": [{\"qa_id\": \"q\"}]}\n"),
+            ("data.json", "[\n  {\"session_id\": \"x\",\n   \"assistant_id\": \"a\",\n   \"conversation\": [{\"qa_id\": 1}]}\n]\n"),
+            ("data.json", "[{\"session_id\": \"x\", \"assistant_id\": \"a\", \"conversation\": []}] trailing"),
+        ];
+        for (file, text) in broken {
+            let original = std::fs::read_to_string(dir.path().join(file)).expect("read");
+            std::fs::write(dir.path().join(file), text).expect("write");
+            let eager = Suite::load(&path)
+                .expect_err("eager refuses it")
+                .to_string();
+            let streamed = Suite::load_with(&path, &options)
+                .expect_err("refused")
+                .to_string();
+            // The file and line (a column only where both know it).
+            let file_line = |e: &str| {
+                let place = e.split(": ").next().unwrap_or_default();
+                place.split(':').take(2).collect::<Vec<_>>().join(":")
+            };
+            assert_eq!(
+                file_line(&streamed),
+                file_line(&eager),
+                "{streamed} / {eager}"
+            );
+            std::fs::write(dir.path().join(file), original).expect("restore");
+        }
+    }
+}
