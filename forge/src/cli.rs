@@ -401,14 +401,19 @@ fn merge(args: &MergeArgs) -> ExitCode {
 
 /// `forge validate`: each suite's verdict, the exit status.
 fn validate(args: &ValidateArgs) -> ExitCode {
-    let loaded = crate::load::load(&args.suites, &crate::suite::LoadOptions::default());
+    // As `forge run` loads: JSON and JSONL files checked as they stream.
+    let options = crate::suite::LoadOptions {
+        stream: true,
+        ..Default::default()
+    };
+    let loaded = crate::load::load(&args.suites, &options);
     for suite in &loaded.suites {
-        let batches: usize = suite.datasets.iter().map(|d| d.test_names.len()).sum();
         println!(
-            "ok: {} ({}): {} dataset(s), {batches} batch(es)",
+            "ok: {} ({}): {} dataset(s), {} batch(es)",
             suite.path.display(),
             suite.report_name(),
-            suite.datasets.len()
+            suite.dataset_count(),
+            suite.batch_count()
         );
     }
     for failure in &loaded.failures {
