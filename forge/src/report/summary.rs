@@ -214,7 +214,10 @@ fn add(
     dataset: &DatasetReport<'_>,
 ) -> Result<(), Failed> {
     let secrets = &dataset.suite.secrets;
-    debug_assert!(dataset.index >= open.next, "datasets out of the suite's order");
+    debug_assert!(
+        dataset.index >= open.next,
+        "datasets out of the suite's order"
+    );
     open.next = dataset.index + 1;
     if !dataset.answered.is_empty() && open.file.is_none() {
         let mut file = Pending::create(path).map_err(Failed::Report)?;
@@ -377,9 +380,10 @@ fn dataset_row(batches: &[&BatchRecord]) -> Option<serde_json::Value> {
     }))
 }
 
-/// forge's `usage` key: the suite's tokens and cost, the runner's and the
-/// judge's apart (see [`SuiteUsage::to_json`]); `None` when neither
-/// reported usage.
+/// forge's `usage` key: the suite's tokens and cost, as its
+/// [`Tally`](super::Tally) added them up, the runner's and the judge's
+/// apart (see [`SuiteUsage::to_json`](super::tally::SuiteUsage::to_json));
+/// `None` when neither reported usage.
 pub fn usage(suite: &SuiteReport) -> Option<serde_json::Value> {
     let usage = suite.tally.usage;
     (!usage.is_empty()).then(|| usage.to_json())
