@@ -3,30 +3,43 @@
 //! (`success`, `datasets` with their answers, `summaries`, `total_datasets`),
 //! which Fair-Forge's metrics read unchanged. When the suite has expectations
 //! or repeats, a `checks` key is added with each batch's check results and
-//! the repeats' statistics, and the skipped batches (see [`checks`]); when
+//! the repeats' statistics, and the skipped batches (see [`rows`]); when
 //! the runner or the judge
 //! reported token usage, a `usage` key with the suite's tokens and cost
 //! (see [`usage`]).
+//!
+//! The file is written as the suite is fed: each answered dataset straight
+//! into it; the summaries and the `checks` rows into [`spool`]s (unnamed
+//! temporary files), copied in once the suite ends. What it holds per suite
+//! in flight does not grow with the suite.
 
+mod spool;
+
+#[cfg(test)]
+pub(crate) mod fixture;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use spool::{compact, Spool};
+
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde_json::ser::PrettyFormatter;
-
-use super::tally::SuiteUsage;
-use super::{create, finish, prepare, Reporter, RunEnd, SuiteReport};
+use super::{create, finish, prepare, DatasetReport, Reporter, RunEnd, SuiteReport};
 use crate::check::repeats;
 use crate::error::ReportError;
-use crate::output::write_redacted;
 use crate::run::BatchRecord;
-use crate::schema::Response;
+use spool::{close_array, Pretty};
 
 /// The reporter writing `<suite>.json` into a directory, as each suite
-/// finishes.
+/// is fed.
 pub struct SummaryJson {
     dir: PathBuf,
     prepared: bool,
+    /// The suites in flight, by index.
+    open: HashMap<usize, Open>,
+    pretty: Pretty,
     written: Vec<PathBuf>,
 }
 
@@ -36,32 +49,259 @@ impl SummaryJson {
         SummaryJson {
             dir: dir.into(),
             prepared: false,
+            open: HashMap::new(),
+            pretty: Pretty::default(),
             written: Vec::new(),
         }
     }
-}
 
-impl Reporter for SummaryJson {
-    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
-        if !suite.is_reported() {
-            return Ok(());
-        }
+    fn prepare(&mut self) -> Result<(), ReportError> {
         if !self.prepared {
             prepare(&self.dir)?;
             self.prepared = true;
         }
+        Ok(())
+    }
+
+    /// The bytes held in memory for the suites in flight (buffers), not
+    /// counting what they spooled.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let open = self.open.values();
+        self.pretty.held() + open.map(Open::held).sum::<usize>()
+    }
+}
+
+/// A suite in flight: its file, once it has an answered dataset (written
+/// up to its last dataset), and its spooled summaries and `checks` rows.
+struct Open {
+    file: Option<Pending>,
+    summaries: Spool,
+    checks: Spool,
+    /// Whether a record so far asks for `checks` (see [`interesting`]).
+    interesting: bool,
+    /// The lowest index the next dataset may have: datasets come in the
+    /// suite's order, which the file's order is.
+    next: usize,
+}
+
+/// The temporary file a report is written to, removed unless it is
+/// [`finish`]ed into place.
+struct Pending {
+    path: PathBuf,
+    tmp: PathBuf,
+    writer: Option<std::io::BufWriter<std::fs::File>>,
+    datasets: usize,
+}
+
+impl Pending {
+    fn create(path: PathBuf) -> Result<Pending, ReportError> {
+        let (tmp, writer) = create(&path)?;
+        Ok(Pending {
+            path,
+            tmp,
+            writer: Some(writer),
+            datasets: 0,
+        })
+    }
+
+    fn writer(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the report was already finished"))
+    }
+
+    /// Moves the file into place, if `written`.
+    fn finish(mut self, written: std::io::Result<()>) -> Result<PathBuf, ReportError> {
+        let writer = self.writer.take();
+        let writer = writer.ok_or_else(|| ReportError {
+            path: self.path.clone(),
+            message: "the report was already finished".to_owned(),
+        })?;
+        finish(&self.path, &self.tmp, writer, written)?;
+        Ok(std::mem::take(&mut self.path))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Open {
+    fn new(dir: &Path) -> Self {
+        Open {
+            file: None,
+            summaries: Spool::new(dir),
+            checks: Spool::new(dir),
+            interesting: false,
+            next: 0,
+        }
+    }
+
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let file = self.file.as_ref().and_then(|f| f.writer.as_ref());
+        file.map_or(0, |w| w.capacity()) + self.summaries.held() + self.checks.held()
+    }
+}
+
+/// What a file of a suite that ran starts with, up to its datasets.
+const SUCCESS_HEAD: &[u8] = b"{\n  \"success\": true,\n  \"datasets\": [";
+
+/// What a file of a suite that could not run starts with, up to its error.
+const FAILURE_HEAD: &[u8] = b"{\n  \"success\": false,\n  \"error\": ";
+
+impl Reporter for SummaryJson {
+    fn on_dataset(&mut self, dataset: &DatasetReport<'_>) -> Result<(), ReportError> {
+        if dataset.records.is_empty() && dataset.answered.is_empty() {
+            return Ok(());
+        }
+        self.prepare()?;
+        let head = dataset.suite;
+        let path = self.dir.join(format!("{}.json", head.report_name()));
+        let dir = &self.dir;
+        let open = self
+            .open
+            .entry(head.index)
+            .or_insert_with(|| Open::new(dir));
+        add(open, &mut self.pretty, path.clone(), dataset).map_err(|e| match e {
+            Failed::Io(e) => io_error(&path, e),
+            Failed::Report(e) => e,
+        })
+    }
+
+    fn on_suite(&mut self, suite: &SuiteReport) -> Result<(), ReportError> {
+        let open = self.open.remove(&suite.head.index);
+        if !suite.is_reported() {
+            return Ok(());
+        }
+        self.prepare()?;
+        let open = open.unwrap_or_else(|| Open::new(&self.dir));
         let path = self.dir.join(format!("{}.json", suite.report_name()));
-        write(&path, suite)?;
+        let path = end(open, &mut self.pretty, path, suite)?;
         self.written.push(path);
         Ok(())
     }
 
     fn finish(&mut self, _end: &RunEnd<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        self.open.clear();
         Ok(std::mem::take(&mut self.written))
     }
 }
 
-/// forge's own addition to the summary JSON: per batch and run, whether it
+/// Why feeding a dataset failed: writing, or creating the file.
+enum Failed {
+    Io(std::io::Error),
+    Report(ReportError),
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(error: std::io::Error) -> Self {
+        Failed::Io(error)
+    }
+}
+
+/// Writes a dataset's answered datasets into the suite's file (created on
+/// the first, at `path`), and spools their summaries and its `checks` rows.
+fn add(
+    open: &mut Open,
+    pretty: &mut Pretty,
+    path: PathBuf,
+    dataset: &DatasetReport<'_>,
+) -> Result<(), Failed> {
+    let secrets = &dataset.suite.secrets;
+    debug_assert!(
+        dataset.index >= open.next,
+        "datasets out of the suite's order"
+    );
+    open.next = dataset.index + 1;
+    if !dataset.answered.is_empty() && open.file.is_none() {
+        let mut file = Pending::create(path).map_err(Failed::Report)?;
+        file.writer()?.write_all(SUCCESS_HEAD)?;
+        open.file = Some(file);
+    }
+    if let Some(file) = &mut open.file {
+        for answered in dataset.answered {
+            let first = file.datasets == 0;
+            file.datasets += 1;
+            pretty.push((file.writer()?, first), 2, &answered.dataset, secrets)?;
+        }
+    }
+    for answered in dataset.answered {
+        pretty.push(open.summaries.next()?, 2, &answered.summary, secrets)?;
+    }
+    open.interesting |= dataset.records.iter().any(interesting);
+    for row in rows(dataset.records) {
+        pretty.push(open.checks.next()?, 2, &row, secrets)?;
+    }
+    Ok(())
+}
+
+/// Completes the suite's file (the error response when the suite could
+/// not run) and moves it into place at `path`.
+fn end(
+    open: Open,
+    pretty: &mut Pretty,
+    path: PathBuf,
+    suite: &SuiteReport,
+) -> Result<PathBuf, ReportError> {
+    let Open {
+        file,
+        summaries,
+        checks,
+        interesting,
+        next: _,
+    } = open;
+    let (mut file, started) = match (file, &suite.error) {
+        (Some(file), None) => (file, true),
+        _ => (Pending::create(path)?, false),
+    };
+    let datasets = file.datasets;
+    let secrets = &suite.head.secrets;
+    let written = file.writer().and_then(|out| {
+        match &suite.error {
+            None if started => {}
+            None => out.write_all(SUCCESS_HEAD)?,
+            Some(error) => {
+                out.write_all(FAILURE_HEAD)?;
+                pretty.value(out, 1, error, secrets)?;
+            }
+        }
+        if suite.error.is_none() {
+            close_array(out, 1, datasets)?;
+            out.write_all(b",\n  \"summaries\": [")?;
+            let count = summaries.items();
+            summaries.copy_to(out)?;
+            close_array(out, 1, count)?;
+            pretty.member(out, 1, "total_datasets", &datasets, secrets)?;
+        }
+        if interesting {
+            out.write_all(b",\n  \"checks\": [")?;
+            let count = checks.items();
+            checks.copy_to(out)?;
+            close_array(out, 1, count)?;
+        }
+        if let Some(usage) = usage(suite) {
+            pretty.member(out, 1, "usage", &usage, secrets)?;
+        }
+        out.write_all(b"\n}\n")
+    });
+    file.finish(written)
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> ReportError {
+    ReportError {
+        path: path.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// The rows of one dataset's `records` (in turn order) in forge's own
+/// addition to the summary JSON, `checks`: per batch and run, whether it
 /// passed and the result of each expectation; for a repeated batch, the
 /// results of the checks on its runs together (`checks`) and its `repeats`
 /// statistics, and after a repeated dataset's batches a row with the
@@ -70,31 +310,23 @@ impl Reporter for SummaryJson {
 /// `{"test": ..., "skipped": true}` in its place, and nothing else: it has
 /// no verdict, and Fair-Forge's fields leave it out (it was not run, or ran
 /// only as an earlier turn of its session).
-/// `None` when the suite has no expectation, no repeat and no skipped
-/// batch, so the file is then exactly Fair-Forge's.
-pub fn checks(suite: &SuiteReport) -> Option<serde_json::Value> {
-    let interesting = suite
-        .records
-        .iter()
-        .any(|r| r.skipped || r.runs.len() > 1 || r.runs.iter().any(|run| !run.checks.is_empty()));
-    if !interesting {
-        return None;
-    }
-    let shown: Vec<&BatchRecord> = suite
-        .records
-        .iter()
-        .filter(|r| r.selected || r.skipped)
-        .collect();
-    let mut rows = Vec::with_capacity(shown.len());
-    for dataset in shown.chunk_by(|a, b| a.id.dataset == b.id.dataset) {
-        rows.extend(dataset.iter().map(|r| match r.skipped {
-            true => serde_json::json!({"test": r.test, "skipped": true}),
-            false => batch_row(r),
-        }));
-        let selected: Vec<&BatchRecord> = dataset.iter().copied().filter(|r| r.selected).collect();
-        rows.extend(dataset_row(&selected));
-    }
-    Some(serde_json::Value::Array(rows))
+/// `checks` is written only when the suite has an expectation, a repeat or
+/// a skipped batch (a record that is [`interesting`]), so the file is
+/// otherwise exactly Fair-Forge's.
+pub fn rows(records: &[BatchRecord]) -> impl Iterator<Item = serde_json::Value> + '_ {
+    let shown = records.iter().filter(|r| r.selected || r.skipped);
+    let batches = shown.clone().map(|r| match r.skipped {
+        true => serde_json::json!({"test": r.test, "skipped": true}),
+        false => batch_row(r),
+    });
+    let selected: Vec<&BatchRecord> = shown.filter(|r| r.selected).collect();
+    batches.chain(dataset_row(&selected))
+}
+
+/// Whether `record` asks for the suite's `checks`: it is skipped, repeated
+/// or has checks.
+pub fn interesting(record: &BatchRecord) -> bool {
+    record.skipped || record.runs.len() > 1 || record.runs.iter().any(|run| !run.checks.is_empty())
 }
 
 /// A batch's row of `checks`.
@@ -148,36 +380,11 @@ fn dataset_row(batches: &[&BatchRecord]) -> Option<serde_json::Value> {
     }))
 }
 
-/// forge's `usage` key: the suite's tokens and cost, the runner's and the
-/// judge's apart (see [`SuiteUsage::to_json`]); `None` when neither
-/// reported usage.
+/// forge's `usage` key: the suite's tokens and cost, as its
+/// [`Tally`](super::Tally) added them up, the runner's and the judge's
+/// apart (see [`SuiteUsage::to_json`](super::tally::SuiteUsage::to_json));
+/// `None` when neither reported usage.
 pub fn usage(suite: &SuiteReport) -> Option<serde_json::Value> {
-    let usage = SuiteUsage::of(&suite.records);
+    let usage = suite.tally.usage;
     (!usage.is_empty()).then(|| usage.to_json())
-}
-
-/// The file's shape: the response, and forge's `checks` and `usage` beside it.
-#[derive(Serialize)]
-struct SummaryFile<'a> {
-    #[serde(flatten)]
-    response: &'a Response,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checks: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<serde_json::Value>,
-}
-
-/// Writes one suite's response JSON to `path`, streamed to the file (no
-/// copy of the whole run in memory), with every secret redacted from the
-/// strings as they are written.
-pub fn write(path: &Path, suite: &SuiteReport) -> Result<(), ReportError> {
-    let file = SummaryFile {
-        response: &suite.response,
-        checks: checks(suite),
-        usage: usage(suite),
-    };
-    let (tmp, mut writer) = create(path)?;
-    let result = write_redacted(&mut writer, &file, &suite.secrets, PrettyFormatter::new())
-        .and_then(|()| writer.write_all(b"\n"));
-    finish(path, &tmp, writer, result)
 }
