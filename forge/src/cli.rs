@@ -586,7 +586,7 @@ async fn run_files(args: &RunArgs) -> ExitCode {
         console = console.with_status(move || progress.status());
     }
     let mut reporter = reporters(console, &out, header, marks.as_ref());
-    let since = baseline.map(|baseline| Since::new(baseline));
+    let since = baseline.map(Since::new);
     if let Some(since) = &since {
         reporter = reporter.with(since.clone());
     }

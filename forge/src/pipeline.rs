@@ -24,8 +24,7 @@ use crate::cassette::Cassettes;
 use crate::error::ReportError;
 use crate::load::LoadFailure;
 use crate::report::{DatasetReport, Reporter, RunEnd, SuiteHead, SuiteReport, Tally};
-use crate::run::{self, Answered, BatchRecord, DatasetDone, Origin, RunEvents};
-use crate::schema::{Response, RunResponse};
+use crate::run::{self, BatchRecord, DatasetDone, RunEvents};
 use crate::select::Select;
 use crate::suite::Suite;
 
@@ -41,6 +40,7 @@ pub struct Outcome {
     /// The most datasets the run held at once, each suite's peak added
     /// up (suites run side by side): bounded by their sessions in flight
     /// plus a small window each, whatever the suites' sizes.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub held: usize,
 }
 
@@ -93,7 +93,6 @@ pub async fn execute<R: Reporter + 'static>(
             reporter,
             tallies: vec![Tally::default(); heads.len()],
             error: None,
-            whole: vec![(Vec::new(), Vec::new()); heads.len()],
         }),
         heads,
     });
@@ -112,13 +111,15 @@ pub async fn execute<R: Reporter + 'static>(
         live.state.into_inner().unwrap_or_else(|e| e.into_inner()),
     );
     let tallies = std::mem::take(&mut state.tallies);
-    let whole = std::mem::take(&mut state.whole);
     let reports: Vec<SuiteReport> = runs
         .into_iter()
         .zip(heads)
         .zip(tallies)
-        .zip(whole)
-        .map(|(((run, head), tally), whole)| suite_report(run, head, tally, whole))
+        .map(|((run, head), tally)| SuiteReport {
+            head,
+            error: run.error,
+            tally,
+        })
         .collect();
     let reporter = &mut state.reporter;
     let written = state
@@ -151,40 +152,6 @@ pub async fn execute<R: Reporter + 'static>(
     }
 }
 
-/// A suite's end, from its run and what its records came to.
-fn suite_report(
-    run: run::SuiteRun,
-    head: SuiteHead,
-    tally: Tally,
-    (records, answered): (Vec<BatchRecord>, Vec<Answered>),
-) -> SuiteReport {
-    // TRANSITIONAL: the whole suite, for the reporters that still read it.
-    let response = match &run.error {
-        Some(error) => Response::error(error.clone()),
-        None => Response::Success(RunResponse::new(
-            answered
-                .iter()
-                .map(|a| (a.dataset.clone(), a.summary.clone()))
-                .collect(),
-        )),
-    };
-    let origins: Vec<Origin> = match &run.error {
-        Some(_) => Vec::new(),
-        None => answered.iter().map(|a| a.origin).collect(),
-    };
-    SuiteReport {
-        name: head.name.clone(),
-        system: head.system.clone(),
-        secrets: head.secrets.clone(),
-        head,
-        error: run.error,
-        tally,
-        response,
-        origins,
-        records,
-    }
-}
-
 /// The reporter, fed by the run's workers.
 struct Live<R> {
     heads: Vec<SuiteHead>,
@@ -197,8 +164,6 @@ struct LiveState<R> {
     tallies: Vec<Tally>,
     /// The first report that could not be written.
     error: Option<ReportError>,
-    /// TRANSITIONAL: each suite's records and answered datasets.
-    whole: Vec<(Vec<BatchRecord>, Vec<Answered>)>,
 }
 
 impl<R: Reporter> RunEvents for Live<R> {
@@ -225,10 +190,6 @@ impl<R: Reporter> RunEvents for Live<R> {
             if let Err(error) = state.reporter.on_dataset(&report) {
                 state.error = Some(error);
             }
-        }
-        if let Some(whole) = state.whole.get_mut(done.suite) {
-            whole.0.extend(done.records.iter().cloned());
-            whole.1.extend(done.answered.iter().cloned());
         }
     }
 }

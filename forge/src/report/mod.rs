@@ -41,7 +41,7 @@ use crate::error::ReportError;
 use crate::load::LoadFailure;
 pub(crate) use crate::output::{create, finish, prepare};
 pub use crate::run::Answered;
-use crate::run::{BatchRecord, Origin};
+use crate::run::BatchRecord;
 use crate::schema::Response;
 use crate::secrets::Secrets;
 use tally::SuiteUsage;
@@ -154,18 +154,6 @@ pub struct SuiteReport {
     pub error: Option<String>,
     /// What its records came to.
     pub tally: Tally,
-    /// TRANSITIONAL (removed once every reporter streams): the name.
-    pub name: String,
-    /// TRANSITIONAL: the system.
-    pub system: Option<String>,
-    /// TRANSITIONAL: the whole response.
-    pub response: Response,
-    /// TRANSITIONAL: the origins.
-    pub origins: Vec<Origin>,
-    /// TRANSITIONAL: every record.
-    pub records: Vec<BatchRecord>,
-    /// TRANSITIONAL: the secrets.
-    pub secrets: Secrets,
 }
 
 impl SuiteReport {

@@ -20,6 +20,7 @@ pub struct SuiteUsage {
 impl SuiteUsage {
     /// The sum over every run of `records` (selected or not: an earlier
     /// turn run to keep a conversation intact was paid for too).
+    #[cfg(test)]
     pub fn of(records: &[BatchRecord]) -> SuiteUsage {
         let mut usage = SuiteUsage::default();
         records.iter().for_each(|r| usage.add(r));

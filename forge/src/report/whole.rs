@@ -32,8 +32,6 @@ impl WholeSuite {
             origins,
             records,
         } = self;
-        // TRANSITIONAL copies for the reporters that still read them.
-        let transitional = (response.clone(), origins.clone(), records.clone());
         let (error, mut answered) = match response {
             Response::Failure(failure) => (Some(failure.error), Vec::new()),
             Response::Success(run) => {
@@ -63,17 +61,7 @@ impl WholeSuite {
             reporter.on_dataset(&report)?;
             (records, answered) = (rest, others);
         }
-        let report = SuiteReport {
-            name: head.name.clone(),
-            system: head.system.clone(),
-            secrets: head.secrets.clone(),
-            head,
-            error,
-            tally,
-            response: transitional.0,
-            origins: transitional.1,
-            records: transitional.2,
-        };
+        let report = SuiteReport { head, error, tally };
         reporter.on_suite(&report)?;
         Ok(report)
     }

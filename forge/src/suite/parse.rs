@@ -326,7 +326,7 @@ pub(super) fn datasets(
     entries: Vec<DatasetEntry>,
     defaults: &Defaults,
     stream: bool,
-) -> Result<(Vec<Loaded>, Vec<PathBuf>, Vec<Streaming>), SuiteError> {
+) -> Result<Datasets, SuiteError> {
     let mut datasets = Vec::new();
     let mut files = Vec::new();
     let mut streamed = Vec::new();
@@ -348,6 +348,10 @@ pub(super) fn datasets(
     }
     Ok((datasets, files, streamed))
 }
+
+/// The datasets read at load, the dataset files named, and the `file:`
+/// entries read as the run goes.
+pub(super) type Datasets = (Vec<Loaded>, Vec<PathBuf>, Vec<Streaming>);
 
 /// A `file:` entry read as the run goes, before its file is checked.
 pub(super) struct Streaming {

@@ -447,8 +447,12 @@ impl Iterator for Elements<'_> {
 mod tests {
     use crate::suite::{LoadOptions, Suite, SuiteDataset};
 
-    /// What a run takes of a dataset, to compare two loads.
-    fn seen(suite: &Suite) -> Vec<(Vec<String>, Vec<bool>, usize, Vec<Option<usize>>, usize)> {
+    /// What a run takes of a dataset: names, ignored flags, checks,
+    /// lines and runs.
+    type Seen = (Vec<String>, Vec<bool>, usize, Vec<Option<usize>>, usize);
+
+    /// What a run takes of each dataset, to compare two loads.
+    fn seen(suite: &Suite) -> Vec<Seen> {
         let mut seen = Vec::new();
         suite
             .for_each_dataset(|_, d: &SuiteDataset| {
