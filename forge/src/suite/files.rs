@@ -89,12 +89,12 @@ pub(super) fn jsonl_dataset(
         .map_err(|source| dataset_error(location(path, Some(number), None), source))
 }
 
-/// Element `index` of a JSON list of datasets (or a file's one dataset),
-/// whose text starts on line `first_line`.
+/// Element `index` of a JSON list of datasets (`None`: a file's one
+/// dataset), whose text starts on line `first_line`.
 pub(super) fn element_dataset(
     path: &Path,
     label: &str,
-    index: usize,
+    index: Option<usize>,
     first_line: usize,
     text: &str,
 ) -> Result<Dataset, SuiteError> {
@@ -111,15 +111,24 @@ pub(super) fn element_dataset(
     let dataset =
         serde_path_to_error::deserialize::<_, Dataset>(&mut deserializer).map_err(|err| {
             let at = shift(err.inner());
-            match json_error(path, &format!("{label}[{index}]"), err) {
+            match json_error(path, label, err) {
                 SuiteError::Invalid { message, .. } => SuiteError::Invalid {
                     location: at,
                     message,
                 },
-                SuiteError::Dataset { source, .. } => SuiteError::Dataset {
-                    location: at,
-                    source,
-                },
+                // The field as an eager load names it: from the list.
+                SuiteError::Dataset { mut source, .. } => {
+                    if let Some(index) = index {
+                        source.field = match source.field.trim_start_matches('.') {
+                            "" => format!("[{index}]"),
+                            field => format!("[{index}].{field}"),
+                        };
+                    }
+                    SuiteError::Dataset {
+                        location: at,
+                        source,
+                    }
+                }
                 other => other,
             }
         })?;
@@ -128,7 +137,7 @@ pub(super) fn element_dataset(
         message: format!("invalid JSON: {e}"),
     })?;
     dataset
-        .validate(&format!("{label}[{index}]"))
+        .validate(&format!("{label}[{}]", index.unwrap_or(0)))
         .map_err(|source| dataset_error(location(path, Some(first_line), None), source))?;
     Ok(dataset)
 }

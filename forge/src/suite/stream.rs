@@ -117,8 +117,8 @@ impl Streamed {
         let mut hash = Fnv1a::default();
         let (mut datasets, mut batches) = (0, 0);
         for element in Elements::open(&self.path, self.layout)?.hashing(&mut hash) {
-            let (line, text) = element?;
-            let dataset = self.parse(datasets, line, &text)?;
+            let (line, text, listed) = element?;
+            let dataset = self.parse((listed, datasets), line, &text)?;
             self.check_batches(&dataset, line)?;
             let pair = (dataset.session_id.clone(), dataset.assistant_id.clone());
             if !sessions.pairs.insert(pair) {
@@ -171,12 +171,21 @@ impl Streamed {
         }
     }
 
-    /// Dataset number `index` (0-based), written from line `line`.
-    fn parse(&self, index: usize, line: usize, text: &str) -> Result<Dataset, SuiteError> {
+    /// Dataset number `index` (0-based; in a JSON list or not), written
+    /// from line `line`.
+    fn parse(
+        &self,
+        (listed, index): (bool, usize),
+        line: usize,
+        text: &str,
+    ) -> Result<Dataset, SuiteError> {
         let label = self.path.display().to_string();
         match self.layout {
             Layout::Lines => jsonl_dataset(&self.path, &label, line, text),
-            Layout::Json => element_dataset(&self.path, &label, index, line, text),
+            Layout::Json => {
+                let index = listed.then_some(index);
+                element_dataset(&self.path, &label, index, line, text)
+            }
         }
     }
 
@@ -191,8 +200,8 @@ impl Streamed {
         };
         let this = Arc::clone(self);
         let datasets = elements.enumerate().map(move |(index, element)| {
-            let (line, text) = element?;
-            let dataset = this.parse(index, line, &text)?;
+            let (line, text, listed) = element?;
+            let dataset = this.parse((listed, index), line, &text)?;
             let locations = places::in_element(&this.path, &text, line, &dataset);
             Ok(this.suite_dataset(dataset, &naming, locations))
         });
@@ -419,7 +428,9 @@ impl Elements<'_> {
 }
 
 impl Iterator for Elements<'_> {
-    type Item = Result<(usize, String), SuiteError>;
+    /// The line a dataset starts on, its text, and whether it is an
+    /// element of a JSON list.
+    type Item = Result<(usize, String, bool), SuiteError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -430,7 +441,7 @@ impl Iterator for Elements<'_> {
             Layout::Json => self.next_element(),
         };
         match next {
-            Ok(Some(element)) => Some(Ok(element)),
+            Ok(Some((line, text))) => Some(Ok((line, text, self.in_list == Some(true)))),
             Ok(None) => {
                 self.done = true;
                 None
