@@ -4,7 +4,7 @@
 //! one-line change of its test file.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// The `compile` subcommand: builds the user crate's tests twice and prints
@@ -67,6 +67,7 @@ fn make_crate(user: &Path, forge: &Path, lock: &Path, scratch: &Path) -> Result<
         .arg(user)
         .arg("--path")
         .arg(forge)
+        .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("forge init: {e}"))?;
     if !status.success() {
