@@ -53,6 +53,12 @@ impl Spool {
         Ok(())
     }
 
+    /// The bytes it holds in memory: its write buffer.
+    #[cfg(test)]
+    pub(crate) fn buffer(&self) -> usize {
+        self.file.capacity()
+    }
+
     /// Copies everything written into `out`.
     pub(crate) fn copy_to(&mut self, out: &mut impl Write) -> io::Result<()> {
         self.copy_range(0, self.len, out)

@@ -5,8 +5,7 @@
 //! memory. Items are written redacted, pretty ([`Pretty`], indented to
 //! their depth) or compact ([`compact`]).
 
-use std::fs::File;
-use std::io::{BufWriter, Seek, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -15,19 +14,17 @@ use serde_json::ser::{CompactFormatter, PrettyFormatter};
 use crate::output::write_redacted;
 use crate::secrets::Secrets;
 
-/// The buffer of a spool's file: small, as many spools may be open at once
-/// (a few per suite in flight).
-const SPOOL_BUFFER: usize = 8 << 10;
-
 /// An element buffer that grew past this (one huge dataset) is given back
 /// after use, so what the reporter holds stays bounded by the usual item.
 const KEPT_BUFFER: usize = 1 << 20;
 
-/// The items of one JSON array, in a temporary file created (in `dir`) on
-/// the first item.
+/// The items of one JSON array, in a [`report::spool::Spool`] created (in
+/// `dir`) on the first item.
+///
+/// [`report::spool::Spool`]: crate::report::spool::Spool
 pub(crate) struct Spool {
     dir: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<crate::report::spool::Spool>,
     items: usize,
 }
 
@@ -47,11 +44,12 @@ impl Spool {
     }
 
     /// The file to append the next item to (its separator is the
-    /// caller's: see [`Pretty::push`] and [`compact`]); counts the item.
-    pub(crate) fn next(&mut self) -> std::io::Result<(&mut BufWriter<File>, bool)> {
+    /// caller's: see [`Pretty::push`] and [`compact`]), and whether the
+    /// item is the first; counts the item.
+    pub(crate) fn next(&mut self) -> std::io::Result<(&mut crate::report::spool::Spool, bool)> {
         let file = match self.file.take() {
             Some(file) => file,
-            None => BufWriter::with_capacity(SPOOL_BUFFER, tempfile::tempfile_in(&self.dir)?),
+            None => crate::report::spool::Spool::new(&self.dir)?,
         };
         let first = self.items == 0;
         self.items += 1;
@@ -60,19 +58,18 @@ impl Spool {
 
     /// Copies the items, as written, to `out`; the spool is then gone.
     pub(crate) fn copy_to(self, out: &mut impl Write) -> std::io::Result<()> {
-        let Some(file) = self.file else {
-            return Ok(());
-        };
-        let mut file = file.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
-        std::io::copy(&mut file, out)?;
-        Ok(())
+        match self.file {
+            Some(mut file) => file.copy_to(out),
+            None => Ok(()),
+        }
     }
 
     /// The bytes it holds in memory (its buffer), whatever it spooled.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
-        self.file.as_ref().map_or(0, BufWriter::capacity)
+        self.file
+            .as_ref()
+            .map_or(0, crate::report::spool::Spool::buffer)
     }
 }
 
