@@ -48,16 +48,20 @@
 //! transient, a timeout too.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::Datelike;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::http_util::{self, redact_url, RetryOn};
+use super::json_pick::{self, MaybeStr};
 use super::sse;
 use crate::error::{ConfigError, ErrorKind, RunError};
 use crate::registry::{self, BuildContext, RunnerType};
@@ -153,8 +157,24 @@ impl std::fmt::Debug for Alquimia {
     }
 }
 
-/// The key of a turn in [`Alquimia`]'s pending map.
-type PendingKey = (String, String, String);
+/// The key of a turn in [`Alquimia`]'s pending map: its assistant id,
+/// session id and qa id, each but the last after its length (so no two
+/// turns share a key), in one allocation.
+type PendingKey = String;
+
+fn pending_key(assistant_id: &str, session_id: &str, qa_id: &str) -> PendingKey {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(assistant_id.len() + session_id.len() + qa_id.len() + 8);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        key,
+        "{}:{assistant_id}{}:{session_id}",
+        assistant_id.len(),
+        session_id.len()
+    );
+    key.push_str(qa_id);
+    key
+}
 
 /// Where a sent turn stands.
 #[derive(Debug, Clone)]
@@ -273,12 +293,14 @@ impl Alquimia {
     /// (the agent answered without taking the turn) stay transient.
     async fn infer(&self, batch: &Batch, session: &Session<'_>) -> Result<String, RunError> {
         let url = &self.infer_url;
-        let body = json!({
-            "query": batch.query,
-            "session_id": session.session_id,
-            "extra_data": extra_data(batch.agentic.as_ref()),
-            "attachments": [],
-        });
+        let body = InferBody {
+            query: &batch.query,
+            session_id: session.session_id,
+            extra_data: ExtraData {
+                agentic: batch.agentic.as_ref(),
+            },
+            attachments: &[],
+        };
         let response = self
             .client
             .post(url.clone())
@@ -298,17 +320,27 @@ impl Alquimia {
             })?;
         let response =
             http_util::check_status(response, url, self.secrets(), &self.retry_on).await?;
-        let reply = http_util::read_json(response, url, self.infer_timeout, self.secrets())
+        let reply = http_util::read_body(response, url, self.infer_timeout)
             .await
             .map_err(may_have_the_turn)?;
-        match reply.get("stream_id") {
-            Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
-            Some(Value::Number(id)) => Ok(id.to_string()),
-            _ => Err(RunError::permanent(format!(
+        // The stream id alone, without a JSON tree of the reply; anything
+        // else (no usable id, or not UTF-8) goes the general way below.
+        if let Ok(Some(id)) = std::str::from_utf8(&reply)
+            .map_err(|_| ())
+            .and_then(|text| json_pick::pick::<Value>(text, &["stream_id"]).map_err(|_| ()))
+        {
+            if let Some(id) = stream_id(&id) {
+                return Ok(id);
+            }
+        }
+        let reply =
+            http_util::parse_json(&reply, url, self.secrets()).map_err(may_have_the_turn)?;
+        reply.get("stream_id").and_then(stream_id).ok_or_else(|| {
+            RunError::permanent(format!(
                 "No stream_id returned from agent: {}",
                 http_util::quote(&reply.to_string(), self.secrets())
-            ))),
-        }
+            ))
+        })
     }
 
     /// Reads the answer from stream `stream_id`.
@@ -346,30 +378,18 @@ impl Alquimia {
         let mut decoder = sse::Decoder::new(sse::Limits::default());
         let mut answer: Option<String> = None;
         let mut done = false;
-        'read: while let Some(chunk) = response.chunk().await.map_err(dropped)? {
-            let events = decoder.feed(&chunk).map_err(|what| {
-                RunError::permanent(format!(
-                    "stream {stream_id} from {} sent {what}; not read",
-                    redact_url(&url)
-                ))
-            })?;
-            for event in events {
-                let data = event.data.trim();
-                if data == "[DONE]" {
-                    done = true;
-                    break 'read;
-                }
-                // Keep-alives (`data: ping`) and other non-JSON data are
-                // skipped, as the reference client does.
-                let Ok(value) = serde_json::from_str::<Value>(data) else {
-                    continue;
-                };
-                if let Some(content) = value
-                    .pointer("/response/data/content")
-                    .and_then(Value::as_str)
-                {
-                    answer = Some(content.to_owned());
-                }
+        while let Some(chunk) = response.chunk().await.map_err(dropped)? {
+            let flow = decoder
+                .feed_each(&chunk, |event| answer_event(event.data, &mut answer))
+                .map_err(|what| {
+                    RunError::permanent(format!(
+                        "stream {stream_id} from {} sent {what}; not read",
+                        redact_url(&url)
+                    ))
+                })?;
+            if flow.is_break() {
+                done = true;
+                break;
             }
         }
         match answer {
@@ -399,27 +419,83 @@ fn may_have_the_turn(mut error: RunError) -> RunError {
     error
 }
 
+/// Reads one stream event into `answer`: its `response.data.content` when
+/// it has one (the latest wins; answers grow over several events). Breaks
+/// at `[DONE]`. Keep-alives (`data: ping`) and other non-JSON data are
+/// skipped, as the reference client does.
+fn answer_event(data: &str, answer: &mut Option<String>) -> ControlFlow<()> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return ControlFlow::Break(());
+    }
+    if let Ok(Some(MaybeStr(Some(content)))) = json_pick::pick::<MaybeStr>(data, ANSWER_PATH) {
+        let kept = answer.get_or_insert_with(String::new);
+        kept.clear();
+        kept.push_str(&content);
+    }
+    ControlFlow::Continue(())
+}
+
+/// Where an answer event carries the answer.
+const ANSWER_PATH: &[&str] = &["response", "data", "content"];
+
+/// The stream id of an infer reply's `stream_id`: a non-empty string or a number.
+fn stream_id(id: &Value) -> Option<String> {
+    match id {
+        Value::String(id) if !id.is_empty() => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// The infer request's body: `{"query", "session_id", "extra_data",
+/// "attachments": []}`, serialized straight from the batch.
+#[derive(Serialize)]
+struct InferBody<'a> {
+    query: &'a str,
+    session_id: &'a str,
+    extra_data: ExtraData<'a>,
+    attachments: &'a [Value],
+}
+
 /// `extra_data` of the infer request: the batch's `agentic` entries plus
 /// today's local date, unless `agentic` sets `date` itself.
-fn extra_data(agentic: Option<&Object>) -> Object {
-    let mut extra = agentic.cloned().unwrap_or_default();
-    if !extra.contains_key("date") {
-        extra.insert(
-            "date".into(),
-            Value::String(chrono::Local::now().format("%Y-%m-%d").to_string()),
-        );
+struct ExtraData<'a> {
+    agentic: Option<&'a Object>,
+}
+
+impl Serialize for ExtraData<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.agentic.into_iter().flatten() {
+            map.serialize_entry(key, value)?;
+        }
+        if !self.agentic.is_some_and(|a| a.contains_key("date")) {
+            map.serialize_entry("date", &today())?;
+        }
+        map.end()
     }
-    extra
+}
+
+/// Today in the machine's local time zone, as `YYYY-MM-DD`.
+fn today() -> String {
+    let today = chrono::Local::now().date_naive();
+    if (0..=9999).contains(&today.year()) {
+        format!(
+            "{:04}-{:02}-{:02}",
+            today.year(),
+            today.month(),
+            today.day()
+        )
+    } else {
+        today.format("%Y-%m-%d").to_string()
+    }
 }
 
 #[async_trait::async_trait]
 impl Runner for Alquimia {
     async fn call(&self, batch: &Batch, session: &Session<'_>) -> Result<Reply, RunError> {
-        let key = (
-            session.assistant_id.to_owned(),
-            session.session_id.to_owned(),
-            batch.qa_id.clone(),
-        );
+        let key = pending_key(session.assistant_id, session.session_id, &batch.qa_id);
         let window = self.reattach_window();
         let remembered = {
             let mut pending = self.pending();
@@ -455,10 +531,14 @@ impl Runner for Alquimia {
             }
             None => match self.infer(batch, session).await {
                 Ok(stream_id) => {
-                    self.pending().insert(
-                        key.clone(),
-                        Pending::Accepted(stream_id.clone(), Instant::now()),
-                    );
+                    let accepted = Pending::Accepted(stream_id.clone(), Instant::now());
+                    let mut pending = self.pending();
+                    match pending.get_mut(&key) {
+                        Some(entry) => *entry = accepted,
+                        None => {
+                            pending.insert(key.clone(), accepted);
+                        }
+                    }
                     stream_id
                 }
                 Err(error) => {
@@ -491,6 +571,11 @@ inventory::submit! { RunnerType { name: "alquimia", build } }
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn extra_data(agentic: Option<&Object>) -> Value {
+        serde_json::to_value(ExtraData { agentic }).unwrap()
+    }
 
     #[test]
     fn extra_data_adds_today_unless_pinned() {
@@ -500,8 +585,53 @@ mod tests {
         assert_eq!(extra["user"], json!({"tier": "gold"}));
         let date = extra["date"].as_str().unwrap();
         assert!(chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok());
+        assert_eq!(date, chrono::Local::now().format("%Y-%m-%d").to_string());
         agentic.insert("date".into(), json!("2020-01-02"));
         assert_eq!(extra_data(Some(&agentic))["date"], "2020-01-02");
+        assert_eq!(extra_data(None).as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_infer_body_is_what_json_macro_wrote() {
+        let mut agentic = Object::new();
+        agentic.insert("z".into(), json!(1.5));
+        agentic.insert("date".into(), json!("2020-01-02"));
+        agentic.insert("a".into(), json!(["x", {"b": null}]));
+        let body = InferBody {
+            query: "q \"1\" é",
+            session_id: "s1",
+            extra_data: ExtraData {
+                agentic: Some(&agentic),
+            },
+            attachments: &[],
+        };
+        let before = json!({
+            "query": "q \"1\" é",
+            "session_id": "s1",
+            "extra_data": agentic,
+            "attachments": [],
+        });
+        assert_eq!(
+            serde_json::to_vec(&body).unwrap(),
+            serde_json::to_vec(&before).unwrap()
+        );
+    }
+
+    #[test]
+    fn pending_keys_tell_every_turn_apart() {
+        assert_ne!(pending_key("a", "bc", "d"), pending_key("ab", "c", "d"));
+        assert_ne!(pending_key("a", "b", "cd"), pending_key("a", "bc", "d"));
+        assert_ne!(pending_key("1:", "", ""), pending_key("", "1:", ""));
+        assert_eq!(pending_key("a", "b", "c"), pending_key("a", "b", "c"));
+    }
+
+    #[test]
+    fn stream_ids_are_strings_or_numbers() {
+        assert_eq!(stream_id(&json!("s-1")), Some("s-1".into()));
+        assert_eq!(stream_id(&json!(12)), Some("12".into()));
+        assert_eq!(stream_id(&json!(1.5)), Some("1.5".into()));
+        assert_eq!(stream_id(&json!("")), None);
+        assert_eq!(stream_id(&json!(null)), None);
     }
 
     #[test]

@@ -498,17 +498,35 @@ pub async fn read_json(
     limit: Duration,
     secrets: &[SecretString],
 ) -> Result<Value, RunError> {
+    let bytes = read_body(response, url, limit).await?;
+    parse_json(&bytes, url, secrets)
+}
+
+/// Reads a reply body of at most [`JSON_BODY_LIMIT`] bytes; a larger one
+/// is a permanent error, a failure while reading is classified by
+/// [`send_error`] (`limit` is the request's timeout).
+pub async fn read_body(
+    response: Response,
+    url: &Url,
+    limit: Duration,
+) -> Result<Vec<u8>, RunError> {
     let (bytes, cut) = read_capped(response, JSON_BODY_LIMIT)
         .await
         .map_err(|e| send_error(e, url, limit))?;
     if cut {
         return Err(too_large(url, JSON_BODY_LIMIT));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    Ok(bytes)
+}
+
+/// A reply body from `url` as JSON; a malformed one is a permanent error
+/// quoting its start (`secrets` scrubbed).
+pub fn parse_json(bytes: &[u8], url: &Url, secrets: &[SecretString]) -> Result<Value, RunError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         RunError::permanent(format!(
             "malformed JSON from {} ({e}): {}",
             redact_url(url),
-            quote(&String::from_utf8_lossy(&bytes), secrets)
+            quote(&String::from_utf8_lossy(bytes), secrets)
         ))
     })
 }

@@ -17,6 +17,7 @@ pub mod alquimia;
 pub mod command;
 pub mod http;
 pub(crate) mod http_util;
+pub(crate) mod json_pick;
 pub mod offline;
 pub mod openai;
 pub(crate) mod sse;

@@ -14,6 +14,8 @@
 //! Two caps bound what a stream can make the decoder hold: the longest line
 //! and the bytes of the whole stream ([`Limits`]).
 
+use std::ops::ControlFlow;
+
 use thiserror::Error;
 
 use super::http_util::{bytes_shown, SSE_LINE_LIMIT, SSE_STREAM_LIMIT};
@@ -48,7 +50,8 @@ pub enum SseError {
     StreamTooLarge(usize),
 }
 
-/// One dispatched event.
+/// One dispatched event, owned (what [`Decoder::feed`] collects).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// Its type: the last `event:` field, or `message`.
@@ -59,6 +62,32 @@ pub struct Event {
     pub id: Option<String>,
     /// The reconnection time the stream asked for (`retry:`), in milliseconds.
     pub retry: Option<u64>,
+}
+
+/// One dispatched event, borrowed from the decoder's buffers (reused for
+/// the next event, so nothing is allocated per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Its type: the last `event:` field, or `message`.
+    pub event: &'a str,
+    /// Its `data:` lines, joined with `\n`.
+    pub data: &'a str,
+    /// The last event id seen so far in the stream (`id:`), if any.
+    pub id: Option<&'a str>,
+    /// The reconnection time the stream asked for (`retry:`), in milliseconds.
+    pub retry: Option<u64>,
+}
+
+#[cfg(test)]
+impl EventRef<'_> {
+    fn to_owned(self) -> Event {
+        Event {
+            event: self.event.to_owned(),
+            data: self.data.to_owned(),
+            id: self.id.map(str::to_owned),
+            retry: self.retry,
+        }
+    }
 }
 
 /// Decodes a server-sent event stream chunk by chunk; see the module docs.
@@ -103,12 +132,28 @@ impl Decoder {
     }
 
     /// Decodes the next `chunk` of the stream: the events it completes, in order.
+    #[cfg(test)]
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, SseError> {
+        let mut events = Vec::new();
+        let _always_continues = self.feed_each(chunk, |event| {
+            events.push(event.to_owned());
+            ControlFlow::Continue(())
+        })?;
+        Ok(events)
+    }
+
+    /// Decodes the next `chunk` of the stream, handing each event it
+    /// completes to `on_event` in order, until `on_event` breaks (the rest
+    /// of the chunk is then left undecoded): whether it did.
+    pub fn feed_each(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SseError> {
         self.total = self.total.saturating_add(chunk.len());
         if self.total > self.limits.stream {
             return Err(SseError::StreamTooLarge(self.limits.stream));
         }
-        let mut events = Vec::new();
         let mut rest = chunk;
         if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
@@ -117,18 +162,22 @@ impl Decoder {
             }
         }
         while let Some(end) = memchr::memchr2(b'\r', b'\n', rest) {
-            if self.partial.is_empty() {
-                self.line(&rest[..end], &mut events)?;
+            let flow = if self.partial.is_empty() {
+                self.line(&rest[..end], &mut on_event)?
             } else {
                 self.check_line(self.partial.len() + end)?;
                 self.partial.extend_from_slice(&rest[..end]);
                 let line = std::mem::take(&mut self.partial);
-                self.line(&line, &mut events)?;
+                let flow = self.line(&line, &mut on_event)?;
                 // Keep the allocation for the next long line, unless huge.
                 if line.capacity() <= 64 * 1024 {
                     self.partial = line;
                     self.partial.clear();
                 }
+                flow
+            };
+            if flow.is_break() {
+                return Ok(flow);
             }
             let mut next = end + 1;
             if rest[end] == b'\r' {
@@ -142,7 +191,7 @@ impl Decoder {
         }
         self.check_line(self.partial.len() + rest.len())?;
         self.partial.extend_from_slice(rest);
-        Ok(events)
+        Ok(ControlFlow::Continue(()))
     }
 
     fn check_line(&self, len: usize) -> Result<(), SseError> {
@@ -153,20 +202,22 @@ impl Decoder {
         }
     }
 
-    /// Interprets one complete line (without its line end).
-    fn line(&mut self, mut line: &[u8], events: &mut Vec<Event>) -> Result<(), SseError> {
+    /// Interprets one complete line (without its line end); a blank line
+    /// hands the event read so far to `on_event`.
+    fn line(
+        &mut self,
+        mut line: &[u8],
+        on_event: &mut impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SseError> {
         self.check_line(line.len())?;
         if std::mem::take(&mut self.first_line) {
             line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
         }
         if line.is_empty() {
-            if let Some(event) = self.dispatch() {
-                events.push(event);
-            }
-            return Ok(());
+            return Ok(self.dispatch(on_event));
         }
         if line[0] == b':' {
-            return Ok(());
+            return Ok(ControlFlow::Continue(()));
         }
         let (name, value) = match memchr::memchr(b':', line) {
             Some(colon) => {
@@ -180,37 +231,50 @@ impl Decoder {
                 self.data.push_str(&String::from_utf8_lossy(value));
                 self.data.push('\n');
             }
-            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&String::from_utf8_lossy(value));
+            }
             b"id" if !value.contains(&0) => {
-                self.last_id = Some(String::from_utf8_lossy(value).into_owned());
+                let id = self.last_id.get_or_insert_with(String::new);
+                id.clear();
+                id.push_str(&String::from_utf8_lossy(value));
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // Digits only, so it parses unless it overflows.
-                self.retry = String::from_utf8_lossy(value).parse().ok();
+                self.retry = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|digits| digits.parse().ok());
             }
             _ => {}
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 
-    /// The event read so far, when it has data; resets the event buffers.
-    fn dispatch(&mut self) -> Option<Event> {
-        let event = std::mem::take(&mut self.event);
-        if self.data.is_empty() {
-            return None;
+    /// Hands the event read so far to `on_event` when it has data; resets
+    /// the event buffers (keeping their allocations).
+    fn dispatch(
+        &mut self,
+        on_event: &mut impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let mut flow = ControlFlow::Continue(());
+        if !self.data.is_empty() {
+            // Without the `\n` after the last data line.
+            let data = &self.data[..self.data.len() - 1];
+            flow = on_event(EventRef {
+                event: if self.event.is_empty() {
+                    "message"
+                } else {
+                    &self.event
+                },
+                data,
+                id: self.last_id.as_deref(),
+                retry: self.retry,
+            });
         }
-        let mut data = std::mem::take(&mut self.data);
-        data.pop(); // The `\n` after the last data line.
-        Some(Event {
-            event: if event.is_empty() {
-                "message".to_owned()
-            } else {
-                event
-            },
-            data,
-            id: self.last_id.clone(),
-            retry: self.retry,
-        })
+        self.event.clear();
+        self.data.clear();
+        flow
     }
 }
 
@@ -404,6 +468,24 @@ mod tests {
             SseError::LineTooLong(SSE_LINE_LIMIT).to_string(),
             "an event line longer than 32 MiB"
         );
+    }
+
+    #[test]
+    fn feeding_stops_where_the_handler_breaks() {
+        let mut decoder = Decoder::new(Limits::default());
+        let mut seen = Vec::new();
+        let flow = decoder
+            .feed_each(b"data: a\n\ndata: stop\n\ndata: c\n\n", |event| {
+                seen.push(event.data.to_owned());
+                if event.data == "stop" {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert!(flow.is_break());
+        assert_eq!(seen, ["a", "stop"]);
     }
 
     #[test]
