@@ -18,7 +18,6 @@
 //! [`Halt`] (a suite's spent budget) stops the run the same way, its
 //! reason in the messages: `budget of $2 spent before this turn was sent`.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -122,6 +121,9 @@ impl From<Dataset> for Job {
 /// Called after every turn with the job's index, the turn's index and its outcome.
 pub type Observer = dyn Fn(usize, usize, &BatchOutcome) + Send + Sync;
 
+/// Each job's result, by job index, as they come.
+type Slots = Vec<Option<(Dataset, Summary)>>;
+
 /// Called when a streamed job's session ends, with the job's index and
 /// its answered dataset and summary.
 pub type Done = dyn Fn(usize, (Dataset, Summary)) + Send + Sync;
@@ -185,25 +187,25 @@ impl Engine {
     /// Runs every job; results come back in the jobs' order.
     pub async fn run(&self, jobs: Vec<Job>, observer: Arc<Observer>) -> Vec<(Dataset, Summary)> {
         let count = jobs.len();
-        let queue = Arc::new(Mutex::new(
-            jobs.into_iter().enumerate().collect::<VecDeque<_>>(),
-        ));
-        let handles: Vec<_> = (0..self.concurrency.min(count))
-            .map(|_| tokio::spawn(self.clone().work(Arc::clone(&queue), Arc::clone(&observer))))
-            .collect();
-        let mut slots: Vec<Option<(Dataset, Summary)>> = (0..count).map(|_| None).collect();
-        for handle in handles {
-            match handle.await {
-                Ok(results) => {
-                    for (index, result) in results {
-                        slots[index] = Some(result);
-                    }
-                }
-                // A panic outside any runner call is a bug in forge: surface it.
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(_) => {}
-            }
+        let (queue, receiver) = tokio::sync::mpsc::channel(count.max(1));
+        for job in jobs.into_iter().enumerate() {
+            // The channel holds every job: sending cannot wait or fail.
+            let _ = queue.try_send(job);
         }
+        drop(queue);
+        let slots: Arc<Mutex<Slots>> = Arc::new(Mutex::new((0..count).map(|_| None).collect()));
+        let done = {
+            let slots = Arc::clone(&slots);
+            move |index: usize, result| {
+                let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot) = slots.get_mut(index) {
+                    *slot = Some(result);
+                }
+            }
+        };
+        let workers = self.clone().concurrency(self.concurrency.min(count));
+        workers.stream(receiver, observer, Arc::new(done)).await;
+        let slots = std::mem::take(&mut *slots.lock().unwrap_or_else(|e| e.into_inner()));
         slots.into_iter().flatten().collect()
     }
 
@@ -246,14 +248,7 @@ impl Engine {
         loop {
             let next = jobs.lock().await.recv().await;
             let Some((index, job)) = next else { break };
-            let session = SessionRun {
-                runner: &*self.runner,
-                policy: &self.policy,
-                stop: self.stop(),
-                observer: &*observer,
-                job: index,
-            };
-            let result = session.run(job).await;
+            let result = self.session(&*observer, index).run(job).await;
             done(index, result);
         }
     }
@@ -269,36 +264,19 @@ impl Engine {
 
     /// Runs one whole session here, with no observer.
     pub async fn run_one(&self, dataset: Dataset) -> (Dataset, Summary) {
-        let session = SessionRun {
-            runner: &*self.runner,
-            policy: &self.policy,
-            stop: self.stop(),
-            observer: &|_, _, _| {},
-            job: 0,
-        };
+        let session = self.session(&|_, _, _| {}, 0);
         session.run(Job::from(dataset)).await
     }
 
-    /// One worker: takes jobs off the queue until it is empty.
-    async fn work(
-        self,
-        queue: Arc<Mutex<VecDeque<(usize, Job)>>>,
-        observer: Arc<Observer>,
-    ) -> Vec<(usize, (Dataset, Summary))> {
-        let mut results = Vec::new();
-        loop {
-            let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-            let Some((index, job)) = next else { break };
-            let session = SessionRun {
-                runner: &*self.runner,
-                policy: &self.policy,
-                stop: self.stop(),
-                observer: &*observer,
-                job: index,
-            };
-            results.push((index, session.run(job).await));
+    /// Job `job`'s session, its turns told to `observer`.
+    fn session<'a>(&'a self, observer: &'a Observer, job: usize) -> SessionRun<'a> {
+        SessionRun {
+            runner: &*self.runner,
+            policy: &self.policy,
+            stop: self.stop(),
+            observer,
+            job,
         }
-        results
     }
 }
 

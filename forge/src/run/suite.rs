@@ -38,6 +38,20 @@ struct Context<'a> {
     offline: bool,
 }
 
+impl Context<'_> {
+    /// Dataset `d`'s pick, and the records of its skipped batches.
+    fn pick(&self, d: usize, data: &SuiteDataset) -> (DatasetPick, Vec<BatchRecord>) {
+        let at = DatasetAt {
+            suite: self.index,
+            dataset: d,
+            report_name: &self.name,
+        };
+        let pick = self.select.pick(at, data);
+        let placeholders = placeholders(self.index, d, data, &pick);
+        (pick, placeholders)
+    }
+}
+
 /// Runs suite `index` (its datasets taken out of it).
 pub(super) async fn run_suite(
     index: usize,
@@ -241,13 +255,7 @@ impl Feed<'_> {
         next_job: &mut usize,
     ) {
         let context = self.context;
-        let at = DatasetAt {
-            suite: context.index,
-            dataset: d,
-            report_name: &context.name,
-        };
-        let pick = context.select.pick(at, &data);
-        let placeholders = placeholders(context.index, d, &data, &pick);
+        let (pick, placeholders) = context.pick(d, &data);
         let permit = Arc::clone(&self.window).acquire_owned().await.ok();
         if let Some(recording) = &mut self.recording {
             recording.note(&data, &pick);
@@ -469,13 +477,7 @@ fn without_runner(
     let datasets = suite.take_datasets();
     for (d, data) in datasets.enumerate() {
         let Ok(data) = data else { break };
-        let at = DatasetAt {
-            suite: context.index,
-            dataset: d,
-            report_name: &context.name,
-        };
-        let pick = context.select.pick(at, &data);
-        let placeholders = placeholders(context.index, d, &data, &pick);
+        let (pick, placeholders) = context.pick(d, &data);
         let turns = match &message {
             Some(_) => pick.turns().unwrap_or(0),
             None => 0,

@@ -362,6 +362,37 @@ pub(super) struct Streaming {
     pub proxy: Loaded,
 }
 
+/// What a `file:` entry says of its datasets' batches.
+struct FileSettings {
+    file: String,
+    ignore: bool,
+    expect: Arc<Checks>,
+    runs: (usize, usize),
+    judge: Option<Value>,
+}
+
+/// A `file:` entry's settings, over the suite's defaults.
+fn file_settings(
+    source: Source,
+    entry: FileEntry,
+    defaults: &Defaults,
+) -> Result<FileSettings, SuiteError> {
+    let FileEntry {
+        file,
+        ignore,
+        expect,
+        repeat,
+        judge,
+    } = entry;
+    Ok(FileSettings {
+        judge: judge_value(source, judge.as_ref(), &file)?,
+        expect: Arc::new(expect.unwrap_or_default().or(&defaults.expect)),
+        runs: resolve_repeat(source, repeat.or(defaults.repeat), &file)?,
+        ignore,
+        file,
+    })
+}
+
 /// A `file:` entry of a JSON or JSONL file, to be read as the run goes.
 fn streaming(
     source: Source,
@@ -371,16 +402,13 @@ fn streaming(
     defaults: &Defaults,
     at: usize,
 ) -> Result<Streaming, SuiteError> {
-    let FileEntry {
+    let FileSettings {
         file,
         ignore,
         expect,
-        repeat,
+        runs,
         judge,
-    } = entry;
-    let judge = judge_value(source, judge.as_ref(), &file)?;
-    let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
-    let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
+    } = file_settings(source, entry, defaults)?;
     let proxy = Loaded {
         dataset: Dataset::new("", ""),
         ignored: Vec::new(),
@@ -480,16 +508,13 @@ fn from_file(
     entry: FileEntry,
     defaults: &Defaults,
 ) -> Result<Vec<Loaded>, SuiteError> {
-    let FileEntry {
+    let FileSettings {
         file,
         ignore,
         expect,
-        repeat,
+        runs,
         judge,
-    } = entry;
-    let judge = judge_value(source, judge.as_ref(), &file)?;
-    let expect = Arc::new(expect.unwrap_or_default().or(&defaults.expect));
-    let runs = resolve_repeat(source, repeat.or(defaults.repeat), &file)?;
+    } = file_settings(source, entry, defaults)?;
     let (datasets, hash) = load_dataset_file(path)?;
     Ok(datasets
         .into_iter()
