@@ -425,7 +425,7 @@ fn file_safe(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::merge::read::read_part;
-    use crate::report::summary::fixture::{self, fed, interleaved, Fed, Shape, SECRET};
+    use crate::report::summary::fixture::{self, fed, Fed, Shape, SECRET};
     use crate::report::whole::WholeSuite;
     use serde_json::ser::CompactFormatter;
 
@@ -554,13 +554,7 @@ mod tests {
     /// its path.
     fn write(dir: &Path, nextest: bool, suites: Vec<WholeSuite>, interleave: bool) -> PathBuf {
         let mut part = Part::new(dir, header(nextest));
-        let ends = if interleave {
-            let streams = suites.into_iter().map(fed).collect();
-            interleaved(&mut part, streams).expect("fed")
-        } else {
-            let feed = |s: WholeSuite| s.feed(&mut part).expect("fed");
-            suites.into_iter().map(feed).collect()
-        };
+        let ends = fixture::feed_all(&mut part, suites, interleave);
         let end = RunEnd {
             suites: &ends,
             load_failures: &[],

@@ -196,6 +196,21 @@ pub(crate) fn interleaved(
     }
 }
 
+/// Feeds `reporter` every suite, their datasets interleaved or one suite
+/// after the other; returns the suites' ends.
+pub(crate) fn feed_all(
+    reporter: &mut dyn Reporter,
+    suites: Vec<WholeSuite>,
+    interleave: bool,
+) -> Vec<SuiteReport> {
+    if interleave {
+        let streams = suites.into_iter().map(fed).collect();
+        return interleaved(reporter, streams).expect("fed");
+    }
+    let feed = |s: WholeSuite| s.feed(&mut *reporter).expect("fed");
+    suites.into_iter().map(feed).collect()
+}
+
 /// Feeds `reporter` one item; the suite's end if it is one.
 pub(crate) fn feed(
     reporter: &mut dyn Reporter,

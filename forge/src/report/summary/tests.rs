@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::ser::PrettyFormatter;
 
-use super::fixture::{self, fed, interleaved, Fed, Shape, SECRET};
+use super::fixture::{self, fed, feed_all, Fed, Shape, SECRET};
 use super::*;
 use crate::output::write_redacted;
 use crate::report::tally::SuiteUsage;
@@ -134,13 +134,7 @@ fn shapes() -> Vec<(&'static str, Shape)> {
 
 fn write_all(dir: &Path, suites: Vec<WholeSuite>, interleave: bool) -> Vec<PathBuf> {
     let mut reporter = SummaryJson::new(dir);
-    let ends = if interleave {
-        let streams = suites.into_iter().map(fed).collect();
-        interleaved(&mut reporter, streams).expect("fed")
-    } else {
-        let feed = |s: WholeSuite| s.feed(&mut reporter).expect("fed");
-        suites.into_iter().map(feed).collect()
-    };
+    let ends = feed_all(&mut reporter, suites, interleave);
     let end = RunEnd {
         suites: &ends,
         load_failures: &[],
