@@ -103,13 +103,10 @@ pub async fn execute<R: Reporter + 'static>(
     // run's reports.
     let cassettes: Vec<_> = runs.iter_mut().filter_map(|r| r.cassette.take()).collect();
     let held = runs.iter().map(|r| r.held).sum();
-    let Ok(live) = Arc::try_unwrap(live) else {
-        unreachable!("the run holds no event sink once it has ended")
-    };
-    let (heads, mut state) = (
-        live.heads,
-        live.state.into_inner().unwrap_or_else(|e| e.into_inner()),
-    );
+    // The run is over: nothing else locks the reporter now.
+    let mut guard = live.state.lock().unwrap_or_else(|e| e.into_inner());
+    let state = &mut *guard;
+    let heads = live.heads.clone();
     let tallies = std::mem::take(&mut state.tallies);
     let reports: Vec<SuiteReport> = runs
         .into_iter()
