@@ -109,15 +109,12 @@ pub(super) async fn run_suite(
             return fail(&context, suite, run, message);
         }
     };
+    let tape = tape.map(Arc::new);
     let recorder = cassettes.record.as_deref().map(|dir| {
-        let (runner, errors) = (suite.runner_key(), cassettes.record_errors);
-        Arc::new(Recorder::new(
-            dir,
-            &context.name,
-            runner,
-            errors,
-            secrets.clone(),
-        ))
+        let old = old_cassette(cassettes, suite, tape.as_ref());
+        let options = (cassettes.record_errors, secrets.clone());
+        let runner = suite.runner_key();
+        Arc::new(Recorder::new(dir, &context.name, runner, options, old))
     });
     let collector = Arc::new(Collector::new(
         index,
@@ -141,7 +138,7 @@ pub(super) async fn run_suite(
         context: &context,
         collector: &collector,
         recorder: recorder.as_ref(),
-        tape: tape.as_ref(),
+        tape: tape.as_deref(),
         judges: &judges,
         window: Arc::new(Semaphore::new(window)),
         recording: cassettes.record.is_some().then(Recording::default),
@@ -153,7 +150,7 @@ pub(super) async fn run_suite(
     run.error = error.map(|e| secrets.redact(&e.to_string()).into_owned());
     run.cassette = recorder.and_then(Arc::into_inner).map(|recorder| {
         let recording = recording.unwrap_or_default();
-        finish_cassette(cassettes, suite, recording, recorder, tape, &judge_tape)
+        finish_cassette(recording, recorder, &judge_tape)
     });
     run
 }
@@ -544,29 +541,37 @@ fn judges(
         .collect()
 }
 
-/// Writes the suite's cassette: what was recorded now, with what the old
-/// cassette (the replayed one, or the one in the recording directory) has
-/// of the suite's other sessions and judge requests.
-fn finish_cassette(
+/// What the suite's cassette held before a recording: the replayed one
+/// when it is recorded into the same directory, else the one in the
+/// recording directory.
+fn old_cassette(
     cassettes: &Cassettes,
     suite: &Suite,
+    tape: Option<&Arc<Tape>>,
+) -> Option<Arc<Tape>> {
+    match (&cassettes.record, &cassettes.replay) {
+        (Some(record), Some(replay)) if record == replay => tape.cloned(),
+        (Some(record), _) => Tape::load(record, &suite.report_name(), &suite.runner_key())
+            .ok()
+            .map(Arc::new),
+        _ => None,
+    }
+}
+
+/// Writes the suite's cassette: what was recorded now, with what the old
+/// cassette has of the suite's other sessions and judge requests.
+fn finish_cassette(
     recording: Recording,
     recorder: Recorder,
-    tape: Option<Tape>,
     judge_tape: &JudgeTape,
 ) -> Result<PathBuf, ReportError> {
-    let old = match (&cassettes.record, &cassettes.replay) {
-        (Some(record), Some(replay)) if record == replay => tape,
-        (Some(record), _) => Tape::load(record, &suite.report_name(), &suite.runner_key()).ok(),
-        _ => None,
-    };
     // Whether every turn of every session ran: then the old cassette's
     // judge replies that were not used are stale.
     let whole = !recording.partial;
-    let judge = judge_tape.entries(old.as_ref().map_or(&[], Tape::judge), whole);
+    let judge = judge_tape.entries(recorder.old_judge(), whole);
     let kept = |tape: &crate::cassette::SessionTape| {
         let key = (tape.session_id.clone(), tape.assistant_id.clone(), tape.run);
         recording.sessions.contains(&key)
     };
-    recorder.write(old.as_ref(), &kept, judge)
+    recorder.write(&kept, judge)
 }
