@@ -79,37 +79,17 @@ pub(super) async fn run_suite(
         without_runner(&context, suite, &mut run, None);
         return run;
     }
-    let tape = match open_tape(cassettes, suite) {
-        Ok(tape) => tape,
-        Err(message) => return fail(&context, suite, run, message),
-    };
-    let judge_tape = Arc::new(JudgeTape::new(
-        tape.as_ref().map(Tape::judge),
-        cassettes.offline(),
-        cassettes.record.is_some(),
-    ));
-    let meter = Arc::new(Meter::new(suite.budget));
-    let judges = judges(
-        suite,
-        cancel.clone(),
-        &secrets,
-        Arc::clone(&judge_tape),
-        &meter,
-    );
-    let judges = match judges {
-        Ok(judges) => judges,
+    let setup = match set_up(&context, suite, cassettes, cancel.clone()) {
+        Ok(setup) => setup,
         Err(message) => return fail(&context, suite, run, secrets.redact(&message).into_owned()),
     };
-    let live = tape.as_ref().is_none_or(|t| any_live(&context, suite, t));
-    let runner = match live.then(|| suite.build_runner()) {
-        None => None,
-        Some(Ok(runner)) => Some(runner),
-        Some(Err(error)) => {
-            let message = secrets.redact(&error.to_string()).into_owned();
-            return fail(&context, suite, run, message);
-        }
-    };
-    let tape = tape.map(Arc::new);
+    let Setup {
+        tape,
+        judge_tape,
+        meter,
+        judges,
+        runner,
+    } = setup;
     let recorder = cassettes.record.as_deref().map(|dir| {
         let old = old_cassette(cassettes, suite, tape.as_ref());
         let options = (cassettes.record_errors, secrets.clone());
@@ -123,16 +103,7 @@ pub(super) async fn run_suite(
         suite.price,
         Arc::clone(&meter),
     ));
-    let engine = runner.map(|runner| {
-        let engine = Engine::new(runner)
-            .policy(suite.policy.clone())
-            .concurrency(suite.sessions_in_flight())
-            .cancel_on(cancel);
-        match meter.halt() {
-            Some(halt) => engine.halt_on(halt),
-            None => engine,
-        }
-    });
+    let engine = runner.map(|runner| engine(suite, runner, cancel, &meter));
     let window = suite.sessions_in_flight() + WINDOW_SLACK;
     let feed = Feed {
         context: &context,
@@ -153,6 +124,68 @@ pub(super) async fn run_suite(
         finish_cassette(recording, recorder, &judge_tape)
     });
     run
+}
+
+/// What a suite's run needs before its first dataset.
+struct Setup {
+    /// Its cassette, when replaying.
+    tape: Option<Arc<Tape>>,
+    judge_tape: Arc<JudgeTape>,
+    /// Its spending, toward its budget.
+    meter: Arc<Meter>,
+    judges: Vec<Arc<Judge>>,
+    /// Its runner, when a session runs live.
+    runner: Option<Arc<dyn crate::runner::Runner>>,
+}
+
+/// Reads the suite's cassette, makes its judges and (when a session runs
+/// live) its runner; sends nothing. The error says why the suite cannot
+/// run (not yet redacted).
+fn set_up(
+    context: &Context<'_>,
+    suite: &Suite,
+    cassettes: &Cassettes,
+    cancel: CancellationToken,
+) -> Result<Setup, String> {
+    let tape = open_tape(cassettes, suite)?;
+    let judge_tape = Arc::new(JudgeTape::new(
+        tape.as_ref().map(Tape::judge),
+        cassettes.offline(),
+        cassettes.record.is_some(),
+    ));
+    let meter = Arc::new(Meter::new(suite.budget));
+    let secrets = suite.secrets();
+    let judges = judges(suite, cancel, &secrets, Arc::clone(&judge_tape), &meter)?;
+    let live = tape.as_ref().is_none_or(|t| any_live(context, suite, t));
+    let runner = match live {
+        true => Some(suite.build_runner().map_err(|e| e.to_string())?),
+        false => None,
+    };
+    Ok(Setup {
+        tape: tape.map(Arc::new),
+        judge_tape,
+        meter,
+        judges,
+        runner,
+    })
+}
+
+/// The engine of the suite's live sessions, stopped by `cancel` and by its
+/// spent budget.
+fn engine(
+    suite: &Suite,
+    runner: Arc<dyn crate::runner::Runner>,
+    cancel: CancellationToken,
+    meter: &Meter,
+) -> Engine {
+    let engine = Engine::new(runner)
+        .policy(suite.policy.clone())
+        .concurrency(suite.sessions_in_flight())
+        .cancel_on(cancel);
+    match meter.halt() {
+        Some(halt) => engine.halt_on(halt),
+        None => engine,
+    }
 }
 
 /// What a recording run keeps of the suite's sessions for its cassette.
