@@ -39,14 +39,18 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Dataset `d`'s pick, and the records of its skipped batches.
-    fn pick(&self, d: usize, data: &SuiteDataset) -> (DatasetPick, Vec<BatchRecord>) {
-        let at = DatasetAt {
+    /// Where dataset `d` sits.
+    fn at(&self, d: usize) -> DatasetAt<'_> {
+        DatasetAt {
             suite: self.index,
             dataset: d,
             report_name: &self.name,
-        };
-        let pick = self.select.pick(at, data);
+        }
+    }
+
+    /// Dataset `d`'s pick, and the records of its skipped batches.
+    fn pick(&self, d: usize, data: &SuiteDataset) -> (DatasetPick, Vec<BatchRecord>) {
+        let pick = self.select.pick(self.at(d), data);
         let placeholders = placeholders(self.index, d, data, &pick);
         (pick, placeholders)
     }
@@ -472,12 +476,7 @@ fn any_live(context: &Context<'_>, suite: &Suite, tape: &Tape) -> bool {
         if live {
             return;
         }
-        let at = DatasetAt {
-            suite: context.index,
-            dataset: d,
-            report_name: &context.name,
-        };
-        let Some(turns) = context.select.pick(at, data).turns() else {
+        let Some(turns) = context.select.pick(context.at(d), data).turns() else {
             return;
         };
         let session_id = &data.dataset.session_id;

@@ -462,6 +462,19 @@ impl Suite {
         eager + self.streams.iter().map(|(_, s)| s.batches).sum::<usize>()
     }
 
+    /// Number of its batches that are ignored (`ignore: true`), from the
+    /// load's counts.
+    pub fn ignored_count(&self) -> usize {
+        let eager = self
+            .datasets
+            .iter()
+            .flat_map(|d| &d.ignored)
+            .filter(|i| **i)
+            .count();
+        let streamed = self.streams.iter().filter(|(_, s)| s.ignore);
+        eager + streamed.map(|(_, s)| s.batches).sum::<usize>()
+    }
+
     /// The judges its datasets ask, each once.
     pub(crate) fn judge_specs(&self) -> Vec<Arc<JudgeSpec>> {
         let eager = self.datasets.iter().filter_map(|d| d.judge.as_ref());

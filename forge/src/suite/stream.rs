@@ -536,6 +536,24 @@ mod tests {
     }
 
     #[test]
+    fn the_loads_counts_select_as_a_pass_over_the_files_does() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path());
+        let options = LoadOptions {
+            stream: true,
+            ..LoadOptions::default()
+        };
+        let suites = vec![Suite::load_with(&path, &options).expect("streamed")];
+        let mut counted = crate::select::Rules::new(&suites, None, None);
+        counted.count(&suites).expect("counted");
+        // An empty filter matches every batch, and is counted by a pass.
+        let mut passed = crate::select::Rules::new(&suites, Some(""), None);
+        passed.count(&suites).expect("counted");
+        assert_eq!(counted.selected(), passed.selected());
+        assert_eq!(counted.selected(), 5, "the ignored file's 6 batches are not");
+    }
+
+    #[test]
     fn mistakes_in_a_streamed_file_are_located_as_eager_ones() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write(dir.path());
