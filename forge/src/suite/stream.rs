@@ -550,7 +550,11 @@ mod tests {
         let mut passed = crate::select::Rules::new(&suites, Some(""), None);
         passed.count(&suites).expect("counted");
         assert_eq!(counted.selected(), passed.selected());
-        assert_eq!(counted.selected(), 5, "the ignored file's 6 batches are not");
+        assert_eq!(
+            counted.selected(),
+            5,
+            "the ignored file's 6 batches are not"
+        );
     }
 
     #[test]
